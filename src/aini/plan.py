@@ -1,0 +1,117 @@
+"""What `aini up` would do, decided offline from aini.yml and the catalog (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import catalog, sizing
+from .catalog.model import ServiceSpec, subdomain_of
+from .config import AiniConfig
+from .errors import InputError, SizingError
+from .render.compose import image_ref
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    group: str
+    title: str
+    image: str
+    url: str | None
+    admin: bool
+    mem_reservation: int
+    mem_limit: int
+
+
+@dataclass(frozen=True)
+class SecretRow:
+    name: str
+    kind: str  # generated | user
+    state: str  # stored | to generate | set | not set (optional) | missing
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    services: list[ServiceRow]
+    secrets: list[SecretRow]
+    budget: sizing.Budget
+    warnings: list[str]
+
+
+def check(config: AiniConfig) -> list[ServiceSpec]:
+    """Checks that need the catalog; raise InputError naming the field. Returns the enabled entries."""
+    unknown = sorted(set(config.images.overrides) - set(catalog.names()))
+    if unknown:
+        raise InputError(
+            f"images.overrides: unknown service {', '.join(unknown)}; known: {', '.join(catalog.names())}"
+        )
+    specs = catalog.enabled(config)
+    if config.target.kind == "hetzner":
+        fit = sizing.budget(specs, config.target.server_type)
+        if not fit.fits:
+            family = config.target.server_type.rstrip("0123456789")
+            bigger = sizing.smallest_fitting(specs, family)
+            heavy = max((s for s in specs if s.role in ("app", "admin")), key=lambda s: s.mem_reservation)
+            raise SizingError(
+                f"target.server_type: the enabled services reserve {_gib(fit.reserved_mib)} (with the host's "
+                f"{_gib(sizing.HOST_RESERVE_MIB)}) but {fit.server_type} has {_gib(fit.ram_mib or 0)}; "
+                + (f"choose {bigger} or larger" if bigger else "choose a larger server type")
+                + f", or disable {heavy.name} ({_gib(heavy.mem_reservation)})"
+            )
+    return specs
+
+
+def make(config: AiniConfig, stored: set[str]) -> Plan:
+    specs = check(config)
+    ctx = catalog.context(config)
+    rows = [
+        ServiceRow(
+            name=s.name,
+            group=s.group,
+            title=s.title,
+            image=image_ref(s, ctx),
+            url=f"https://{subdomain_of(s, config)}.{config.domain}" if s.route else None,
+            admin=bool(s.route and s.route.admin),
+            mem_reservation=s.mem_reservation,
+            mem_limit=s.mem_limit,
+        )
+        for s in specs
+    ]
+    needed = _referenced_secrets(specs, ctx)
+    secrets = [
+        SecretRow(s.name, "generated", "stored" if s.name in stored else "to generate")
+        for s in catalog.secrets_for(specs)
+    ]
+    for user in catalog.user_secrets_for(specs):
+        if user.name not in needed:
+            continue  # declared by a service but not used by this configuration
+        if user.name in stored:
+            state = "set"
+        else:
+            state = "missing" if needed.get(user.name) else "not set (optional)"
+        secrets.append(SecretRow(user.name, "user", state))
+    server_type = config.target.server_type if config.target.kind == "hetzner" else None
+    budget = sizing.budget(specs, server_type)
+    warnings = []
+    if config.target.kind == "hetzner" and budget.ram_mib is None:
+        warnings.append(f"server type {server_type} is not known offline; `aini up` checks it against the Hetzner API")
+    if config.target.kind != "hetzner":
+        warnings.append("the server's memory is checked on the host at `aini up`")
+    if config.tls.staging:
+        warnings.append("tls.staging is on: browsers will not trust the certificates")
+    return Plan(config.target.kind, rows, secrets, budget, warnings)
+
+
+def _referenced_secrets(specs: list[ServiceSpec], ctx: catalog.Context) -> dict[str, bool]:
+    """Secret name -> whether some enabled service needs it (a non-optional reference)."""
+    needed: dict[str, bool] = {}
+    for spec in specs:
+        for value in spec.env(ctx).values():
+            if isinstance(value, catalog.Ref):
+                needed[value.secret] = needed.get(value.secret, False) or not value.optional
+    return needed
+
+
+def _gib(mib: int) -> str:
+    return f"{mib / 1024:.1f} GiB"

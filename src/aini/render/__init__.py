@@ -1,0 +1,1 @@
+"""Pure renderers: (config, catalog, secrets) -> the files of the deploy bundle."""

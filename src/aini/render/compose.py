@@ -1,0 +1,129 @@
+"""One compose project per group: the application, its databases on the group's own
+internal network, and only the web-facing container on the proxy network."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .networks import PROXY_NETWORK, PROXY_SUBNET, TRAEFIK_IP
+
+if TYPE_CHECKING:
+    from ..catalog.model import Context, EnvValue, ServiceSpec
+
+WATCHTOWER_ENABLE = "com.centurylinklabs.watchtower.enable"
+WATCHTOWER_MONITOR = "com.centurylinklabs.watchtower.monitor-only"
+# Images whose entrypoints rely on setuid/capabilities gained after start.
+_NEEDS_PRIVILEGE_GAIN = {"netdata", "onlyoffice"}
+
+
+def image_ref(spec: ServiceSpec, ctx: Context) -> str:
+    """The pinned image, through the user's mirror or per-container override if any."""
+    images = ctx.config.images
+    if spec.name in images.overrides:
+        return images.overrides[spec.name]
+    if images.mirror:
+        path = spec.image.split("/", 1)[1]  # drop the registry host, keep the repository path
+        return f"{images.mirror}/{path}:{spec.version}"
+    return spec.pinned
+
+
+def split_env(spec: ServiceSpec, ctx: Context) -> tuple[dict[str, str], dict[str, EnvValue]]:
+    """Plain values go into compose; values built from secrets go into the 0600 env file."""
+    from ..catalog.model import Ref
+
+    plain: dict[str, str] = {}
+    secret: dict[str, EnvValue] = {}
+    for key, value in spec.env(ctx).items():
+        (secret if isinstance(value, Ref) else plain)[key] = value
+    return plain, secret
+
+
+def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_file: bool) -> dict:
+    plain, _ = split_env(spec, ctx)
+    svc: dict = {"image": image_ref(spec, ctx), "container_name": spec.container, "restart": "unless-stopped"}
+    if spec.entrypoint:
+        svc["entrypoint"] = list(spec.entrypoint)
+    if spec.command:
+        svc["command"] = list(spec.command)
+    if has_env_file:
+        svc["env_file"] = [f"{spec.name}.env"]
+    if plain:
+        svc["environment"] = dict(sorted(plain.items()))
+    mounts = [*spec.volumes, *(spec.files.mounts if spec.files else ())]
+    if mounts:
+        svc["volumes"] = [f"{v.name}:{v.target}{':ro' if v.read_only else ''}" for v in mounts]
+    if spec.extra.get("ports"):
+        svc["ports"] = list(spec.extra["ports"])  # type: ignore[arg-type]
+    for key in ("pid", "cap_add", "security_opt"):
+        if key in spec.extra:
+            svc[key] = spec.extra[key]
+    if spec.name not in _NEEDS_PRIVILEGE_GAIN:
+        svc["security_opt"] = [*svc.get("security_opt", []), "no-new-privileges:true"]
+    networks = _networks_of(spec, group)
+    if networks:
+        svc["networks"] = networks
+    deps = {d: {"condition": "service_healthy"} for d in spec.depends_on if ctx.on(d) and _healthy_dep(d)}
+    if deps:
+        svc["depends_on"] = deps
+    if spec.health.test:
+        h = spec.health
+        svc["healthcheck"] = {
+            "test": list(h.test),
+            "interval": h.interval,
+            "timeout": h.timeout,
+            "retries": h.retries,
+            "start_period": h.start_period,
+        }
+    svc["mem_reservation"] = f"{spec.mem_reservation}m"
+    svc["mem_limit"] = f"{spec.mem_limit}m"
+    svc["labels"] = _labels(spec, ctx)
+    return svc
+
+
+def _healthy_dep(name: str) -> bool:
+    from ..catalog import by_name
+
+    return by_name(name).health.test is not None or by_name(name).health.port is not None
+
+
+def _networks_of(spec: ServiceSpec, group: list[ServiceSpec]) -> dict:
+    networks: dict = {}
+    if len(group) > 1:
+        networks["internal"] = {}
+    if spec.route:
+        networks["proxy"] = {"ipv4_address": TRAEFIK_IP} if spec.name == "traefik" else {}
+    return networks
+
+
+def _labels(spec: ServiceSpec, ctx: Context) -> dict[str, str]:
+    labels = {
+        "aini.project": ctx.config.project,
+        "aini.group": spec.group,
+        "aini.service": spec.name,
+        WATCHTOWER_ENABLE: "false" if spec.update == "off" else "true",
+    }
+    if spec.update == "monitor":
+        labels[WATCHTOWER_MONITOR] = "true"
+    return labels
+
+
+def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: set[str]) -> dict:
+    doc: dict = {
+        "name": f"aini-{group_name}",
+        "services": {s.name: service(s, ctx, specs, s.name in env_files) for s in specs},
+    }
+    networks: dict = {}
+    if len(specs) > 1:
+        # internal: no route to the outside; databases are reachable only from their group.
+        networks["internal"] = {"name": f"aini-{group_name}", "internal": True}
+    if any(s.route for s in specs):
+        if group_name == "traefik":
+            networks["proxy"] = {"name": PROXY_NETWORK, "ipam": {"config": [{"subnet": PROXY_SUBNET}]}}
+        else:
+            networks["proxy"] = {"name": PROXY_NETWORK, "external": True}
+    if networks:
+        doc["networks"] = networks
+    volumes = sorted({v.name for s in specs for v in s.volumes if not v.name.startswith(("/", "./"))})
+    if volumes:
+        doc["volumes"] = {v: {"name": f"aini-{v}"} for v in volumes}
+    return doc
