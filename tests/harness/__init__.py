@@ -1,0 +1,1 @@
+"""What the tests stand on: sandbox hosts, their images and the local Docker engine."""
