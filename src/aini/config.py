@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -28,8 +29,19 @@ IMAGE_RE = re.compile(
     r"^(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-CRON5_RE = re.compile(r"^\S+(\s+\S+){4}$")
-CRON6_RE = re.compile(r"^\S+(\s+\S+){5}$")
+_CRON_FIELDS = "seconds minutes hours day month weekday".split()
+
+
+def _cron(fields: int) -> Callable[[str], str]:
+    """A validator for a cron expression with `fields` fields (6: seconds first)."""
+    names = " ".join(_CRON_FIELDS[-fields:])
+
+    def check(value: str) -> str:
+        if len(value.split()) != fields:
+            raise ValueError(f"must be a {fields}-field cron expression ({names})")
+        return " ".join(value.split())
+
+    return check
 
 
 class Model(BaseModel):
@@ -106,12 +118,7 @@ class WatchtowerOptions(Model):
     enabled: bool = True
     schedule: str = Field(default="0 0 4 * * *", description="6-field cron (seconds first), host time.")
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron6(cls, value: str) -> str:
-        if not CRON6_RE.match(value.strip()):
-            raise ValueError("must be a 6-field cron expression (seconds minutes hours day month weekday)")
-        return value.strip()
+    _schedule = field_validator("schedule")(_cron(6))
 
 
 class Services(Model):
@@ -186,12 +193,7 @@ class Backup(Model):
     schedule: str = Field(default="30 3 * * *", description="5-field cron, host time.")
     retention: Retention = Retention()
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron5(cls, value: str) -> str:
-        if not CRON5_RE.match(value.strip()):
-            raise ValueError("must be a 5-field cron expression (minutes hours day month weekday)")
-        return value.strip()
+    _schedule = field_validator("schedule")(_cron(5))
 
 
 class Images(Model):
