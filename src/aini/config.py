@@ -144,6 +144,26 @@ class HetznerTarget(Model):
     ssh_from: list[str] = Field(
         default=[], max_length=20, description="CIDRs allowed to reach SSH; empty means anywhere."
     )
+    ssh_port: int = Field(default=22, ge=1, le=65535, description="The port sshd listens on.")
+    volume_gb: int | None = Field(
+        default=None, ge=10, le=10240, description="A Hetzner volume for service data, kept across rebuilds."
+    )
+    primary_ip: bool = Field(default=False, description="Keep the server's IPv4 address across rebuilds.")
+    dns_zone: str | None = Field(
+        default=None, description="Manage A/AAAA records for every enabled subdomain in this Hetzner DNS zone."
+    )
+
+    @field_validator("ssh_from")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR such as '203.0.113.0/24'") from None
+        return value
 
 
 class SshTarget(Model):
@@ -253,6 +273,9 @@ class AiniConfig(Model):
             raise ValueError("tls.challenge 'local' only works with target.kind 'local'; use 'http' or 'dns'")
         if local and self.tls.challenge not in (None, "local"):
             raise ValueError("the local target cannot answer ACME challenges; set tls.challenge to 'local'")
+        zone = getattr(self.target, "dns_zone", None)
+        if zone and not (self.domain == zone or self.domain.endswith("." + zone)):
+            raise ValueError(f"target.dns_zone '{zone}' does not contain the domain '{self.domain}'")
         if self.domain == "localhost" and not local:
             raise ValueError("domain 'localhost' only works with target.kind 'local'")
         if self.services.onlyoffice.enabled and not self.services.nextcloud.enabled:

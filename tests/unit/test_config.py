@@ -51,6 +51,9 @@ def test_unknown_key_inside_a_target_variant_is_named_without_the_tag():
         ({**BASE, "services": {"nextcloud": {"enabled": False}}}, "services.onlyoffice needs services.nextcloud"),
         ({**BASE, "backup": {"schedule": "daily"}}, "backup.schedule: must be a 5-field cron"),
         ({**BASE, "services": {"watchtower": {"schedule": "0 4 * * *"}}}, "must be a 6-field cron"),
+        ({**BASE, "target": {"kind": "hetzner", "ssh_from": ["10.0.0.0/33"]}}, "target.ssh_from: '10.0.0.0/33' is not a CIDR"),
+        ({**BASE, "target": {"kind": "hetzner", "dns_zone": "example.org"}}, "does not contain the domain 'example.com'"),
+        ({**BASE, "target": {"kind": "hetzner", "volume_gb": 5}}, "target.volume_gb: Input should be greater than or equal to 10"),
     ],
 )
 def test_invalid_values_are_named(data, expected):
