@@ -175,6 +175,38 @@ def plan(
     _run(lambda: show_plan(_load(), state.project_dir, as_json))
 
 
+@app.command()
+def up(
+    docker_source: Annotated[
+        str,
+        typer.Option(help="Where Docker comes from: 'docker' (Docker's apt repository) or 'debian' "
+                     "(Debian's docker.io, for servers that cannot reach download.docker.com)."),
+    ] = "docker",
+    compose_plugin: Annotated[
+        Optional[Path], typer.Option(help="docker-compose v2 binary to install with --docker-source debian.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result and Ansible's stats as JSON.")] = False,
+) -> None:
+    """Configure the server: harden it and install Docker (ssh target; deploying the services comes next)."""
+    from .host import UpOptions
+    from .host import up as up_host
+    from .runner import ConsoleProgress
+
+    def action() -> None:
+        result = up_host(_load(), state.project_dir, UpOptions(docker_source, compose_plugin), ConsoleProgress())
+        if as_json:
+            import json
+
+            print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+            return
+        minutes, seconds = divmod(int(result.elapsed), 60)
+        print(f"Configured {result.host}:{result.port}: {result.changed} changed, {minutes}:{seconds:02d} elapsed.")
+        print(f"Admin user: {result.admin_user} (this run logged in as {result.connected_as}); "
+              f"root and passwords can no longer log in over SSH.")
+
+    _run(action)
+
+
 def main() -> None:
     app()
 

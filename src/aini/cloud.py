@@ -145,21 +145,28 @@ def _detail(kind: str, target: HetznerTarget) -> str:
 # --- the edge: hcloud-python -------------------------------------------------------
 
 
+def token(prompt: Callable[[str], str] | None = None) -> str:
+    """The API token from HCLOUD_TOKEN or a hidden prompt; never from argv or aini.yml. A
+    prompted token is put into this process's environment, where the Ansible modules read it."""
+    value = os.environ.get(TOKEN_ENV)
+    if not value and prompt is None and sys.stdin.isatty():
+        prompt = getpass.getpass
+    if not value and prompt is not None:
+        value = prompt("Hetzner Cloud API token (read & write): ").strip()
+        if value:
+            os.environ[TOKEN_ENV] = value
+    if not value:
+        raise InputError(f"no Hetzner Cloud token: export {TOKEN_ENV} (a read & write API token of your project)")
+    return value
+
+
 def connect(prompt: Callable[[str], str] | None = None) -> Client:
-    """A client with the token from HCLOUD_TOKEN or a hidden prompt; never from argv or aini.yml."""
     from hcloud import Client
 
-    token = os.environ.get(TOKEN_ENV)
-    if not token and prompt is None and sys.stdin.isatty():
-        prompt = getpass.getpass
-    if not token and prompt is not None:
-        token = prompt("Hetzner Cloud API token (read & write): ")
-    if not token:
-        raise InputError(f"no Hetzner Cloud token: export {TOKEN_ENV} (a read & write API token of your project)")
-    endpoint = os.environ.get(ENDPOINT_ENV, "https://api.hetzner.cloud/v1")
     from . import __version__
 
-    return Client(token=token, api_endpoint=endpoint, application_name="aini", application_version=__version__)
+    endpoint = os.environ.get(ENDPOINT_ENV, "https://api.hetzner.cloud/v1")
+    return Client(token=token(prompt), api_endpoint=endpoint, application_name="aini", application_version=__version__)
 
 
 def api_error(exc: Exception) -> AiniError:
@@ -174,6 +181,8 @@ def api_error(exc: Exception) -> AiniError:
     }
     if code in messages:
         return AiniError(messages[code])
+    if code is None and not hasattr(exc, "message"):  # no API answer at all: connection dropped, timeout, DNS
+        return AiniError(f"the Hetzner Cloud API did not answer ({type(exc).__name__}); check the network and run the same command again")
     message = getattr(exc, "message", None) or type(exc).__name__
     return AiniError(f"the Hetzner Cloud API failed ({code or 'no answer'}): {message}; run the same command again to resume")
 

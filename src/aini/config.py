@@ -12,7 +12,7 @@ import re
 import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -178,7 +178,7 @@ class LocalTarget(Model):
     kind: Literal["local"]
 
 
-Target = Annotated[Union[HetznerTarget, SshTarget, LocalTarget], Field(discriminator="kind")]
+Target = Annotated[HetznerTarget | SshTarget | LocalTarget, Field(discriminator="kind")]
 
 
 class Tls(Model):

@@ -170,6 +170,16 @@ def host_image() -> str:
     return layered_image("host", base_image())
 
 
+def docker_host_image() -> str:
+    """The host image plus Debian's docker.io (see images/host-docker/Dockerfile)."""
+    return layered_image("host-docker", host_image())
+
+
+def scanner_image() -> str:
+    """The host image plus nmap and busybox-static (see images/scanner/Dockerfile)."""
+    return layered_image("scanner", host_image())
+
+
 # --------------------------------------------------------------------------- hosts
 
 
@@ -322,8 +332,12 @@ def _free_port() -> int:
 
 
 def start_hosts(n: int, key: Path, image: str | None = None, prefix: str = "aini-sandbox",
-                publish: tuple[int, ...] = (22, 80, 443)) -> list[SandboxHost]:
-    """Create n fresh hosts with `key` authorised for root, boot them together, wait for all."""
+                publish: tuple[int, ...] = (22, 80, 443), owner: int | None = None) -> list[SandboxHost]:
+    """Create n fresh hosts with `key` authorised for root, boot them together, wait for all.
+
+    `owner`: the pid whose death makes the hosts leftovers (default: this process); a
+    short-lived helper (e.g. Molecule's create step) passes a longer-lived one.
+    """
     image = image or host_image()
     pub = Path(f"{key}.pub")
     hosts: list[SandboxHost] = []
@@ -332,7 +346,7 @@ def start_hosts(n: int, key: Path, image: str | None = None, prefix: str = "aini
             name = f"{prefix}-{uuid.uuid4().hex[:8]}"
             host = SandboxHost(name=name, key=key, volume=f"{name}-docker")
             hosts.append(host)
-            labels = ["--label", LABEL, "--label", f"{OWNER_LABEL}={os.getpid()}"]
+            labels = ["--label", LABEL, "--label", f"{OWNER_LABEL}={owner or os.getpid()}"]
             docker("volume", "create", *labels, host.volume)
             ports = [a for p in publish for a in ("-p", f"127.0.0.1:{_free_port()}:{p}")]
             docker("create", "--name", name, "--hostname", name, *labels, *RUN_FLAGS,
@@ -390,5 +404,5 @@ def cleanup_leftovers(all_owners: bool = False) -> int:
 
 
 __all__ = ["EngineError", "SandboxError", "SandboxHost", "base_image", "host_image",
-           "layered_image", "make_keypair", "start_hosts", "write_inventory", "cleanup_leftovers",
+           "docker_host_image", "scanner_image", "layered_image", "make_keypair", "start_hosts", "write_inventory", "cleanup_leftovers",
            "RUN_FLAGS"]
