@@ -187,13 +187,21 @@ def up(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result and Ansible's stats as JSON.")] = False,
 ) -> None:
-    """Configure the server: harden it and install Docker (ssh target; deploying the services comes next)."""
+    """Provision (hetzner) and configure the server, or deploy the stack on this Docker engine (local)."""
     from .host import UpOptions
     from .host import up as up_host
     from .runner import ConsoleProgress
 
     def action() -> None:
-        result = up_host(_load(), state.project_dir, UpOptions(docker_source, compose_plugin), ConsoleProgress())
+        config = _load()
+        if config.target.kind == "local":
+            from .deploy import up_local
+
+            deployed = up_local(config, state.project_dir)
+            touched = ", ".join(deployed.touched) or "none (nothing changed)"
+            print(f"Deployed on the local Docker engine in {deployed.seconds:.0f} s; groups updated: {touched}.")
+            return
+        result = up_host(config, state.project_dir, UpOptions(docker_source, compose_plugin), ConsoleProgress())
         if as_json:
             import json
 
@@ -203,6 +211,22 @@ def up(
         print(f"Configured {result.host}:{result.port}: {result.changed} changed, {minutes}:{seconds:02d} elapsed.")
         print(f"Admin user: {result.admin_user} (this run logged in as {result.connected_as}); "
               f"root and passwords can no longer log in over SSH.")
+
+    _run(action)
+
+
+@app.command()
+def destroy(
+    confirm: Annotated[Optional[str], typer.Option(help="The project name, to confirm without a prompt.")] = None,
+    delete_volume: Annotated[bool, typer.Option(help="Also delete the data volume.")] = False,
+    delete_primary_ip: Annotated[bool, typer.Option(help="Also release the primary IP.")] = False,
+) -> None:
+    """Remove the project's Hetzner Cloud resources (found by label), after a typed confirmation."""
+    from .commands import destroy as destroy_cloud
+
+    def action() -> None:
+        removed = destroy_cloud(_load(), confirm, not delete_volume, not delete_primary_ip, typer.prompt, print)
+        print(f"Removed {len(removed)} resources.")
 
     _run(action)
 

@@ -40,11 +40,38 @@ def render_bundle(config: AiniConfig, project_dir: Path, out: Path) -> RenderRes
     return RenderResult(out.resolve(), len(files), groups, generated, imported)
 
 
+def cloud_plan(config: AiniConfig):
+    """What would change in Hetzner Cloud, with the price read from the API; None when the
+    target is not Hetzner or no token is set (plan never prompts: it must work offline)."""
+    import os
+
+    from . import cloud
+
+    if config.target.kind != "hetzner" or not os.environ.get(cloud.TOKEN_ENV):
+        return None
+    from hcloud import APIException
+    from requests import RequestException
+
+    try:
+        client = cloud.connect()
+        return cloud.plan(config, cloud.read_offers(client), cloud.read_owned(client, config))
+    except (APIException, RequestException) as exc:
+        raise cloud.api_error(exc) from None
+
+
+def euros(gross: str) -> str:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return f"€{Decimal(gross).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"
+
+
 def show_plan(config: AiniConfig, project_dir: Path, as_json: bool) -> None:
     store = SecretStore(project_dir / STORE_DIR)
     result = make(config, set(store.names()))
+    infra = cloud_plan(config)
     if as_json:
-        print(json.dumps(asdict(result) | {"fits": result.budget.fits}, indent=2, sort_keys=True))
+        extra = {"fits": result.budget.fits, "cloud": asdict(infra) if infra else None}
+        print(json.dumps(asdict(result) | extra, indent=2, sort_keys=True))
         return
     from rich.console import Console
     from rich.table import Table
@@ -73,5 +100,44 @@ def show_plan(config: AiniConfig, project_dir: Path, as_json: bool) -> None:
         )
     else:
         console.print(f"Memory: {b.reserved_mib} MiB reserved (incl. host).")
+    if infra:
+        changes = Table(title=f"Hetzner Cloud ({infra.server_type} in {infra.location})", title_justify="left")
+        for column in ("action", "resource", "name", "detail"):
+            changes.add_column(column)
+        for change in infra.changes:
+            changes.add_row(change.action, change.kind, change.name, change.detail)
+        console.print(changes)
+        if infra.dns_records:
+            console.print(f"DNS: A/AAAA for {', '.join(infra.dns_records)}")
+        console.print(f"Price: {euros(infra.monthly_gross)} per month for the server (incl. VAT, from the Hetzner API).")
+    elif config.target.kind == "hetzner":
+        console.print("Cloud changes and price: set HCLOUD_TOKEN to read them from the Hetzner API.")
     for warning in result.warnings:
         console.print(f"warning: {warning}", style="yellow")
+
+
+def destroy(config: AiniConfig, confirm: str | None, keep_volume: bool, keep_primary_ip: bool, ask, say) -> list:
+    """Remove the project's labelled Hetzner resources after a typed confirmation."""
+    from hcloud import APIException
+    from requests import RequestException
+
+    from . import cloud
+    from .errors import InputError
+
+    if config.target.kind != "hetzner":
+        raise InputError(f"aini destroy removes Hetzner Cloud resources; target kind '{config.target.kind}' has none")
+    keep = ({"volume"} if keep_volume else set()) | ({"primary_ip"} if keep_primary_ip else set())
+    try:
+        client = cloud.connect()
+        owned = cloud.read_owned(client, config)
+        if not owned:
+            say(f"Nothing labelled {cloud.selector(config)} exists; nothing to remove.")
+            return []
+        for item in owned:
+            say(f"  {'keep  ' if item.kind in keep else 'remove'} {item.kind} {item.name}")
+        answer = confirm if confirm is not None else ask(f"Type the project name '{config.project}' to remove these")
+        if answer != config.project:
+            raise InputError("confirmation did not match the project name; nothing was removed")
+        return cloud.destroy(client, config, keep, say)
+    except (APIException, RequestException) as exc:
+        raise cloud.api_error(exc) from None

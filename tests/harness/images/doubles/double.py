@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""AINI's TEST DOUBLES for upstream services that cannot be obtained here.
+
+Never shipped, never in src/: users get the real, pinned upstream images. Each double
+answers its upstream's health endpoint and port (what the catalog's health checks and
+Traefik routes use) with a body that names the service and says it is a double, and
+behaves like its upstream where the deploy depends on it:
+
+- it refuses to start without the environment its upstream requires (so a missing env
+  file shows up as a crash, as it would upstream);
+- it does not listen before the services it depends on accept TCP connections (LibreChat
+  waits for MongoDB, Nextcloud for MariaDB and Redis), so wiring across internal
+  networks is exercised.
+
+`AINI_DOUBLE` names the service; `AINI_DOUBLE_MODE=broken` makes the health endpoint fail
+forever and logs the environment carelessly (to prove the deploy step scrubs secrets
+from the logs it shows).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+SERVICE = os.environ.get("AINI_DOUBLE", "")
+MODE = os.environ.get("AINI_DOUBLE_MODE", "normal")
+TITLES = {
+    "librechat": "LibreChat",
+    "mongodb": "MongoDB",
+    "meilisearch": "Meilisearch",
+    "nextcloud": "Nextcloud",
+    "nextcloud-cron": "Nextcloud cron",
+    "onlyoffice": "OnlyOffice Docs",
+    "consul": "Consul",
+    "vault": "Vault",
+    "watchtower": "Watchtower",
+    "socket-proxy": "Docker socket proxy",
+}
+
+
+def log(message: str) -> None:
+    print(f"{SERVICE}-double: {message}", flush=True)
+
+
+def page(title: str) -> tuple[int, str, str]:
+    return 200, "text/html; charset=utf-8", (
+        f"<!doctype html><title>{title} (AINI test double)</title>"
+        f"<h1>{title}</h1><p>aini-double service={SERVICE}</p>\n"
+    )
+
+
+def text(body: str, status: int = 200, kind: str = "text/plain; charset=utf-8") -> tuple[int, str, str]:
+    return status, kind, body
+
+
+def as_json(data: object, status: int = 200) -> tuple[int, str, str]:
+    return status, "application/json", json.dumps(data) + "\n"
+
+
+def vault_health(query: dict[str, list[str]]) -> tuple[int, str, str]:
+    # Upstream: 501 when not initialised, 503 sealed; query parameters pick other codes.
+    code = int(query.get("uninitcode", ["501"])[0])
+    return as_json({"initialized": False, "sealed": True, "standby": False,
+                    "version": "1.21.4", "aini_double": SERVICE}, code)
+
+
+def routes(path: str, query: dict[str, list[str]]) -> tuple[int, str, str] | None:
+    title = TITLES.get(SERVICE, SERVICE)
+    table = {
+        "librechat": {"/health": lambda: text("OK"), "/": lambda: page(title)},
+        "meilisearch": {
+            "/health": lambda: as_json({"status": "available", "aini_double": SERVICE}),
+            "/version": lambda: as_json({"pkgVersion": "1.35.1", "aini_double": SERVICE}),
+        },
+        "nextcloud": {
+            "/status.php": lambda: as_json({
+                "installed": True, "maintenance": False, "needsDbUpgrade": False,
+                "version": "34.0.4.0", "versionstring": "34.0.4", "edition": "",
+                "productname": "Nextcloud (AINI test double)", "extendedSupport": False,
+                "aini_double": SERVICE}),
+            "/": lambda: page(title),
+        },
+        "onlyoffice": {"/healthcheck": lambda: text("true"), "/": lambda: page(title)},
+        "consul": {
+            "/v1/status/leader": lambda: as_json("127.0.0.1:8300"),
+            "/ui/": lambda: page(title),
+            "/": lambda: page(title),
+        },
+        "vault": {"/v1/sys/health": lambda: vault_health(query), "/ui/": lambda: page(title),
+                  "/": lambda: page(title)},
+        "socket-proxy": {"/_ping": lambda: text("OK"), "/version": lambda: as_json(
+            {"Version": "20.10", "aini_double": SERVICE})},
+    }.get(SERVICE, {})
+    handler = table.get(path)
+    return handler() if handler else None
+
+
+HEALTH_PATHS = {"/health", "/status.php", "/healthcheck", "/v1/sys/health", "/v1/status/leader", "/_ping"}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = f"aini-double/{SERVICE}"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        url = urlsplit(self.path)
+        if MODE == "broken" and url.path in HEALTH_PATHS:
+            answer = text(f"{SERVICE} double: broken on purpose\n", 500)
+        else:
+            answer = routes(url.path, parse_qs(url.query)) or text(
+                f"{SERVICE} double: no such path {url.path}\n", 404)
+        status, kind, body = answer
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Aini-Double", SERVICE)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:  # noqa: N802
+        if SERVICE == "socket-proxy":  # POST=0: the proxy refuses every write
+            self.send_error(403, "socket-proxy double: POST refused")
+            return
+        self.do_GET()
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        if not self.path.split("?")[0] in HEALTH_PATHS:
+            log(fmt % args)
+
+
+# -------------------------------------------------------------------------- startup
+
+REQUIRED_ENV = {
+    "librechat": ("MONGO_URI", "CREDS_KEY", "CREDS_IV", "JWT_SECRET", "JWT_REFRESH_SECRET", "DOMAIN_SERVER"),
+    "mongodb": ("MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"),
+    "meilisearch": ("MEILI_MASTER_KEY",),
+    "nextcloud": ("MYSQL_HOST", "MYSQL_PASSWORD", "NEXTCLOUD_ADMIN_PASSWORD", "REDIS_HOST"),
+    "onlyoffice": ("JWT_SECRET",),
+}
+PORTS = {"librechat": 3080, "mongodb": 27017, "meilisearch": 7700, "nextcloud": 80, "onlyoffice": 80,
+         "consul": 8500, "vault": 8200, "socket-proxy": 2375}
+
+
+def dependencies() -> list[tuple[str, int]]:
+    env = os.environ
+    deps: list[tuple[str, int]] = []
+    if SERVICE == "librechat":
+        rest = env["MONGO_URI"].split("@", 1)[-1].split("/", 1)[0]
+        host, _, port = rest.partition(":")
+        deps.append((host, int(port or 27017)))
+        if env.get("SEARCH") == "true" and env.get("MEILI_HOST"):
+            hostport = urlsplit(env["MEILI_HOST"])
+            deps.append((hostport.hostname or "", hostport.port or 7700))
+    elif SERVICE == "nextcloud":
+        deps += [(env["MYSQL_HOST"], 3306), (env["REDIS_HOST"], 6379)]
+    return deps
+
+
+def wait_for(host: str, port: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                log(f"{host}:{port} accepts connections")
+                return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                log(f"gave up waiting for {host}:{port}: {exc}")
+                sys.exit(1)
+            time.sleep(1)
+
+
+def tcp_listener(port: int) -> None:
+    """A TCP port that accepts and closes connections (MongoDB's wire protocol is not needed)."""
+    srv = socket.create_server(("0.0.0.0", port), reuse_port=True)
+    while True:
+        conn, _ = srv.accept()
+        conn.close()
+
+
+def stop(*_: object) -> None:
+    log("stopping")
+    sys.exit(0)
+
+
+def main(argv: list[str]) -> None:
+    signal.signal(signal.SIGTERM, stop)  # PID 1 gets no default handler: exit promptly
+    signal.signal(signal.SIGINT, stop)
+    if not SERVICE:
+        sys.exit("AINI_DOUBLE is not set")
+    log(f"starting (AINI test double of {TITLES.get(SERVICE, SERVICE)}; mode={MODE})")
+    if MODE == "broken":
+        # A careless application printing its configuration: the deploy step must scrub it.
+        for key in REQUIRED_ENV.get(SERVICE, ()):
+            log(f"config {key}={os.environ.get(key, '')}")
+    missing = [k for k in REQUIRED_ENV.get(SERVICE, ()) if not os.environ.get(k)]
+    if missing:
+        log(f"missing required environment: {', '.join(missing)}")
+        sys.exit(1)
+    if argv[1:2] == ["crond"] or SERVICE in ("watchtower", "nextcloud-cron"):
+        log("running (no port; stays up)")
+        while True:
+            time.sleep(3600)
+    for host, port in dependencies():
+        wait_for(host, port)
+    port = PORTS[SERVICE]
+    if SERVICE == "mongodb":
+        threading.Thread(target=tcp_listener, args=(port,), daemon=True).start()
+        log(f"listening on :{port} (TCP only)")
+        while True:
+            time.sleep(3600)
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server.daemon_threads = True
+    log(f"listening on :{port}")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
