@@ -176,6 +176,22 @@ class SshTarget(Model):
 
 class LocalTarget(Model):
     kind: Literal["local"]
+    bind: str = Field(
+        default="127.0.0.1", description="The address Traefik listens on; 127.0.0.1 keeps the stack off the network."
+    )
+    http_port: int = Field(default=80, ge=1, le=65535)
+    https_port: int = Field(default=443, ge=1, le=65535)
+
+    @field_validator("bind")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address such as '127.0.0.1'") from None
+        return value
 
 
 Target = Annotated[HetznerTarget | SshTarget | LocalTarget, Field(discriminator="kind")]

@@ -152,3 +152,26 @@ def test_store_refuses_a_world_readable_file(tmp_path):
     (tmp_path / "secrets.json").chmod(0o644)
     with pytest.raises(InputError, match="chmod 600"):
         SecretStore(tmp_path)
+
+
+def test_local_target_publishes_on_loopback_and_redirects_to_its_https_port(tmp_path):
+    import yaml
+
+    local = config_of(domain="localhost", target={"kind": "local", "http_port": 8080, "https_port": 8443})
+    files = rendered(local, tmp_path)
+    traefik = yaml.safe_load(files["traefik/compose.yml"].content)["services"]["traefik"]
+    assert traefik["ports"] == ["127.0.0.1:8080:80", "127.0.0.1:8443:443"]
+    static = yaml.safe_load(files["traefik/traefik.yml"].content)
+    assert static["entryPoints"]["web"]["http"]["redirections"]["entryPoint"]["to"] == ":8443"
+    assert "certificatesResolvers" not in static
+    everywhere = yaml.safe_load(rendered(config_of(), tmp_path / "b")["traefik/compose.yml"].content)
+    assert everywhere["services"]["traefik"]["ports"] == ["80:80", "443:443"]
+
+
+def test_volumes_and_networks_carry_the_project_label(tmp_path):
+    import yaml
+
+    files = rendered(config_of(project="shop"), tmp_path)
+    doc = yaml.safe_load(files["nextcloud/compose.yml"].content)
+    assert all(v["labels"] == {"aini.project": "shop"} for v in doc["volumes"].values())
+    assert doc["networks"]["internal"]["labels"] == {"aini.project": "shop"}

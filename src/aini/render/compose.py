@@ -53,7 +53,7 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
     if mounts:
         svc["volumes"] = [f"{v.name}:{v.target}{':ro' if v.read_only else ''}" for v in mounts]
     if spec.extra.get("ports"):
-        svc["ports"] = list(spec.extra["ports"])  # type: ignore[arg-type]
+        svc["ports"] = _ports(list(spec.extra["ports"]), ctx)  # type: ignore[arg-type]
     for key in ("pid", "cap_add", "security_opt"):
         if key in spec.extra:
             svc[key] = spec.extra[key]
@@ -78,6 +78,16 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
     svc["mem_limit"] = f"{spec.mem_limit}m"
     svc["labels"] = _labels(spec, ctx)
     return svc
+
+
+def _ports(ports: list[str], ctx: Context) -> list[str]:
+    """On the local target, Traefik listens where aini.yml says (loopback by default)."""
+    target = ctx.config.target
+    if target.kind != "local":
+        return ports
+    host = {"80": target.http_port, "443": target.https_port}
+    bind = f"[{target.bind}]" if ":" in target.bind else target.bind
+    return [f"{bind}:{host[p.split(':')[-1]]}:{p.split(':')[-1]}" for p in ports]
 
 
 def _healthy_dep(name: str) -> bool:
@@ -112,18 +122,21 @@ def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: 
         "name": f"aini-{group_name}",
         "services": {s.name: service(s, ctx, specs, s.name in env_files) for s in specs},
     }
+    # Volumes and networks carry the project label too: `docker volume ls --filter` finds
+    # exactly what a project owns (backups, destroy, tests' teardown).
+    owner = {"aini.project": ctx.config.project}
     networks: dict = {}
     if len(specs) > 1:
         # internal: no route to the outside; databases are reachable only from their group.
-        networks["internal"] = {"name": f"aini-{group_name}", "internal": True}
+        networks["internal"] = {"name": f"aini-{group_name}", "internal": True, "labels": owner}
     if any(s.route for s in specs):
         if group_name == "traefik":
-            networks["proxy"] = {"name": PROXY_NETWORK, "ipam": {"config": [{"subnet": PROXY_SUBNET}]}}
+            networks["proxy"] = {"name": PROXY_NETWORK, "ipam": {"config": [{"subnet": PROXY_SUBNET}]}, "labels": owner}
         else:
             networks["proxy"] = {"name": PROXY_NETWORK, "external": True}
     if networks:
         doc["networks"] = networks
     volumes = sorted({v.name for s in specs for v in s.volumes if not v.name.startswith(("/", "./"))})
     if volumes:
-        doc["volumes"] = {v: {"name": f"aini-{v}"} for v in volumes}
+        doc["volumes"] = {v: {"name": f"aini-{v}", "labels": owner} for v in volumes}
     return doc

@@ -52,6 +52,9 @@ MIDDLEWARES: dict[str, dict] = {
 
 def static(ctx: Context) -> dict:
     config = ctx.config
+    target = config.target
+    # A redirect to another port must name it, or browsers land on :443 where nothing listens.
+    https = f":{target.https_port}" if target.kind == "local" and target.https_port != 443 else "websecure"
     conf: dict = {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "log": {"level": "INFO"},
@@ -61,7 +64,7 @@ def static(ctx: Context) -> dict:
         "entryPoints": {
             "web": {
                 "address": ":80",
-                "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}},
+                "http": {"redirections": {"entryPoint": {"to": https, "scheme": "https", "permanent": True}}},
             },
             "websecure": {
                 "address": ":443",
