@@ -42,7 +42,6 @@ DEPLOYED_MANIFEST = "manifest.json"
 DEFAULT_WAIT = 600  # seconds per group; Nextcloud's first install alone can take minutes
 DEFAULT_PULL_TIMEOUT = 900
 LOG_LINES = 40
-LOCAL_TLS_FILE = "traefik/dynamic/local-tls.yml"
 
 
 # ------------------------------------------------------------------------ commands
@@ -681,25 +680,19 @@ class _Text:
 # -------------------------------------------------------------- the local target
 
 
-def write_local_tls(deploy_dir: Path, certs) -> str:
-    """Make Traefik serve the local CA's certificate, with today's renderer: a dynamic
-    configuration file (0600, the key inline) in the directory Traefik watches, and the
-    PEM files in traefik/certs/ for the renderer's future mount. Returns the path written
-    (relative to deploy_dir), for `deploy(keep=...)`."""
-    from .localca import traefik_tls_config
-    from .render.yaml import dump
-
-    cert, key = certs.cert.read_text(), certs.key.read_text()
+def write_local_tls(deploy_dir: Path, certs) -> list[str]:
+    """Put the local CA's certificate where the rendered Traefik configuration expects it
+    (traefik/certs/, mounted at /etc/traefik/certs). Returns the paths written (relative to
+    deploy_dir), for `deploy(keep=...)`: they are not part of the rendered bundle."""
     sync = {
-        "traefik/certs/local.crt": _Text(cert),
-        "traefik/certs/local.key": _Text(key, private=True),
-        LOCAL_TLS_FILE: _Text(dump(traefik_tls_config(cert, key)), private=True),
+        "traefik/certs/local.crt": _Text(certs.cert.read_text()),
+        "traefik/certs/local.key": _Text(certs.key.read_text(), private=True),
     }
     for rel, file in sync.items():
         path = deploy_dir / rel
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         _write_in_place(path, file.content.encode(), file.private)
-    return LOCAL_TLS_FILE
+    return list(sync)
 
 
 def up_local(
@@ -728,11 +721,11 @@ def up_local(
     store.save()
     aini_dir = project_dir / STORE_DIR
     deploy_dir = aini_dir / DEPLOYED_DIR
-    keep: list[str] = ["traefik/certs/local.crt", "traefik/certs/local.key"]
+    keep: list[str] = []
     if config.tls_challenge == "local":
         certs = localca.ensure(aini_dir / localca.CA_DIR, config.domain, localca.hostnames(config))
         deploy_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        keep.append(write_local_tls(deploy_dir, certs))
+        keep += write_local_tls(deploy_dir, certs)
         if certs.ca_created:
             console.print(f"Created a local CA for {config.domain}.")
     result = deploy(files, deploy_dir, store.values(), tools=tools, wait_timeout=wait_timeout,

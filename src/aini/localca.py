@@ -252,14 +252,3 @@ def _write_public(path: Path, content: str) -> None:
     tmp.write_text(content, encoding="utf-8")
     tmp.chmod(0o644)
     tmp.replace(path)
-
-
-def traefik_tls_config(cert_file: str, key_file: str) -> dict:
-    """Traefik dynamic configuration serving the local certificate for every router with
-    `tls: {}` and as the default certificate (clients without SNI)."""
-    return {
-        "tls": {
-            "certificates": [{"certFile": cert_file, "keyFile": key_file}],
-            "stores": {"default": {"defaultCertificate": {"certFile": cert_file, "keyFile": key_file}}},
-        }
-    }

@@ -2,10 +2,8 @@
 Docker engine (target `local`, domain `localhost`), with every image from
 tests/harness/stack_images.py through aini.yml's `images.overrides`.
 
-Traefik's ports: the catalog publishes 80 and 443 on every interface. The tests layer a
-compose file over the traefik group through `deploy(extra=...)` that publishes them on
-127.0.0.1 and free ports instead, so a test run never takes the machine's 80/443 nor
-listens beyond loopback (the config field that should do this is in the report).
+Traefik listens on 127.0.0.1 and free ports (target.bind / http_port / https_port), so a
+test run never takes the machine's 80/443 nor listens beyond loopback.
 """
 from __future__ import annotations
 
@@ -28,41 +26,10 @@ LABEL = f"aini.project={PROJECT}"
 WAIT = 300  # per group: bounded, and far above what the stack needs here
 
 
-def label_overrides(config) -> dict[str, str]:
-    """Per group, a compose file labelling its volumes (and Traefik's proxy network)
-    aini.project=e2e, so teardown removes exactly what the tests made. (The renderer
-    should label them itself; see the report.)"""
-    groups: dict[str, list[str]] = {}
-    for spec in catalog.enabled(config):
-        names = groups.setdefault(spec.group, [])
-        names += [v.name for v in spec.volumes if not v.name.startswith(("/", "./")) and v.name not in names]
-    result = {}
-    for group, names in groups.items():
-        lines = ["services: {}\n"]
-        if names:
-            lines.append("volumes:\n")
-            lines += [f"  {n}:\n    labels:\n      {LABEL.replace('=', ': ')}\n" for n in sorted(names)]
-        if group == "traefik":
-            lines.append(f"networks:\n  proxy:\n    labels:\n      {LABEL.replace('=', ': ')}\n")
-        result[group] = "".join(lines)
-    return result
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def ports_override(http_port: int, https_port: int) -> str:
-    return (
-        "# e2e: Traefik on loopback and free ports instead of *:80 and *:443\n"
-        "services:\n"
-        "  traefik:\n"
-        "    ports: !override\n"
-        f'      - "127.0.0.1:{http_port}:80"\n'
-        f'      - "127.0.0.1:{https_port}:443"\n'
-    )
 
 
 @dataclass
@@ -119,16 +86,14 @@ class Stack:
     def ca(self) -> Path:
         return self.project_dir / STORE_DIR / "local-ca" / "ca.crt"
 
-    def extra(self, config=None) -> dict:
-        extra = {group: {"e2e-labels.yml": text} for group, text in label_overrides(config or self.config).items()}
-        extra["traefik"]["e2e-ports.yml"] = ports_override(self.http_port, self.https_port)
-        return extra
+    def __post_init__(self) -> None:
+        # Traefik on loopback and free ports (aini.yml's local target), never the machine's 80/443.
+        self.data["target"].update(bind="127.0.0.1", http_port=self.http_port, https_port=self.https_port)
 
     def up(self, data: dict | None = None, wait_timeout: int = WAIT, console=None, **kw) -> deploy.DeployResult:
-        """Deploy `data` (default: the stack's own aini.yml) with the loopback ports layered on."""
+        """Deploy `data` (default: the stack's own aini.yml)."""
         config = validate_data(data, "e2e aini.yml") if data is not None else self.config
-        return deploy.up_local(config, self.project_dir, wait_timeout=wait_timeout,
-                               extra=self.extra(config), console=console, **kw)
+        return deploy.up_local(config, self.project_dir, wait_timeout=wait_timeout, console=console, **kw)
 
     def host(self, service: str) -> str:
         spec = catalog.by_name(service)
@@ -196,9 +161,7 @@ class Stack:
         return {name: (cid, state) for name, cid, state in rows}
 
     def compose(self, group: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        tools = deploy.find_tools()
-        extra = sorted(n for n in self.extra().get(group, {}) if (self.deploy_dir / group / n).exists())
-        argv = [*deploy.compose_base(tools, self.deploy_dir, group, extra), *args]
+        argv = [*deploy.compose_base(deploy.find_tools(), self.deploy_dir, group), *args]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=deploy.subprocess_env())
 
     def teardown(self) -> None:

@@ -184,13 +184,6 @@ def test_local_ca_is_made_anew_for_another_domain(tmp_path):
     assert second.ca_created and second.ca_cert.read_bytes() != ca1
 
 
-def test_traefik_tls_config_shape():
-    conf = localca.traefik_tls_config("C", "K")
-    assert conf == {"tls": {"certificates": [{"certFile": "C", "keyFile": "K"}],
-                            "stores": {"default": {"defaultCertificate": {"certFile": "C", "keyFile": "K"}}}}}
-    json.dumps(conf)
-
-
 def test_render_then_sync_a_real_bundle(tmp_path):
     config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
     store = SecretStore(tmp_path / ".aini")

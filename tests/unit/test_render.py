@@ -175,3 +175,16 @@ def test_volumes_and_networks_carry_the_project_label(tmp_path):
     doc = yaml.safe_load(files["nextcloud/compose.yml"].content)
     assert all(v["labels"] == {"aini.project": "shop"} for v in doc["volumes"].values())
     assert doc["networks"]["internal"]["labels"] == {"aini.project": "shop"}
+
+
+def test_local_tls_serves_the_local_ca_certificate(tmp_path):
+    import yaml
+
+    files = rendered(config_of(domain="localhost", target={"kind": "local"}), tmp_path)
+    tls = yaml.safe_load(files["traefik/dynamic/middlewares.yml"].content)["tls"]
+    pair = {"certFile": "/etc/traefik/certs/local.crt", "keyFile": "/etc/traefik/certs/local.key"}
+    assert tls["certificates"] == [pair] and tls["stores"]["default"]["defaultCertificate"] == pair
+    volumes = yaml.safe_load(files["traefik/compose.yml"].content)["services"]["traefik"]["volumes"]
+    assert "./certs:/etc/traefik/certs:ro" in volumes
+    acme = yaml.safe_load(rendered(config_of(), tmp_path / "b")["traefik/dynamic/middlewares.yml"].content)["tls"]
+    assert "certificates" not in acme

@@ -22,14 +22,7 @@ TRAEFIK = ServiceSpec(
     secrets=(Secret("admin_password", 24, "alnum", description="admin UIs (Traefik, Consul, Vault, Netdata)"),),
     user_secrets=(UserSecret("hetzner_dns_token", description="Hetzner Cloud API token for DNS-01"),),
     volumes=(Volume("traefik-acme", "/letsencrypt"),),
-    files=Files(
-        traefik_config.files,
-        mounts=(
-            Volume("./traefik.yml", "/etc/traefik/traefik.yml", read_only=True),
-            Volume("./dynamic", "/etc/traefik/dynamic", read_only=True),
-            Volume("./users", "/etc/traefik/users", read_only=True),
-        ),
-    ),
+    files=Files(traefik_config.files, mounts=traefik_config.mounts),
     route=Route("traefik", 8080, admin=True, middlewares=("dashboard-root",), service="api@internal"),
     backup=Backup(volumes=("traefik-acme",), notes="ACME account and certificates; re-issued if lost."),
     extra={"ports": ["80:80", "443:443"]},

@@ -107,7 +107,10 @@ class Files:
     """Extra bundle files this service mounts: path in the group's directory -> content."""
 
     render: Callable[[Context], Mapping[str, str]]
-    mounts: tuple[Volume, ...] = ()
+    mounts: tuple[Volume, ...] | Callable[[Context], tuple[Volume, ...]] = ()
+
+    def mounts_for(self, ctx: Context) -> tuple[Volume, ...]:
+        return self.mounts(ctx) if callable(self.mounts) else self.mounts
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
         svc["env_file"] = [f"{spec.name}.env"]
     if plain:
         svc["environment"] = dict(sorted(plain.items()))
-    mounts = [*spec.volumes, *(spec.files.mounts if spec.files else ())]
+    mounts = [*spec.volumes, *(spec.files.mounts_for(ctx) if spec.files else ())]
     if mounts:
         svc["volumes"] = [f"{v.name}:{v.target}{':ro' if v.read_only else ''}" for v in mounts]
     if spec.extra.get("ports"):

@@ -17,6 +17,8 @@ LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RESOLVER = "le"
 USERS_FILE = "/etc/traefik/users"
+LOCAL_CERT = "/etc/traefik/certs/local.crt"  # written by the local CA at deploy (aini.localca)
+LOCAL_KEY = "/etc/traefik/certs/local.key"
 
 # Why each middleware exists is the point of this table: it is where cross-service HTTP
 # behaviour is wired.
@@ -114,11 +116,12 @@ def dynamic(ctx: Context) -> dict[str, dict]:
         if route.service is None:
             services[spec.name] = {"loadBalancer": {"servers": [{"url": f"http://{spec.container}:{route.port}"}]}}
     middlewares = {name: MIDDLEWARES[name] for name in sorted(used)}
+    tls_conf: dict = {"options": {"default": {"minVersion": "VersionTLS12"}}}
+    if ctx.config.tls_challenge == "local":
+        pair = {"certFile": LOCAL_CERT, "keyFile": LOCAL_KEY}
+        tls_conf |= {"certificates": [pair], "stores": {"default": {"defaultCertificate": pair}}}
     return {
-        "middlewares.yml": {
-            "http": {"middlewares": middlewares},
-            "tls": {"options": {"default": {"minVersion": "VersionTLS12"}}},
-        },
+        "middlewares.yml": {"http": {"middlewares": middlewares}, "tls": tls_conf},
         "routes.yml": {"http": {"routers": routers, "services": services}},
     }
 
@@ -128,6 +131,19 @@ def files(ctx: Context) -> dict[str, str]:
     for name, content in dynamic(ctx).items():
         rendered[f"dynamic/{name}"] = dump(content)
     return rendered
+
+
+def mounts(ctx: Context) -> tuple:
+    from ..catalog.model import Volume
+
+    base = (
+        Volume("./traefik.yml", "/etc/traefik/traefik.yml", read_only=True),
+        Volume("./dynamic", "/etc/traefik/dynamic", read_only=True),
+        Volume("./users", USERS_FILE, read_only=True),
+    )
+    if ctx.config.tls_challenge == "local":
+        return (*base, Volume("./certs", "/etc/traefik/certs", read_only=True))
+    return base
 
 
 def env(ctx: Context) -> dict[str, EnvValue]:
