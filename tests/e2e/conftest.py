@@ -18,16 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # makes `tests.har
 from tests.e2e.stack import Stack, foreign_resources, free_port, stack_config  # noqa: E402
 from tests.harness import stack_images  # noqa: E402
 from tests.harness.docker_engine import ensure_engine  # noqa: E402
+from tests.harness.world import build_or_fail  # noqa: E402
 
 FIGURES = Path(os.environ.get("AINI_E2E_FIGURES", "/tmp/aini-e2e-figures.json"))
 
 
 def _world(what: str, build):
-    try:
-        return build()
-    except Exception as e:  # noqa: BLE001 - any failure here means the world is missing
-        error = e
-    pytest.fail(f"e2e world unavailable: {what}: {error}", pytrace=False)
+    return build_or_fail("e2e", what, build)
 
 
 @pytest.fixture(scope="session")

@@ -14,15 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # makes `tests.har
 
 from tests.harness import sandbox  # noqa: E402
 from tests.harness.docker_engine import ensure_engine  # noqa: E402
+from tests.harness.world import build_or_fail  # noqa: E402
 
 
 def _world(what: str, build):
-    try:
-        return build()
-    except Exception as e:  # noqa: BLE001 - any failure here means the world is missing
-        error = e
-    # Outside the except block, so the report is this message, not a chained traceback.
-    pytest.fail(f"sandbox world unavailable: {what}: {error}", pytrace=False)
+    return build_or_fail("sandbox", what, build)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import sandbox
+from tests.harness.world import build_or_fail
 
 AINI = [sys.executable, "-m", "aini"]
 UP_TIMEOUT = 900  # a fresh converge downloads ~150 MB of packages
@@ -97,11 +98,7 @@ def module_hosts(n: int, key: Path, image: str):
 
 
 def image_or_fail(build) -> str:
-    try:
-        return build()
-    except Exception as e:  # noqa: BLE001
-        error = e
-    pytest.fail(f"sandbox world unavailable: image build: {error}", pytrace=False)
+    return build_or_fail("sandbox", "image build", build)
 
 
 def admin_testinfra(host: sandbox.SandboxHost):
