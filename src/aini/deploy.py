@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -24,8 +23,8 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import yaml
 
@@ -66,33 +65,30 @@ def project_name(group: str) -> str:
     return f"aini-{group}"
 
 
-def compose_base(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str] = ()) -> tuple[str, ...]:
+def compose_base(tools: Tools, deploy_dir: PurePath, group: str) -> tuple[str, ...]:
     group_dir = deploy_dir / group
-    files: list[str] = []
-    for name in ("compose.yml", *extra_files):
-        files += ["-f", str(group_dir / name)]
     return (*tools.compose, "--ansi", "never", "--progress", "plain", "--project-name", project_name(group),
-            "--project-directory", str(group_dir), *files)
+            "--project-directory", str(group_dir), "-f", str(group_dir / "compose.yml"))
 
 
-def compose_up_cmd(tools: Tools, deploy_dir: Path, group: str, wait_timeout: int,
-                   extra_files: Sequence[str] = (), recreate: Sequence[str] = ()) -> Cmd:
+def compose_up_cmd(tools: Tools, deploy_dir: PurePath, group: str, wait_timeout: int,
+                   recreate: Sequence[str] = ()) -> Cmd:
     """`up -d --wait` for a group; with `recreate`, only those services, recreated even when
     their definition is unchanged (a file they mount changed)."""
-    argv = [*compose_base(tools, deploy_dir, group, extra_files), "up", "--detach", "--wait",
+    argv = [*compose_base(tools, deploy_dir, group), "up", "--detach", "--wait",
             "--wait-timeout", str(wait_timeout), "--pull", "never", "--remove-orphans"]
     if recreate:
         argv += ["--force-recreate", "--no-deps", *recreate]
     return Cmd(tuple(argv), timeout=wait_timeout + 300)
 
 
-def compose_down_cmd(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str] = ()) -> Cmd:
+def compose_down_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
     """Stop and remove a group's containers; its volumes (the data) stay."""
-    return Cmd((*compose_base(tools, deploy_dir, group, extra_files), "down", "--remove-orphans"), timeout=300)
+    return Cmd((*compose_base(tools, deploy_dir, group), "down", "--remove-orphans"), timeout=300)
 
 
-def compose_ps_cmd(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str] = ()) -> Cmd:
-    return Cmd((*compose_base(tools, deploy_dir, group, extra_files), "ps", "--all", "--format", "json"))
+def compose_ps_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
+    return Cmd((*compose_base(tools, deploy_dir, group), "ps", "--all", "--format", "json"))
 
 
 def containers_cmd(tools: Tools, project: str) -> Cmd:
@@ -111,6 +107,12 @@ def network_create_cmd(tools: Tools, net: NetworkSpec, project: str) -> Cmd:
     if net.internal:
         argv.append("--internal")
     return Cmd((*argv, net.name))
+
+
+def exec_cmd(tools: Tools, step: Mapping[str, str], timeout: float = 600) -> Cmd:
+    """A post-deploy step: the script is configuration, never a secret (see PostDeploy)."""
+    return Cmd((*tools.docker, "exec", "--user", step["user"], "--workdir", step["workdir"], step["container"],
+                "sh", "-c", step["script"]), timeout=timeout)
 
 
 def image_present_cmd(tools: Tools, image: str) -> Cmd:
@@ -158,15 +160,6 @@ class DeployPlan:
         return [a.group for a in self.actions if a.action != "skip"]
 
 
-def effective_hash(manifest: Mapping, group: str, extra: Mapping[str, str] | None = None) -> str:
-    """The group's bundle hash, combined with any extra compose files given for it."""
-    digest = manifest["groups"][group]["hash"]
-    if not extra:
-        return digest
-    parts = [digest, *(f"{name}\0{content}" for name, content in sorted(extra.items()))]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
 def plan(
     manifest: Mapping,
     deployed: Mapping | None,
@@ -174,7 +167,6 @@ def plan(
     composes: Mapping[str, Mapping],
     old_composes: Mapping[str, Mapping] | None = None,
     existing_networks: Iterable[str] = (),
-    extra: Mapping[str, Mapping[str, str]] | None = None,
 ) -> DeployPlan:
     """What to do with each group, in the manifest's order, then groups to take down.
 
@@ -182,7 +174,6 @@ def plan(
     deployed, or when one of its containers is not running (a crash mid-deploy, a manual
     `docker rm`): compose recreates nothing that is already as wanted, so this is safe.
     `running` maps group -> names of its services whose container runs."""
-    extra = extra or {}
     old_composes = old_composes or {}
     deployed_groups = (deployed or {}).get("groups", {})
     deployed_files = (deployed or {}).get("files", {})
@@ -190,7 +181,7 @@ def plan(
     actions: list[GroupAction] = []
     for group in manifest["order"]:
         info = manifest["groups"][group]
-        wanted = effective_hash(manifest, group, extra.get(group))
+        wanted = info["hash"]
         before = deployed_groups.get(group)
         missing = sorted(set(info["services"]) - running.get(group, set()))
         if before is None:
@@ -335,30 +326,102 @@ def _write_in_place(path: Path, data: bytes, private: bool) -> bool:
     return True
 
 
-def load_deployed(deploy_dir: Path) -> dict | None:
-    path = deploy_dir / DEPLOYED_MANIFEST
-    if not path.exists():
+def parse_deployed(text: str | None) -> dict | None:
+    if text is None:
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except ValueError:
         return None  # damaged: every group is deployed again (compose keeps what is right)
 
 
-def record_group(deploy_dir: Path, manifest: Mapping, group: str, digest: str | None) -> None:
+def load_deployed(deploy_dir: Path) -> dict | None:
+    path = deploy_dir / DEPLOYED_MANIFEST
+    return parse_deployed(path.read_text(encoding="utf-8") if path.is_file() else None)
+
+
+def updated_deployed(deployed: Mapping | None, manifest: Mapping, group: str, digest: str | None) -> dict:
     """The deployed manifest after `group` came up (digest) or went down (None)."""
+    result = dict(deployed or {"format": 1, "groups": {}, "files": {}})
+    result.update({k: manifest[k] for k in ("project", "domain", "aini_version", "order") if k in manifest})
+    groups = dict(result.get("groups", {}))
+    files = {p: d for p, d in result.get("files", {}).items() if not p.startswith(group + "/")}
+    if digest is None:
+        groups.pop(group, None)
+    else:
+        groups[group] = dict(manifest["groups"][group], hash=digest)
+        files |= {p: d for p, d in manifest["files"].items() if p.startswith(group + "/")}
+    result["groups"] = groups
+    result["files"] = dict(sorted(files.items()))
+    return result
+
+
+def deployed_text(deployed: Mapping) -> str:
+    return json.dumps(deployed, indent=2, sort_keys=True) + "\n"
+
+
+def record_group(deploy_dir: Path, manifest: Mapping, group: str, digest: str | None) -> None:
     from .secrets import write_private
 
-    deployed = load_deployed(deploy_dir) or {"format": 1, "groups": {}, "files": {}}
-    deployed.update({k: manifest[k] for k in ("project", "domain", "aini_version", "order") if k in manifest})
-    files = {p: d for p, d in deployed.get("files", {}).items() if not p.startswith(group + "/")}
-    if digest is None:
-        deployed["groups"].pop(group, None)
-    else:
-        deployed["groups"][group] = dict(manifest["groups"][group], hash=digest)
-        files |= {p: d for p, d in manifest["files"].items() if p.startswith(group + "/")}
-    deployed["files"] = dict(sorted(files.items()))
-    write_private(deploy_dir / DEPLOYED_MANIFEST, json.dumps(deployed, indent=2, sort_keys=True) + "\n")
+    deployed = updated_deployed(load_deployed(deploy_dir), manifest, group, digest)
+    write_private(deploy_dir / DEPLOYED_MANIFEST, deployed_text(deployed))
+
+
+# ---------------------------------------------------------------------- where
+
+
+class Site(Protocol):
+    """Where compose runs: a directory holding the deployed bundle, and a Docker engine
+    reached by running commands. The local target's is `LocalSite`; a server's is
+    `aini.remote.SshSite`, which runs the same commands over SSH."""
+
+    root: PurePath
+
+    def run(self, cmd: Cmd) -> subprocess.CompletedProcess: ...
+
+    def lock(self) -> contextlib.AbstractContextManager: ...
+
+    def read(self, rel: str) -> str | None: ...
+
+    def sync_group(self, group: str, files: Mapping[str, object], keep: Iterable[str]) -> None: ...
+
+    def save_deployed(self, text: str) -> None: ...
+
+    def remove_group(self, group: str) -> None: ...
+
+
+@dataclass
+class LocalSite:
+    root: Path
+    runner: Callable[[Cmd], subprocess.CompletedProcess] = field(default=lambda cmd: run_cmd(cmd))
+
+    def run(self, cmd: Cmd) -> subprocess.CompletedProcess:
+        return self.runner(cmd)
+
+    @contextlib.contextmanager
+    def lock(self):
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AiniError(f"another deploy is running ({self.root / '.lock'}); wait for it to finish") from None
+            yield
+
+    def read(self, rel: str) -> str | None:
+        path = self.root / rel
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def sync_group(self, group: str, files: Mapping[str, object], keep: Iterable[str]) -> None:
+        sync_files(files, self.root, keep=keep)
+
+    def save_deployed(self, text: str) -> None:
+        from .secrets import write_private
+
+        write_private(self.root / DEPLOYED_MANIFEST, text)
+
+    def remove_group(self, group: str) -> None:
+        shutil.rmtree(self.root / group, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- the doing
@@ -477,13 +540,13 @@ def _composes(files: Mapping[str, object]) -> dict[str, dict]:
             for rel, f in files.items() if rel.count("/") == 1 and rel.endswith("/compose.yml")}
 
 
-def _old_composes(deploy_dir: Path, groups: Iterable[str]) -> dict[str, dict]:
+def _old_composes(site: Site, groups: Iterable[str]) -> dict[str, dict]:
     result = {}
     for group in groups:
-        path = deploy_dir / group / "compose.yml"
-        if path.is_file():
+        text = site.read(f"{group}/compose.yml")
+        if text is not None:
             with contextlib.suppress(yaml.YAMLError):
-                result[group] = yaml.safe_load(path.read_text(encoding="utf-8"))
+                result[group] = yaml.safe_load(text)
     return result
 
 
@@ -509,11 +572,11 @@ def ensure_images(tools: Tools, images: Sequence[str], manifest: Mapping, run: R
     return pulled
 
 
-def diagnose(tools: Tools, deploy_dir: Path, group: str, extra_files: Sequence[str], output: str,
+def diagnose(tools: Tools, deploy_dir: PurePath, group: str, output: str,
              wait_timeout: int, secrets: Iterable[str], run: Runner) -> DeployError:
     """Name the containers that are not healthy, with their last health check and log lines."""
     secrets = list(secrets)
-    r = run(compose_ps_cmd(tools, deploy_dir, group, extra_files))
+    r = run(compose_ps_cmd(tools, deploy_dir, group))
     rows = []
     for line in r.stdout.splitlines():
         line = line.strip()
@@ -548,56 +611,43 @@ def _indent(text: str, prefix: str = "  ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
-@contextlib.contextmanager
-def _lock(deploy_dir: Path):
-    deploy_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(deploy_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AiniError(f"another deploy is running ({deploy_dir / '.lock'}); wait for it to finish") from None
-        yield
-
-
 def deploy(
     files: Bundle,
-    deploy_dir: Path,
+    where: Path | Site,
     secrets: Iterable[str] = (),
     *,
     tools: Tools | None = None,
     wait_timeout: int = DEFAULT_WAIT,
     pull_timeout: float = DEFAULT_PULL_TIMEOUT,
-    extra: Mapping[str, Mapping[str, str]] | None = None,
     keep: Iterable[str] = (),
     console: Console | None = None,
-    run: Runner = run_cmd,
+    run: Runner | None = None,
 ) -> DeployResult:
-    """Bring the bundle up on the Docker engine the docker CLI talks to.
+    """Bring the bundle up where `where` says: a directory on this machine (its Docker
+    engine), or a Site such as a server over SSH.
 
-    `extra`: per group, additional compose files (name -> content) layered over its
-    compose.yml, e.g. a local port mapping; they count in the group's hash.
-    `keep`: paths under deploy_dir written by others (the local TLS file) that syncing the
-    bundle must not delete."""
+    `keep`: paths under the deploy directory written by others (the local certificates)
+    that syncing the bundle must not delete."""
     from rich.console import Console
 
     from .render.bundle import MANIFEST
 
+    site: Site = LocalSite(where, run or run_cmd) if isinstance(where, Path) else where
     console = console or Console(stderr=True)
     tools = tools or find_tools()
-    extra = extra or {}
     secrets = list(secrets)
     manifest = json.loads(files[MANIFEST].content)
     started = time.monotonic()
     result = DeployResult()
-    with _lock(deploy_dir):
-        deployed = load_deployed(deploy_dir)
+    with site.lock():
+        deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
         composes = _composes(files)
-        networks = run(networks_cmd(tools))
+        networks = site.run(networks_cmd(tools))
         if networks.returncode != 0:
             raise AiniError(f"the Docker engine does not answer: {networks.stderr.strip()[:300]}")
         the_plan = plan(
-            manifest, deployed, _running(tools, manifest["project"], run), composes,
-            _old_composes(deploy_dir, composes), networks.stdout.split(), extra,
+            manifest, deployed, _running(tools, manifest["project"], site.run), composes,
+            _old_composes(site, composes), networks.stdout.split(),
         )
         if not the_plan.changed:
             console.print(f"Nothing to deploy: {len(the_plan.actions)} groups unchanged and running.")
@@ -605,49 +655,56 @@ def deploy(
             result.seconds = time.monotonic() - started
             return result
 
-        ensure_images(tools, the_plan.images, manifest, run, pull_timeout, console)
+        ensure_images(tools, the_plan.images, manifest, site.run, pull_timeout, console)
         for net in the_plan.networks:
-            r = run(network_create_cmd(tools, net, manifest["project"]))
+            r = site.run(network_create_cmd(tools, net, manifest["project"]))
             if r.returncode != 0 and "already exists" not in r.stderr:
                 raise AiniError(f"cannot create the network {net.name}: {r.stderr.strip()[:300]}")
 
-        extra_names = {g: sorted(e) for g, e in extra.items()}
-        extra_files = {f"{g}/{name}": _Text(content) for g, e in extra.items() for name, content in e.items()}
         bundle_files = {p: f for p, f in files.items() if p != MANIFEST}
-
         for action in the_plan.actions:
             if action.action == "skip":
                 console.print(f"[dim]= {action.group:<12} unchanged[/dim]")
                 result.groups.append(GroupResult(action.group, "skip", action.reason))
                 continue
             t0 = time.monotonic()
-            names = extra_names.get(action.group, [])
             if action.action == "down":
                 with _progress(console, f"{action.group}: taking down ({action.reason})"):
-                    r = run(compose_down_cmd(tools, deploy_dir, action.group, names))
+                    r = site.run(compose_down_cmd(tools, site.root, action.group))
                 if r.returncode != 0:
                     raise AiniError(f"group '{action.group}': docker compose down failed:\n"
                                     + _indent(scrub(r.stderr.strip()[-1500:], secrets)))
-                shutil.rmtree(deploy_dir / action.group, ignore_errors=True)
-                record_group(deploy_dir, manifest, action.group, None)
+                site.remove_group(action.group)
+                deployed = updated_deployed(deployed, manifest, action.group, None)
+                site.save_deployed(deployed_text(deployed))
                 console.print(f"[yellow]- {action.group:<12} removed[/yellow] ({time.monotonic() - t0:.1f}s)")
                 result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
                 continue
-            group_files = {p: f for p, f in {**bundle_files, **extra_files}.items()
-                           if p.startswith(action.group + "/")}
-            sync_files(group_files, deploy_dir, keep=[k for k in keep if k.startswith(action.group + "/")])
+            group_files = {p: f for p, f in bundle_files.items() if p.startswith(action.group + "/")}
+            site.sync_group(action.group, group_files, [k for k in keep if k.startswith(action.group + "/")])
             with _progress(console, f"[bold]{action.group}[/bold]: up, waiting for health checks "
                                     f"(at most {wait_timeout}s; {action.reason})"):
-                r = run(compose_up_cmd(tools, deploy_dir, action.group, wait_timeout, names))
+                r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout))
                 if r.returncode == 0 and action.recreate:
-                    r = run(compose_up_cmd(tools, deploy_dir, action.group, wait_timeout, names, action.recreate))
+                    r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
             if r.returncode != 0:
-                record_group(deploy_dir, manifest, action.group, None)
+                deployed = updated_deployed(deployed, manifest, action.group, None)
+                site.save_deployed(deployed_text(deployed))
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")
-                raise diagnose(tools, deploy_dir, action.group, names, r.stdout + r.stderr, wait_timeout,
-                               secrets, run)
-            record_group(deploy_dir, manifest, action.group, effective_hash(manifest, action.group,
-                                                                             extra.get(action.group)))
+                raise diagnose(tools, site.root, action.group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
+            for step in manifest["groups"][action.group].get("post_deploy", []):
+                with _progress(console, f"{action.group}: {step['description'] or 'post-deploy step'}"):
+                    r = site.run(exec_cmd(tools, step))
+                if r.returncode != 0:
+                    # Not recorded as deployed: the next run brings the group up and retries.
+                    deployed = updated_deployed(deployed, manifest, action.group, None)
+                    site.save_deployed(deployed_text(deployed))
+                    output = scrub((r.stdout + r.stderr).strip()[-1500:], secrets)
+                    raise DeployError(f"group '{action.group}' is up, but its step '{step['description']}' in "
+                                      f"{step['container']} failed (exit {r.returncode}):\n{_indent(output)}\n"
+                                      "Fix the cause and run the command again.", action.group, [step["container"]])
+            deployed = updated_deployed(deployed, manifest, action.group, manifest["groups"][action.group]["hash"])
+            site.save_deployed(deployed_text(deployed))
             seconds = time.monotonic() - t0
             console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
             result.groups.append(GroupResult(action.group, "up", action.reason, seconds))
@@ -701,7 +758,6 @@ def up_local(
     *,
     wait_timeout: int = DEFAULT_WAIT,
     pull_timeout: float = DEFAULT_PULL_TIMEOUT,
-    extra: Mapping[str, Mapping[str, str]] | None = None,
     console: Console | None = None,
     tools: Tools | None = None,
 ) -> DeployResult:
@@ -729,7 +785,7 @@ def up_local(
         if certs.ca_created:
             console.print(f"Created a local CA for {config.domain}.")
     result = deploy(files, deploy_dir, store.values(), tools=tools, wait_timeout=wait_timeout,
-                    pull_timeout=pull_timeout, extra=extra, keep=keep, console=console)
+                    pull_timeout=pull_timeout, keep=keep, console=console)
     if config.tls_challenge == "local":
         console.print(localca.trust_hint(certs))
     return result

@@ -1,6 +1,5 @@
-"""`aini up`, host half: bring a server to the configured state with the `base` and
-`docker` roles. Today only the ssh target (a Debian server you already have); the cloud
-provisioning before it and the deploy after it hang off `up()` later.
+"""`aini up` on a server: provision it (hetzner), bring it to the configured state with
+the `base` and `docker` roles, then deploy the stack on it (aini.remote).
 
 Who logs in: a fresh server takes root (or `target.user`) with the operator's key. The
 `base` role creates the admin user (ADMIN_USER) with the same key and sudo, checks it can
@@ -15,7 +14,7 @@ import importlib.util
 import os
 import re
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ SSH_TIMEOUT = 15
 class UpOptions:
     docker_source: str = "docker"  # 'debian': docker.io + the Compose plugin binary below
     compose_plugin: Path | None = None
+    deploy: bool = True  # False: configure the host only
+    wait_timeout: int | None = None  # per group; None: the deploy step's default
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class UpResult:
     changed: int
     elapsed: float
     stats: dict[str, HostStats] = field(default_factory=dict)
+    deployed: dict[str, Any] | None = None  # groups brought up/skipped and the deploy's seconds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,8 +84,8 @@ class SshAccess:
 
 
 def up(config: AiniConfig, project_dir: Path, options: UpOptions = UpOptions(),
-       progress: Progress | None = None) -> UpResult:
-    """Everything `aini up` does for this config; so far: configure the host."""
+       progress: Progress | None = None, console: Any = None) -> UpResult:
+    """Everything `aini up` does for a server: provision, configure, deploy."""
     target = config.target
     if target.kind == "hetzner":
         from .provision import private_key_of, provision
@@ -96,7 +98,21 @@ def up(config: AiniConfig, project_dir: Path, options: UpOptions = UpOptions(),
     if target.kind == "local":
         raise InputError("target 'local' is deployed by aini.deploy.up_local, not configured over SSH")
     assert isinstance(target, SshTarget)
-    return configure_ssh_host(target, project_dir, options, progress)
+    if options.deploy:
+        from .plan import check
+
+        check(config)  # bad input stops us before the host is touched
+    configured = configure_ssh_host(target, project_dir, options, progress)
+    if not options.deploy:
+        return configured
+    from .remote import deploy_server
+
+    access = SshAccess(target.host, target.port, _private_key(target.ssh_key, project_dir), _known_hosts(project_dir))
+    result = deploy_server(config, project_dir, access, ADMIN_USER, wait_timeout=options.wait_timeout,
+                           console=console)
+    groups = {g.group: {"action": g.action, "reason": g.reason, "seconds": round(g.seconds, 1)}
+              for g in result.groups}
+    return replace(configured, deployed={"groups": groups, "seconds": round(result.seconds, 1)})
 
 
 def configure_ssh_host(target: SshTarget, project_dir: Path, options: UpOptions = UpOptions(),

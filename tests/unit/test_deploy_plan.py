@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from aini import catalog, deploy, localca
+from aini.catalog.nextcloud import ENABLE_ONLYOFFICE
 from aini.config import validate_data
 from aini.render import bundle
 from aini.secrets import SecretStore
@@ -32,10 +33,10 @@ def manifest(**groups) -> dict:
 
 
 def test_up_argv_is_a_list_without_secrets():
-    cmd = deploy.compose_up_cmd(TOOLS, Path("/d"), "nextcloud", 120, ["local.yml"])
+    cmd = deploy.compose_up_cmd(TOOLS, Path("/d"), "nextcloud", 120)
     assert cmd.argv == (
         "/opt/compose", "--ansi", "never", "--progress", "plain", "--project-name", "aini-nextcloud",
-        "--project-directory", "/d/nextcloud", "-f", "/d/nextcloud/compose.yml", "-f", "/d/nextcloud/local.yml",
+        "--project-directory", "/d/nextcloud", "-f", "/d/nextcloud/compose.yml",
         "up", "--detach", "--wait", "--wait-timeout", "120", "--pull", "never", "--remove-orphans",
     )
     assert cmd.timeout == 420
@@ -63,15 +64,6 @@ def test_plan_takes_down_groups_no_longer_in_the_bundle():
     p = deploy.plan(manifest(traefik="a"), manifest(traefik="a", onlyoffice="o"), {"traefik": {"traefik"}}, {})
     assert [(a.group, a.action) for a in p.actions] == [("traefik", "skip"), ("onlyoffice", "down")]
     assert p.images == ()
-
-
-def test_plan_extra_compose_files_count_in_the_hash():
-    m = manifest(traefik="a")
-    extra = {"traefik": {"ports.yml": "x"}}
-    deployed = manifest(traefik=deploy.effective_hash(m, "traefik", extra["traefik"]))
-    running = {"traefik": {"traefik"}}
-    assert deploy.plan(m, deployed, running, {}, extra=extra).changed == []
-    assert deploy.plan(m, deployed, running, {}, extra={"traefik": {"ports.yml": "y"}}).changed == ["traefik"]
 
 
 def test_plan_recreates_services_whose_mounted_file_changed():
@@ -239,3 +231,43 @@ def test_deploy_runs_groups_in_order_and_never_puts_a_secret_in_argv(tmp_path):
     again = deploy.deploy(files, tmp_path / "deployed", store.values(), tools=TOOLS, run=run_all_up,
                           console=Console(file=io.StringIO()))
     assert again.touched == [] and [c[1] for c in calls] == ["network", "ps"]
+
+
+def test_post_deploy_steps_run_after_their_group_and_a_failure_names_them(tmp_path):
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    php = files["nextcloud/onlyoffice.config.php"].content
+    assert "getenv('AINI_ONLYOFFICE_JWT_SECRET')" in php and not files["nextcloud/onlyoffice.config.php"].private
+    assert not any(v in php for v in store.values())
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd, fail=False):
+        calls.append(cmd.argv)
+        bad = fail and "exec" in cmd.argv
+        return subprocess.CompletedProcess(cmd.argv, 1 if bad else 0, "", "App not found: onlyoffice" if bad else "")
+
+    deploy.deploy(files, tmp_path / "d", store.values(), tools=TOOLS, run=run, console=Console(file=io.StringIO()))
+    execs = [c for c in calls if "exec" in c]
+    assert execs == [("docker", "exec", "--user", "www-data", "--workdir", "/var/www/html", "aini-nextcloud", "sh",
+                      "-c", ENABLE_ONLYOFFICE)]
+    nextcloud_up = next(i for i, c in enumerate(calls) if "aini-nextcloud" in c and "up" in c)
+    assert calls.index(execs[0]) == nextcloud_up + 1  # right after its group came up healthy
+
+    calls.clear()
+    with pytest.raises(deploy.DeployError, match="(?s)enable the OnlyOffice connector app.*App not found") as err:
+        deploy.deploy(files, tmp_path / "e", store.values(), tools=TOOLS, run=lambda c: run(c, fail=True),
+                      console=Console(file=io.StringIO()))
+    assert err.value.group == "nextcloud"
+    assert "nextcloud" not in deploy.load_deployed(tmp_path / "e")["groups"]  # retried on the next run
+
+
+def test_without_onlyoffice_nextcloud_has_no_step_and_no_connector_config(tmp_path):
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                            "services": {"onlyoffice": {"enabled": False}}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    assert "nextcloud/onlyoffice.config.php" not in files
+    assert "post_deploy" not in json.loads(files[bundle.MANIFEST].content)["groups"]["nextcloud"]

@@ -91,6 +91,19 @@ class Volume:
 
 
 @dataclass(frozen=True)
+class PostDeploy:
+    """A shell script run in the service's container (as `user`) each time its group has
+    come up healthy: configuration only the running application can apply (an app to
+    enable). It must be idempotent, and it reads secrets from the container's environment,
+    never from its own text (which is in the manifest and in argv)."""
+
+    script: str
+    user: str = "root"
+    description: str = ""
+    workdir: str = "/"
+
+
+@dataclass(frozen=True)
 class Backup:
     """What a backup must capture: volumes to copy, and a shell command run in the
     container whose stdout is saved as `dump_file` (consistent where a file copy of a live
@@ -140,6 +153,7 @@ class ServiceSpec:
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     extra: Mapping[str, object] = field(default_factory=dict)  # compose keys with no catalog meaning (cap_add, pid)
+    post_deploy: Callable[[Context], tuple[PostDeploy, ...]] = lambda ctx: ()
 
     @property
     def container(self) -> str:

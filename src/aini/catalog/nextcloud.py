@@ -1,7 +1,19 @@
 """Nextcloud (Apache image) with MariaDB, Redis and its cron container; OnlyOffice beside it."""
 
 from ..render.networks import TRAEFIK_IP
-from .model import Backup, Context, HealthCheck, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
+from .model import (
+    Backup,
+    Context,
+    Files,
+    HealthCheck,
+    PostDeploy,
+    Ref,
+    Route,
+    Secret,
+    ServiceSpec,
+    UserSecret,
+    Volume,
+)
 
 ONLYOFFICE_JWT = Secret("onlyoffice_jwt_secret", 48, "alnum", description="shared by OnlyOffice and Nextcloud")
 HTML = Volume("nextcloud-html", "/var/www/html")
@@ -41,7 +53,7 @@ def _nextcloud_env(ctx: Context) -> dict:
             "OBJECTSTORE_S3_SECRET": Ref("nextcloud_s3_secret"),
         }
     if ctx.on("onlyoffice"):
-        # Read by AINI's post-deploy step that configures the OnlyOffice app through occ.
+        # Read by onlyoffice.config.php: the secret never sits in a file or in argv.
         env |= {
             "AINI_ONLYOFFICE_URL": ctx.url("onlyoffice") + "/",
             "AINI_ONLYOFFICE_INTERNAL_URL": f"http://{ctx.host('onlyoffice')}/",
@@ -49,6 +61,42 @@ def _nextcloud_env(ctx: Context) -> dict:
             "AINI_ONLYOFFICE_JWT_SECRET": Ref(ONLYOFFICE_JWT.name),
         }
     return env
+
+
+ONLYOFFICE_CONFIG = "onlyoffice.config.php"
+
+
+def _onlyoffice_config(ctx: Context) -> dict[str, str]:
+    """The OnlyOffice connector reads its settings from the system config's `onlyoffice`
+    array; Nextcloud merges every config/*.config.php into it. Values come from the
+    container's environment (the 0600 env file), so this file holds no secret."""
+    if not ctx.on("onlyoffice"):
+        return {}
+    return {ONLYOFFICE_CONFIG: """<?php
+// Written by AINI: the OnlyOffice connector's settings (edit aini.yml, not this file).
+$CONFIG = array(
+  'onlyoffice' => array(
+    'DocumentServerUrl' => getenv('AINI_ONLYOFFICE_URL'),
+    'DocumentServerInternalUrl' => getenv('AINI_ONLYOFFICE_INTERNAL_URL'),
+    'StorageUrl' => getenv('AINI_NEXTCLOUD_INTERNAL_URL'),
+    'jwt_secret' => getenv('AINI_ONLYOFFICE_JWT_SECRET'),
+    'jwt_header' => 'Authorization',
+  ),
+);
+"""}
+
+
+def _onlyoffice_mounts(ctx: Context) -> tuple[Volume, ...]:
+    if not ctx.on("onlyoffice"):
+        return ()
+    return (Volume(f"./{ONLYOFFICE_CONFIG}", f"/var/www/html/config/{ONLYOFFICE_CONFIG}", read_only=True),)
+
+
+# Installs the connector from the app store once, then only enables it: safe to repeat.
+ENABLE_ONLYOFFICE = (
+    "php occ app:list --output=json | grep -q '\"onlyoffice\"' || php occ app:install onlyoffice; "
+    "php occ app:enable onlyoffice"
+)
 
 
 NEXTCLOUD = ServiceSpec(
@@ -74,8 +122,13 @@ NEXTCLOUD = ServiceSpec(
         UserSecret("nextcloud_s3_secret", description="S3 secret key (services.nextcloud.s3)"),
     ),
     volumes=(HTML,),
+    files=Files(_onlyoffice_config, mounts=_onlyoffice_mounts),
     depends_on=("mariadb", "redis"),
     route=Route("cloud", 80, middlewares=("nextcloud-dav",)),
+    post_deploy=lambda ctx: (
+        (PostDeploy(ENABLE_ONLYOFFICE, "www-data", "enable the OnlyOffice connector app", "/var/www/html"),)
+        if ctx.on("onlyoffice") else ()
+    ),
     backup=Backup(volumes=("nextcloud-html",), notes="maintenance mode on around the copy"),
 )
 

@@ -89,13 +89,22 @@ def _missing(spec: ServiceSpec, name: str) -> str:
 def _manifest(config: AiniConfig, specs: list[ServiceSpec], files: Bundle) -> str:
     groups = {}
     for group, members in catalog.groups(specs).items():
+        ctx = catalog.context(config)
+        steps = [{"container": s.container, "user": step.user, "script": step.script,
+                  "description": step.description, "workdir": step.workdir}
+                 for s in members for step in s.post_deploy(ctx)]
         paths = sorted(p for p in files if p.startswith(group + "/"))
-        digest = hashlib.sha256("".join(f"{p}\0{files[p].digest}\n" for p in paths).encode()).hexdigest()
+        parts = [f"{p}\0{files[p].digest}\n" for p in paths]
+        if steps:  # a changed step re-runs the group, as a changed file does
+            parts.append(json.dumps(steps, sort_keys=True))
+        digest = hashlib.sha256("".join(parts).encode()).hexdigest()
         groups[group] = {
             "hash": digest,
             "services": [s.name for s in members],
-            "images": {s.name: compose.image_ref(s, catalog.context(config)) for s in members},
+            "images": {s.name: compose.image_ref(s, ctx) for s in members},
         }
+        if steps:
+            groups[group]["post_deploy"] = steps
     manifest = {
         "format": 1,
         "aini_version": __version__,
