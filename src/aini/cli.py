@@ -186,8 +186,12 @@ def up(
         Optional[Path], typer.Option(help="docker-compose v2 binary to install with --docker-source debian.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result and Ansible's stats as JSON.")] = False,
+    host_only: Annotated[bool, typer.Option(help="Provision and configure the server; do not deploy the stack.")] = False,
+    wait_timeout: Annotated[
+        Optional[int], typer.Option(min=10, max=3600, help="Seconds each group may take to become healthy.")
+    ] = None,
 ) -> None:
-    """Provision (hetzner) and configure the server, or deploy the stack on this Docker engine (local)."""
+    """Provision (hetzner), configure the server and deploy the stack; on the local target, deploy on this Docker engine."""
     from .host import UpOptions
     from .host import up as up_host
     from .runner import ConsoleProgress
@@ -195,13 +199,14 @@ def up(
     def action() -> None:
         config = _load()
         if config.target.kind == "local":
-            from .deploy import up_local
+            from .deploy import DEFAULT_WAIT, up_local
 
-            deployed = up_local(config, state.project_dir)
+            deployed = up_local(config, state.project_dir, wait_timeout=wait_timeout or DEFAULT_WAIT)
             touched = ", ".join(deployed.touched) or "none (nothing changed)"
             print(f"Deployed on the local Docker engine in {deployed.seconds:.0f} s; groups updated: {touched}.")
             return
-        result = up_host(config, state.project_dir, UpOptions(docker_source, compose_plugin), ConsoleProgress())
+        options = UpOptions(docker_source, compose_plugin, deploy=not host_only, wait_timeout=wait_timeout)
+        result = up_host(config, state.project_dir, options, ConsoleProgress())
         if as_json:
             import json
 
@@ -211,6 +216,10 @@ def up(
         print(f"Configured {result.host}:{result.port}: {result.changed} changed, {minutes}:{seconds:02d} elapsed.")
         print(f"Admin user: {result.admin_user} (this run logged in as {result.connected_as}); "
               f"root and passwords can no longer log in over SSH.")
+        if result.deployed is not None:
+            touched = [g for g, info in result.deployed["groups"].items() if info["action"] != "skip"]
+            print(f"Deployed in {result.deployed['seconds']:.0f} s; groups updated: "
+                  f"{', '.join(touched) or 'none (nothing changed)'}.")
 
     _run(action)
 
@@ -229,6 +238,20 @@ def destroy(
         print(f"Removed {len(removed)} resources.")
 
     _run(action)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    connect: Annotated[
+        Optional[str], typer.Option(metavar="HOST:PORT", help="Reach Traefik here for the certificate checks "
+                                    "instead of the server's address on 443 (e.g. before DNS points at it).")
+    ] = None,
+) -> None:
+    """Every service's container state, health, URL, certificate expiry and restarts; exit 1 when one is unhealthy."""
+    from .status import show_status
+
+    _run(lambda: show_status(_load(), state.project_dir, as_json, connect=connect))
 
 
 def main() -> None:

@@ -199,6 +199,18 @@ def read_offers(client: Client) -> list[Offer]:
     return offers
 
 
+def server_ipv4(client: Client, config: AiniConfig) -> str:
+    """The project's server's public IPv4, found by its label (never by name alone)."""
+    try:
+        servers = client.servers.get_all(label_selector=selector(config))
+    except Exception as exc:  # noqa: BLE001 - hcloud's errors become one sentence
+        raise api_error(exc) from None
+    if len(servers) != 1 or not servers[0].public_net.ipv4:
+        raise AiniError(f"no server of project '{config.project}' in Hetzner Cloud (found {len(servers)}); "
+                        "run aini up first")
+    return servers[0].public_net.ipv4.ip
+
+
 def read_owned(client: Client, config: AiniConfig) -> list[Owned]:
     sel = selector(config)
     found: list[Owned] = []

@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -207,6 +216,70 @@ class Tls(Model):
     acme_server: str | None = Field(
         default=None, pattern=r"^https://[^\s]+$", description="A custom ACME directory URL (overrides staging)."
     )
+    acme_ca: str | None = Field(
+        default=None,
+        description="PEM file with the CA certificate(s) that sign the ACME server's own HTTPS endpoint "
+        "(a private ACME CA such as step-ca or Pebble); relative to aini.yml's directory.",
+    )
+    # The certificates read from acme_ca when aini.yml is loaded, so rendering reads no file.
+    _acme_ca_pem: str | None = PrivateAttr(default=None)
+
+    @field_validator("acme_ca")
+    @classmethod
+    def _ca_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        # Absent from info.data when acme_server itself was invalid: that error is enough.
+        if "acme_server" in info.data and info.data["acme_server"] is None:
+            raise ValueError("only applies to a private ACME server: set tls.acme_server or remove tls.acme_ca")
+        base = (info.context or {}).get("base_dir") or Path.cwd()
+        try:
+            path = Path(base) / Path(value).expanduser()  # an absolute path replaces the base
+        except RuntimeError:  # ~user of an unknown user
+            raise ValueError(f"{value!r}: no such home directory; give an absolute path") from None
+        _ca_certificates(path)
+        return str(path)
+
+    # Reads the file a second time: only here can the content be kept (a field validator has no
+    # model yet), and only there do errors name tls.acme_ca rather than tls.
+    @model_validator(mode="after")
+    def _load_ca(self) -> Tls:
+        if self.acme_ca is not None:
+            self._acme_ca_pem = _ca_certificates(Path(self.acme_ca))
+        return self
+
+    @property
+    def acme_ca_pem(self) -> str | None:
+        """The CA certificate(s) of acme_ca, PEM blocks only (never a private key)."""
+        return self._acme_ca_pem
+
+
+MAX_CA_BYTES = 1024 * 1024
+_PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
+
+
+def _ca_certificates(path: Path) -> str:
+    """The certificate blocks of a PEM file, or a ValueError that says what to fix."""
+    hint = "point it at the PEM file with the CA certificate of your ACME server's HTTPS endpoint"
+    try:
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file; {hint}")
+        with path.open("rb") as file:
+            data = file.read(MAX_CA_BYTES)  # bounded: /proc-like files report size 0
+        if len(data) >= MAX_CA_BYTES:
+            raise ValueError(f"{path} is 1 MiB or larger; {hint}")
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not PEM text; {hint}") from None
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read ({exc.strerror}); {hint}") from None
+    if "PRIVATE KEY-----" in text:
+        # The bundle file is not private: a key in it would be copied in the clear.
+        raise ValueError(f"{path} holds a private key; give only the CA certificate(s)")
+    blocks = _PEM_CERT_RE.findall(text)
+    if not blocks:
+        raise ValueError(f"{path} holds no '-----BEGIN CERTIFICATE-----' block; {hint}")
+    return "".join(block.replace("\r\n", "\n") + "\n" for block in blocks)
 
 
 class Admin(Model):
@@ -381,9 +454,10 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return str(exc).splitlines()[0][:200]
 
 
-def validate_data(data: dict[str, Any], source: str) -> AiniConfig:
+def validate_data(data: dict[str, Any], source: str, base_dir: Path | None = None) -> AiniConfig:
+    """`base_dir` is where relative paths in aini.yml start (its directory; else the current one)."""
     try:
-        return AiniConfig.model_validate(data)
+        return AiniConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err) for err in exc.errors(include_input=False)][:20]) from None
     except RecursionError:
@@ -400,7 +474,7 @@ def load_config(path: Path) -> AiniConfig:
         raise ConfigError(source, ["not UTF-8 text"]) from None
     except OSError as exc:
         raise ConfigError(source, [f"cannot read it ({exc.strerror})"]) from None
-    return validate_data(parse_yaml(text, source), source)
+    return validate_data(parse_yaml(text, source), source, path.resolve().parent)
 
 
 def _describe(err: dict[str, Any]) -> str:

@@ -183,6 +183,23 @@ def deploy_server(config: AiniConfig, project_dir: Path, access: SshAccess, user
                       console=console)
 
 
+def server_access(config: AiniConfig, project_dir: Path) -> SshAccess:
+    """How to reach the deployed server: target.host, or the Hetzner server found by label."""
+    from .host import _known_hosts, _private_key
+
+    target = config.target
+    if target.kind == "ssh":
+        return SshAccess(target.host, target.port, _private_key(target.ssh_key, project_dir),
+                         _known_hosts(project_dir))
+    if target.kind == "hetzner":
+        from . import cloud
+        from .provision import private_key_of
+
+        address = cloud.server_ipv4(cloud.connect(), config)
+        return SshAccess(address, target.ssh_port, private_key_of(target, project_dir), _known_hosts(project_dir))
+    raise AiniError(f"target '{target.kind}' has no server")
+
+
 def _ssh_env() -> dict[str, str]:
     # LC_* would be forwarded by ssh (SendEnv) and complain on a server without the locale.
     return {k: v for k, v in os.environ.items() if not k.startswith("LC_")}

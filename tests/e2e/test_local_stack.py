@@ -108,6 +108,20 @@ def test_mariadb_has_the_nextcloud_database_and_user(stack: Stack):
     assert r.returncode != 0 and "Access denied" in r.stderr
 
 
+def test_onlyoffice_connector_is_enabled_and_configured_without_a_secret_in_files(stack: Stack):
+    occ = ("exec", "--user", "www-data", "--workdir", "/var/www/html", "aini-nextcloud")
+    apps = json.loads(stack.docker_cmd(*occ, "php", "occ", "app:list", "--output=json"))
+    assert "onlyoffice" in apps["enabled"]
+    # The step ran once, installing then enabling (the double's occ keeps a log of calls).
+    log = stack.docker_cmd(*occ, "cat", ".aini-double-occ.log").splitlines()
+    assert log[:3] == ["app:list --output=json", "app:install onlyoffice", "app:enable onlyoffice"]
+    config = stack.docker_cmd(*occ, "cat", "config/onlyoffice.config.php")
+    assert "getenv('AINI_ONLYOFFICE_JWT_SECRET')" in config
+    assert stack.store.get("onlyoffice_jwt_secret") not in config
+    env = stack.docker_cmd("exec", "aini-nextcloud", "printenv", "AINI_ONLYOFFICE_URL")
+    assert env.strip() == f"https://{stack.host('onlyoffice')}:{stack.https_port}/"
+
+
 def test_second_deploy_recreates_nothing(stack: Stack, figures):
     before = stack.containers()
     assert before and all(state == "running" for _, state in before.values())

@@ -185,7 +185,10 @@ class Context:
         return f"{self.subdomain(name)}.{self.config.domain}"
 
     def url(self, name: str) -> str:
-        return f"https://{self.fqdn(name)}"
+        """What a browser opens: the local target may serve HTTPS on another port."""
+        target = self.config.target
+        port = f":{target.https_port}" if target.kind == "local" and target.https_port != 443 else ""
+        return f"https://{self.fqdn(name)}{port}"
 
     def on(self, name: str) -> bool:
         return name in self.enabled

@@ -19,6 +19,9 @@ RESOLVER = "le"
 USERS_FILE = "/etc/traefik/users"
 LOCAL_CERT = "/etc/traefik/certs/local.crt"  # written by the local CA at deploy (aini.localca)
 LOCAL_KEY = "/etc/traefik/certs/local.key"
+# tls.acme_ca, for a private ACME server's HTTPS endpoint. lego, Traefik's ACME client, then trusts
+# only the files in LEGO_CA_CERTIFICATES for talking to the ACME server (they replace the system roots).
+ACME_CA = "/etc/traefik/acme-ca.pem"
 
 # Why each middleware exists is the point of this table: it is where cross-service HTTP
 # behaviour is wired.
@@ -126,10 +129,18 @@ def dynamic(ctx: Context) -> dict[str, dict]:
     }
 
 
+def _acme_ca(ctx: Context) -> str | None:
+    """The PEM read from tls.acme_ca when aini.yml was loaded; only an ACME resolver uses it."""
+    return ctx.config.tls.acme_ca_pem if ctx.config.tls_challenge != "local" else None
+
+
 def files(ctx: Context) -> dict[str, str]:
     rendered = {"traefik.yml": dump(static(ctx))}
     for name, content in dynamic(ctx).items():
         rendered[f"dynamic/{name}"] = dump(content)
+    ca = _acme_ca(ctx)
+    if ca:
+        rendered["acme-ca.pem"] = ca
     return rendered
 
 
@@ -143,13 +154,18 @@ def mounts(ctx: Context) -> tuple:
     )
     if ctx.config.tls_challenge == "local":
         return (*base, Volume("./certs", "/etc/traefik/certs", read_only=True))
+    if _acme_ca(ctx):
+        return (*base, Volume("./acme-ca.pem", ACME_CA, read_only=True))
     return base
 
 
 def env(ctx: Context) -> dict[str, EnvValue]:
     from ..catalog.model import Ref
 
+    env: dict[str, EnvValue] = {}
     if ctx.config.tls_challenge == "dns":
         # lego's `hetzner` provider speaks the Hetzner Cloud DNS API with this variable.
-        return {"HETZNER_API_TOKEN": Ref("hetzner_dns_token")}
-    return {}
+        env["HETZNER_API_TOKEN"] = Ref("hetzner_dns_token")
+    if _acme_ca(ctx):
+        env["LEGO_CA_CERTIFICATES"] = ACME_CA
+    return env

@@ -1,0 +1,185 @@
+"""`aini up` on a fresh sandbox server: configure over SSH, deploy the whole stack, get
+certificates from a real ACME CA (Pebble, HTTP-01), survive a power cycle.
+
+The tests run in file order against one server (module fixture); each leaves it healthy.
+"""
+from __future__ import annotations
+
+import json
+import ssl
+import time
+
+import pytest
+
+from aini import catalog
+from tests.e2e.conftest import _merge_figures
+from tests.e2e.server import DOMAIN, ServerStack, bridge_gateway, load_images
+from tests.e2e.stack import free_port, stack_config
+from tests.e2e.test_local_stack import ANSWERS, REAL
+from tests.harness import acme, sandbox
+from tests.harness.world import build_or_fail
+
+pytestmark = pytest.mark.sandbox
+
+WAIT = "300"
+REBOOT_BUDGET = 180  # seconds from power-on until every container is healthy again
+
+
+def _world(what: str, build):
+    return build_or_fail("server e2e", what, build)
+
+
+@pytest.fixture(scope="module")
+def server(e2e_docker, e2e_images, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("server-e2e")
+    key = sandbox.make_keypair(workdir / "ssh")
+    image = _world("host image with docker.io", sandbox.docker_host_image)
+    hosts = _world("starting the server", lambda: sandbox.start_hosts(1, key, image=image, prefix="aini-server"))
+    host = hosts[0]
+    pebble = None
+    try:
+        seconds = _world("loading the stack images into the server",
+                         lambda: load_images(host, sorted(set(e2e_images.values()))))
+        gateway = _world("the Docker bridge gateway", bridge_gateway)
+        pebble = acme.start_or_fail(workdir / "pebble", http_port=80, listen="0.0.0.0", extra_ips=[gateway],
+                                    default_ipv4=host.ip)
+        root = workdir / "pebble-root.pem"
+        root.write_text(pebble.roots_pem())
+        data = stack_config(e2e_images, onlyoffice={"enabled": False})
+        data.pop("project")
+        data.update(domain=DOMAIN, email="admin@aini.test",
+                    target={"kind": "ssh", "host": "127.0.0.1", "port": host.ssh_port, "user": "root",
+                            "ssh_key": str(key)},
+                    tls={"challenge": "http", "acme_server": pebble.directory_url(gateway),
+                         "acme_ca": str(pebble.listener_ca_pem)})
+        project = workdir / "project"
+        project.mkdir()
+        s = ServerStack(project, data, host.http_port, host.https_port, sandbox.docker_cli(), server=host,
+                        ca_pem=root)
+        s.write_config()
+        start = time.monotonic()
+        r = s.up_cli("--wait-timeout", WAIT)
+        s.deploy_seconds = time.monotonic() - start
+        if r.returncode != 0:
+            pytest.fail(f"aini up failed ({r.returncode}):\n{r.stderr[-6000:]}\n{pebble.log_tails()}", pytrace=False)
+        s.up_result = json.loads(r.stdout)
+        _merge_figures({"server_images_load_seconds": round(seconds, 1),
+                 "server_up_seconds": round(s.deploy_seconds, 1),
+                 "server_deploy_seconds": s.up_result["deployed"]["seconds"]})
+        yield s
+    finally:
+        if pebble:
+            pebble.stop()
+        for h in hosts:
+            h.remove()
+
+
+def routed(s: ServerStack) -> list:
+    return [spec for spec in catalog.enabled(s.config) if spec.route]
+
+
+def test_every_service_answers_with_a_certificate_from_the_acme_ca(server: ServerStack):
+    specs = routed(server)
+    assert {spec.name for spec in specs} == set(ANSWERS) - {"onlyoffice"}
+    for spec in specs:
+        host = server.host(spec.name)
+        path, marker = ANSWERS[spec.name]
+        # The client trusts only Pebble's root: the chain must lead there and name the host.
+        r = server.wait_https(host, path, auth=server.admin() if spec.route.admin else None, timeout=180)
+        assert marker in r.text, f"{host}{path}: {r.status} {r.text[:200]}"
+        assert r.peer_names == [host]
+        if spec.name not in REAL:
+            assert r.headers["X-Aini-Double"] == spec.name
+
+
+def test_issuer_is_pebble_and_the_default_certificate_is_not_served(server: ServerStack):
+    context = ssl.create_default_context(cafile=str(server.ca))
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.https_port), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname=server.host("librechat")) as tls:
+        issuer = dict(x[0] for x in tls.getpeercert()["issuer"])
+    assert "Pebble Intermediate CA" in issuer["commonName"]
+
+
+def test_http_redirects_and_hsts(server: ServerStack):
+    for spec in routed(server):
+        host = server.host(spec.name)
+        r = server.http(host, "/some/path?x=1")
+        assert r.status in (301, 308), (host, r.status)
+        assert r.headers["Location"] == f"https://{host}/some/path?x=1"
+        path, _ = ANSWERS[spec.name]
+        r = server.https(host, path, auth=server.admin() if spec.route.admin else None)
+        assert r.headers["Strict-Transport-Security"] == "max-age=15552000; includeSubDomains"
+
+
+def test_admin_uis_need_credentials_and_disabled_service_has_no_route(server: ServerStack):
+    user, password = server.admin()
+    for spec in (s for s in routed(server) if s.route.admin):
+        host, (path, _) = server.host(spec.name), ANSWERS[spec.name]
+        assert server.https(host, path).status == 401
+        assert server.https(host, path, auth=(user, password)).status == 200
+    # onlyoffice is disabled in this config: Traefik has no router for it.
+    r = server.https(f"office.{DOMAIN}", "/healthcheck", check_hostname=False)
+    assert r.status == 404
+
+
+def test_bundle_on_the_server_is_root_only(server: ServerStack):
+    assert server.server is not None
+    out = server.server.exec("stat", "-c", "%a %U %n", "/opt/aini", "/opt/aini/deployed",
+                             "/opt/aini/deployed/n8n/n8n.env", "/opt/aini/deployed/traefik/users",
+                             "/opt/aini/deployed/n8n/compose.yml").stdout.splitlines()
+    assert out == ["700 root /opt/aini", "700 root /opt/aini/deployed", "600 root /opt/aini/deployed/n8n/n8n.env",
+                   "600 root /opt/aini/deployed/traefik/users", "644 root /opt/aini/deployed/n8n/compose.yml"]
+    values = [v for v in server.store.values() if len(v) >= 8]
+    for text in server.log:
+        for value in values:
+            assert value not in text
+
+
+def test_second_up_recreates_nothing(server: ServerStack, figures):
+    before = server.containers()
+    assert before and all(state == "running" for _, state in before.values())
+    start = time.monotonic()
+    r = server.up_cli()
+    seconds = time.monotonic() - start
+    assert r.returncode == 0, r.stderr[-3000:]
+    deployed = json.loads(r.stdout)["deployed"]
+    assert all(g["action"] == "skip" for g in deployed["groups"].values()), deployed
+    assert json.loads(r.stdout)["changed"] == 0
+    assert server.containers() == before
+    figures({"server_noop_up_seconds": round(seconds, 1)})
+
+
+def test_a_power_cycle_brings_every_service_back_without_a_command(server: ServerStack, figures):
+    assert server.server is not None
+    expected = set(server.containers())
+    server.server.stop()
+    server.server.start()
+    start = time.monotonic()
+    health: dict[str, str] = {}
+    while time.monotonic() - start < REBOOT_BUDGET:
+        try:
+            health = server.health()
+        except Exception:  # noqa: BLE001 - dockerd inside may still be starting
+            health = {}
+        if set(health) == expected and all(h in ("healthy", "running") for h in health.values()):
+            break
+        time.sleep(2)
+    seconds = time.monotonic() - start
+    figures({"server_reboot_healthy_seconds": round(seconds, 1)})
+    assert set(health) == expected and all(h in ("healthy", "running") for h in health.values()), (
+        f"not healthy {REBOOT_BUDGET}s after power-on: {health}")
+    server.server.wait_ready()
+    r = server.wait_https(server.host("librechat"), "/health", timeout=60)
+    assert "OK" in r.text
+
+
+def test_status_reads_the_server_over_ssh(server: ServerStack):
+    r = server.aini("status", "--json", "--connect", f"127.0.0.1:{server.https_port}", timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    rows = {row["service"]: row for row in report["services"]}
+    assert set(rows) == {s.name for s in catalog.enabled(server.config)}
+    assert all(row["ok"] for row in rows.values()), [row for row in rows.values() if not row["ok"]]
+    assert "Pebble" in rows["librechat"]["cert_issuer"] and rows["librechat"]["cert_days_left"] > 0
