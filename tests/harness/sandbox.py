@@ -96,7 +96,8 @@ def _digest(*parts: bytes | str) -> str:
 
 def _context_digest(context: Path) -> list[bytes | str]:
     parts: list[bytes | str] = []
-    for f in sorted(p for p in context.rglob("*") if p.is_file()):
+    # Bytecode a test left beside a double is not part of the recipe (and .dockerignore'd).
+    for f in sorted(p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         parts += [str(f.relative_to(context)), oct(f.stat().st_mode & 0o777), f.read_bytes()]
     return parts
 

@@ -12,12 +12,18 @@ behaves like its upstream where the deploy depends on it:
   waits for MongoDB, Nextcloud for MariaDB and Redis), so wiring across internal
   networks is exercised.
 
+Vault and Consul serve the full API slice AINI calls, from vault_api.py and consul_api.py
+beside this file (TEST DOUBLES too, written from the upstream API documentation), with
+their state in the container's volume (`AINI_DOUBLE_DATA` overrides the directory).
+
 `AINI_DOUBLE` names the service; `AINI_DOUBLE_MODE=broken` makes the health endpoint fail
 forever and logs the environment carelessly (to prove the deploy step scrubs secrets
-from the logs it shows).
+from the logs it shows). `AINI_DOUBLE_HOST`/`AINI_DOUBLE_PORT` move the listener (tests
+that run this file directly, outside a container).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -63,13 +69,6 @@ def as_json(data: object, status: int = 200) -> tuple[int, str, str]:
     return status, "application/json", json.dumps(data) + "\n"
 
 
-def vault_health(query: dict[str, list[str]]) -> tuple[int, str, str]:
-    # Upstream: 501 when not initialised, 503 sealed; query parameters pick other codes.
-    code = int(query.get("uninitcode", ["501"])[0])
-    return as_json({"initialized": False, "sealed": True, "standby": False,
-                    "version": "1.21.4", "aini_double": SERVICE}, code)
-
-
 def routes(path: str, query: dict[str, list[str]]) -> tuple[int, str, str] | None:
     title = TITLES.get(SERVICE, SERVICE)
     table = {
@@ -87,13 +86,6 @@ def routes(path: str, query: dict[str, list[str]]) -> tuple[int, str, str] | Non
             "/": lambda: page(title),
         },
         "onlyoffice": {"/healthcheck": lambda: text("true"), "/": lambda: page(title)},
-        "consul": {
-            "/v1/status/leader": lambda: as_json("127.0.0.1:8300"),
-            "/ui/": lambda: page(title),
-            "/": lambda: page(title),
-        },
-        "vault": {"/v1/sys/health": lambda: vault_health(query), "/ui/": lambda: page(title),
-                  "/": lambda: page(title)},
         "socket-proxy": {"/_ping": lambda: text("OK"), "/version": lambda: as_json(
             {"Version": "20.10", "aini_double": SERVICE})},
     }.get(SERVICE, {})
@@ -134,6 +126,40 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: object) -> None:
         if not self.path.split("?")[0] in HEALTH_PATHS:
             log(fmt % args)
+
+
+# ----------------------------------------------------------- vault and consul: full API
+
+API_MODULES = {"vault": "vault_api", "consul": "consul_api"}
+# The catalog's volumes: openbao runs the vault double with its own mount point.
+DATA_DIRS = {"vault": ("/vault/data", "/openbao/data"), "consul": ("/consul/data",)}
+
+
+def api_server(host: str, port: int) -> ThreadingHTTPServer:
+    """The API double behind the same face as the others: the X-Aini-Double header, a UI
+    page, and health endpoints that fail on purpose in broken mode."""
+    api = importlib.import_module(API_MODULES[SERVICE])
+    data_dir = os.environ.get("AINI_DOUBLE_DATA") or next((d for d in DATA_DIRS[SERVICE] if os.path.isdir(d)), None)
+    double = api.VaultDouble(data_dir) if SERVICE == "vault" else api.ConsulDouble(data_dir)
+    log(f"state in {data_dir or 'memory only'}")
+
+    class ApiHandler(api.Handler):
+        server_version = Handler.server_version
+        extra_headers = {"X-Aini-Double": SERVICE}  # noqa: RUF012 - read only
+
+        def intercept(self, method: str, path: str):
+            if MODE == "broken" and path in HEALTH_PATHS:
+                return api.Reply(500, f"{SERVICE} double: broken on purpose\n".encode(), "text/plain; charset=utf-8")
+            if path in ("/", "/ui/"):
+                status, kind, body = page(TITLES[SERVICE])
+                return api.Reply(status, body.encode(), kind)
+            return None
+
+        def log_message(self, fmt: str, *args: object) -> None:
+            if self.path.split("?")[0] not in HEALTH_PATHS:
+                log(fmt % args)
+
+    return api.DoubleServer((host, port), ApiHandler, double)
 
 
 # -------------------------------------------------------------------------- startup
@@ -211,13 +237,18 @@ def main(argv: list[str]) -> None:
             time.sleep(3600)
     for host, port in dependencies():
         wait_for(host, port)
-    port = PORTS[SERVICE]
+    port = int(os.environ.get("AINI_DOUBLE_PORT") or PORTS[SERVICE])
+    host = os.environ.get("AINI_DOUBLE_HOST", "0.0.0.0")
+    if SERVICE in API_MODULES:
+        server = api_server(host, port)
+        log(f"listening on {host}:{port} (API double)")
+        server.serve_forever()
     if SERVICE == "mongodb":
         threading.Thread(target=tcp_listener, args=(port,), daemon=True).start()
         log(f"listening on :{port} (TCP only)")
         while True:
             time.sleep(3600)
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     log(f"listening on :{port}")
     server.serve_forever()
