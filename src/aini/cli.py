@@ -254,6 +254,110 @@ def status(
     _run(lambda: show_status(_load(), state.project_dir, as_json, connect=connect))
 
 
+secrets_app = typer.Typer(help="Secrets in Vault: list names, read, set or rotate one (values never in argv).",
+                          no_args_is_help=True)
+vault_app = typer.Typer(help="Vault operations.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(vault_app, name="vault")
+
+
+@secrets_app.command("list")
+def secrets_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Every secret of the enabled services: name, kind, the env variables that carry it, whether Vault has it."""
+    from . import vaultops
+
+    def action() -> None:
+        rows = vaultops.listing(_load(), state.project_dir)
+        if as_json:
+            import json
+
+            print(json.dumps(rows, indent=2, sort_keys=True))
+            return
+        for r in rows:
+            flags = ("" if r["rotatable"] else " never-rotate") + ("" if r["in_vault"] else " NOT-IN-VAULT")
+            print(f"{r['service']:<15} {r['name']:<30} {r['kind']:<9} {','.join(r['env']) or '-'}{flags}")
+
+    _run(action)
+
+
+@secrets_app.command("get")
+def secrets_get(
+    service: str, key: str,
+    show: Annotated[bool, typer.Option(help="Print it even though stdout is a terminal.")] = False,
+) -> None:
+    """Print one value from Vault to stdout (for a pipe; a terminal needs --show)."""
+    from . import vaultops
+
+    def action() -> None:
+        from .errors import InputError
+
+        if sys.stdout.isatty() and not show:
+            raise InputError("stdout is a terminal: pipe it (aini secrets get S K | ...) or add --show")
+        print(vaultops.get(_load(), state.project_dir, service, key))
+
+    _run(action)
+
+
+@secrets_app.command("set")
+def secrets_set(service: str, key: str) -> None:
+    """Store a value (read from stdin or a hidden prompt) in Vault, then redeploy what uses it."""
+    from . import vaultops
+
+    def action() -> None:
+        config = _load()
+        ref = vaultops.resolve(config, service, key)
+        vaultops.put(config, state.project_dir, ref, vaultops.read_value(ref.name))
+        print(f"Stored {ref.name} in Vault.")
+        _redeploy(config)
+
+    _run(action)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    service: str, key: str,
+    force: Annotated[bool, typer.Option(help="Rotate even a key whose loss makes data unreadable.")] = False,
+) -> None:
+    """Generate a new value for a generated secret, store it in Vault, redeploy what uses it."""
+    from . import vaultops
+
+    def action() -> None:
+        config = _load()
+        ref = vaultops.resolve(config, service, key)
+        value = vaultops.rotate_value(config, ref, force)
+        if force and not ref.rotatable:
+            _err(f"warning: {ref.name} was rotated with --force: data encrypted with the old value is unreadable")
+        vaultops.put(config, state.project_dir, ref, value)
+        print(f"Rotated {ref.name}.")
+        _redeploy(config)
+
+    _run(action)
+
+
+def _redeploy(config) -> None:
+    if config.target.kind == "local":
+        from .deploy import up_local
+
+        result = up_local(config, state.project_dir)
+    else:
+        from .host import ADMIN_USER
+        from .remote import deploy_server, server_access
+
+        result = deploy_server(config, state.project_dir, server_access(config, state.project_dir), ADMIN_USER)
+    print(f"Redeployed: {', '.join(result.touched) or 'nothing needed it'}.")
+
+
+@vault_app.command("unseal")
+def vault_unseal() -> None:
+    """Unseal Vault with the keys from the break-glass file (asks for its passphrase)."""
+    from . import vaultops
+
+    def action() -> None:
+        print("Vault unsealed." if vaultops.unseal(_load(), state.project_dir) else "Vault was not sealed.")
+
+    _run(action)
+
+
 def main() -> None:
     app()
 

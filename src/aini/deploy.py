@@ -389,6 +389,10 @@ class Site(Protocol):
 
     def remove_group(self, group: str) -> None: ...
 
+    def endpoint(self, address: str, port: int) -> str:
+        """A URL on this machine for a container's address:port on the site's Docker network."""
+        ...
+
 
 @dataclass
 class LocalSite:
@@ -422,6 +426,9 @@ class LocalSite:
 
     def remove_group(self, group: str) -> None:
         shutil.rmtree(self.root / group, ignore_errors=True)
+
+    def endpoint(self, address: str, port: int) -> str:
+        return f"http://{address}:{port}"  # this engine's bridge networks are routable from here
 
 
 # ---------------------------------------------------------------------- the doing
@@ -586,8 +593,10 @@ def diagnose(tools: Tools, deploy_dir: PurePath, group: str, output: str,
             rows.extend(json.loads(line))
     bad = [c for c in rows if c.get("State") != "running" or c.get("Health") not in ("", "healthy", None)]
     compose_says = scrub("\n".join(output.strip().splitlines()[-5:]), secrets)
-    lines = [f"group '{group}' did not come up healthy within {wait_timeout}s."]
-    if not bad:
+    never_started = [c for c in bad if c.get("State") == "created"]
+    lines = [f"group '{group}' did not come up healthy within {wait_timeout}s." if bad and not never_started
+             else f"group '{group}' did not start."]
+    if not bad or never_started:
         lines += ["docker compose said:", _indent(compose_says)]
     for c in bad:
         name = c.get("Name", "?")
@@ -622,9 +631,13 @@ def deploy(
     keep: Iterable[str] = (),
     console: Console | None = None,
     run: Runner | None = None,
+    only: Iterable[str] | None = None,
 ) -> DeployResult:
     """Bring the bundle up where `where` says: a directory on this machine (its Docker
     engine), or a Site such as a server over SSH.
+
+    `only`: deploy just these groups (the control plane before the applications, whose
+    env files are rendered from Vault); nothing else is touched, nothing taken down.
 
     `keep`: paths under the deploy directory written by others (the local certificates)
     that syncing the bundle must not delete."""
@@ -649,6 +662,12 @@ def deploy(
             manifest, deployed, _running(tools, manifest["project"], site.run), composes,
             _old_composes(site, composes), networks.stdout.split(),
         )
+        if only is not None:
+            keep_groups = set(only)
+            actions = tuple(a for a in the_plan.actions if a.group in keep_groups and a.action != "down")
+            images = tuple(dict.fromkeys(img for a in actions if a.action == "up"
+                                         for img in manifest["groups"][a.group]["images"].values()))
+            the_plan = DeployPlan(actions, images, the_plan.networks)
         if not the_plan.changed:
             console.print(f"Nothing to deploy: {len(the_plan.actions)} groups unchanged and running.")
             result.groups = [GroupResult(a.group, a.action, a.reason) for a in the_plan.actions]
@@ -760,21 +779,18 @@ def up_local(
     pull_timeout: float = DEFAULT_PULL_TIMEOUT,
     console: Console | None = None,
     tools: Tools | None = None,
+    passphrase=None,
 ) -> DeployResult:
-    """`aini up` for `target.kind: local`: render, make the local certificates, deploy."""
+    """`aini up` for `target.kind: local`: make the local certificates, deploy the stack."""
     from rich.console import Console
 
     from . import localca
-    from .commands import prepare_secrets
-    from .render import bundle
+    from .rollout import deploy_stack
     from .secrets import STORE_DIR
 
     if config.target.kind != "local":
         raise InputError(f"target.kind is '{config.target.kind}': up_local deploys only the local target")
     console = console or Console(stderr=True)
-    store, generated, imported = prepare_secrets(config, project_dir)
-    files = bundle.render(config, store)
-    store.save()
     aini_dir = project_dir / STORE_DIR
     deploy_dir = aini_dir / DEPLOYED_DIR
     keep: list[str] = []
@@ -784,8 +800,8 @@ def up_local(
         keep += write_local_tls(deploy_dir, certs)
         if certs.ca_created:
             console.print(f"Created a local CA for {config.domain}.")
-    result = deploy(files, deploy_dir, store.values(), tools=tools, wait_timeout=wait_timeout,
-                    pull_timeout=pull_timeout, keep=keep, console=console)
+    result = deploy_stack(config, project_dir, LocalSite(deploy_dir), tools=tools, wait_timeout=wait_timeout,
+                          pull_timeout=pull_timeout, keep=tuple(keep), console=console, passphrase=passphrase)
     if config.tls_challenge == "local":
         console.print(localca.trust_hint(certs))
     return result

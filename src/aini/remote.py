@@ -162,6 +162,27 @@ class SshSite:
     def remove_group(self, group: str) -> None:
         self._check(self._exec(self.sudo(["rm", "-rf", "--", str(self.root / group)]), 120), f"removing '{group}'")
 
+    def forward(self, address: str, port: int) -> int:
+        """A local port forwarded to address:port as seen from the server (a container on
+        its Docker network), through the master connection: the control plane's APIs are
+        reached this way, never published on the server."""
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            local = s.getsockname()[1]
+        self._exec("true", 60)  # the master connection must exist before -O forward
+        r = subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "forward",
+                            "-L", f"127.0.0.1:{local}:{address}:{port}", self.access.host],
+                           capture_output=True, text=True, timeout=30, env=_ssh_env())
+        if r.returncode != 0:
+            raise AiniError(f"cannot forward a port to {address}:{port} on {self.access.where}: "
+                            f"{r.stderr.strip()[-200:] or r.returncode}")
+        return local
+
+    def endpoint(self, address: str, port: int) -> str:
+        return f"http://127.0.0.1:{self.forward(address, port)}"
+
     def close(self) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", self.access.host],
@@ -170,17 +191,15 @@ class SshSite:
 
 def deploy_server(config: AiniConfig, project_dir: Path, access: SshAccess, user: str, *,
                   wait_timeout: int | None = None, console: Console | None = None) -> DeployResult:
-    """Render the bundle here (secrets stay in the local store) and deploy it on the server."""
-    from .commands import prepare_secrets
-    from .deploy import DEFAULT_WAIT, deploy
-    from .render import bundle
+    """Render the bundle here (secrets stay on this machine and in Vault) and deploy it on the server."""
+    from rich.console import Console
 
-    store, _generated, _imported = prepare_secrets(config, project_dir)
-    files = bundle.render(config, store)
-    store.save()
+    from .deploy import DEFAULT_WAIT
+    from .rollout import deploy_stack
+
     with ssh_site(access, user) as site:
-        return deploy(files, site, store.values(), tools=REMOTE_TOOLS, wait_timeout=wait_timeout or DEFAULT_WAIT,
-                      console=console)
+        return deploy_stack(config, project_dir, site, tools=REMOTE_TOOLS, wait_timeout=wait_timeout or DEFAULT_WAIT,
+                            console=console or Console(stderr=True))
 
 
 def server_access(config: AiniConfig, project_dir: Path) -> SshAccess:

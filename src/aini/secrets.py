@@ -87,6 +87,15 @@ class SecretStore:
             self._data["user"][name] = value
             self._dirty = True
 
+    def adopt(self, name: str, value: str) -> None:
+        """Take a value from elsewhere (Vault, `aini secrets set`) for a generated or user secret."""
+        if not value or any(c in value for c in _FORBIDDEN_IN_VALUES):
+            raise InputError(f"the value for {name} is empty or holds a quote or line break")
+        section = "generated" if name in self._data["generated"] else "user"
+        if self._data[section].get(name) != value:
+            self._data[section][name] = value
+            self._dirty = True
+
     def import_from_env(self, wanted: Iterable[UserSecret], environ: Mapping[str, str] = os.environ) -> list[str]:
         """Take user secrets from AINI_SECRET_<NAME> variables (never argv); return their names."""
         taken = []

@@ -14,6 +14,7 @@ holds the values of the env files).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -112,13 +113,14 @@ class ServiceStatus:
     cert_issuer: str | None
     ok: bool
     reason: str  # why not ok; on an ok row, a note (or "")
+    consul: str | None = None  # Consul's check: passing | warning | critical; None: not registered/read
 
     def to_dict(self) -> dict:
         return {
             "service": self.service, "group": self.group, "state": self.state, "health": self.health,
             "restarts": self.restarts, "url": self.url, "cert_expires": self.cert_expires,
             "cert_days_left": self.cert_days_left, "cert_issuer": self.cert_issuer, "ok": self.ok,
-            "reason": self.reason,
+            "reason": self.reason, "consul": self.consul,
         }
 
 
@@ -524,6 +526,59 @@ def render_table(report: StatusReport, console: Console) -> None:
                       f"(checked in {report.seconds:.1f} s).")
 
 
+VAULT_STATES = {
+    "sealed": "Vault is sealed (services keep running); run: aini vault unseal",
+    "uninitialized": "Vault is not initialised; run: aini up",
+}
+
+
+def overlay_control_plane(report: StatusReport, vault_state: str | None,
+                          consul: Mapping[str, str] | None) -> StatusReport:
+    """Rows with what the control plane knows: Vault's seal state on its row, Consul's
+    verdict on every registered service (a critical check fails the row)."""
+    from dataclasses import replace
+
+    rows = []
+    for row in report.services:
+        if row.service in ("vault", "openbao") and vault_state in VAULT_STATES:
+            row = replace(row, ok=False, reason=VAULT_STATES[vault_state])
+        verdict = (consul or {}).get(row.service)
+        if verdict is not None:
+            row = replace(row, consul=verdict)
+            if verdict == "critical" and row.ok:
+                row = replace(row, ok=False, reason="Consul's health check is critical")
+        rows.append(row)
+    return replace(report, services=tuple(rows))
+
+
+def read_control_plane(config: AiniConfig, project_dir: Path, site) -> tuple[str | None, dict[str, str] | None]:
+    """Vault's state and Consul's checks, each None when not enabled or not reachable (the
+    container rows already say why)."""
+    from . import catalog
+    from .render.networks import FIXED_IPS
+
+    names = {s.name for s in catalog.enabled(config)}
+    vault_state = consul = None
+    vault = next((n for n in ("vault", "openbao") if n in names), None)
+    if vault:
+        from .controlplane.vault import VaultClient
+
+        with contextlib.suppress(AiniError):
+            vault_state = VaultClient(site.endpoint(FIXED_IPS[vault], 8200), timeout=3).health().state
+    if "consul" in names:
+        from .controlplane import registry
+        from .controlplane.bootstrap import State
+        from .controlplane.consul import ConsulClient
+
+        token = State.load(project_dir).consul_deploy_token
+        if token:
+            with contextlib.suppress(AiniError):
+                client = ConsulClient(site.endpoint(FIXED_IPS["consul"], 8500), token=token, timeout=3)
+                skipped = {u.name for u in registry.unprobed(config)}
+                consul = registry.health(client, sorted(names - skipped))
+    return vault_state, consul
+
+
 def parse_endpoint(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -538,7 +593,11 @@ def show_status(config: AiniConfig, project_dir: Path, as_json: bool, console: C
     at `connect` (HOST:PORT) when Traefik is reached another way (no DNS yet, a tunnel)."""
     endpoint = parse_endpoint(connect) if connect else None
     if config.target.kind == "local":
+        from .deploy import LocalSite
+
         report = collect(config, project_dir, run_cmd, endpoint=endpoint)
+        report = overlay_control_plane(report, *read_control_plane(config, project_dir, LocalSite(
+            project_dir / ".aini" / DEPLOYED_DIR)))
     else:
         from .deploy import DEPLOYED_MANIFEST, parse_deployed
         from .host import ADMIN_USER
@@ -548,6 +607,7 @@ def show_status(config: AiniConfig, project_dir: Path, as_json: bool, console: C
         with ssh_site(access, ADMIN_USER) as site:
             report = collect(config, project_dir, site.run, REMOTE_TOOLS, endpoint or (access.host, 443),
                              read_deployed=lambda: parse_deployed(site.read(DEPLOYED_MANIFEST)))
+            report = overlay_control_plane(report, *read_control_plane(config, project_dir, site))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

@@ -11,17 +11,20 @@ finds Traefik on port 80.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from tests.e2e.stack import Stack
-from tests.harness import sandbox
+from tests.e2e.stack import PASSPHRASE_ENV, Stack, stack_config
+from tests.harness import acme, sandbox
 
 AINI = [sys.executable, "-m", "aini"]
 DOMAIN = "aini.test"
@@ -60,6 +63,7 @@ class ServerStack(Stack):
     server: sandbox.SandboxHost | None = None
     ca_pem: Path | None = None  # Pebble's root: the client trusts only it
     log: list[str] = field(default_factory=list)
+    up_result: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         pass  # no local-target ports: Traefik listens on the server's 80/443
@@ -74,7 +78,7 @@ class ServerStack(Stack):
 
     def aini(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess:
         r = subprocess.run([*AINI, *args], cwd=self.project_dir, capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, **PASSPHRASE_ENV})
         self.log.append(r.stdout + r.stderr)
         return r
 
@@ -86,6 +90,12 @@ class ServerStack(Stack):
         if env:
             raise AssertionError("pass secrets to the server's docker through the host, not here")
         return self.server.exec("docker", *args, check=False, timeout=timeout)
+
+    def containers(self) -> dict[str, tuple[str, str]]:
+        out = self.docker_cmd("ps", "-a", "--filter", f"label=aini.project={self.config.project}",
+                              "--format", "{{.Names}}\t{{.ID}}\t{{.State}}")
+        rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+        return {name: (cid, state) for name, cid, state in rows}
 
     def health(self) -> dict[str, str]:
         """Container -> health (or state when it has no health check), on the server."""
@@ -99,3 +109,54 @@ class ServerStack(Stack):
 
     def teardown(self) -> None:
         pass  # the sandbox host is removed whole
+
+
+class WorldError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def server_world(workdir: Path, images: dict[str, str], wait_timeout: int = 300,
+                 figures: dict | None = None) -> Iterator[ServerStack]:
+    """A fresh server with the images loaded, Pebble, and a project whose `aini up` has
+    succeeded (onlyoffice disabled: a disabled service must have no route). Everything is
+    removed on exit. Raises WorldError with the output of whatever failed."""
+    figures = figures if figures is not None else {}
+    key = sandbox.make_keypair(workdir / "ssh")
+    hosts = sandbox.start_hosts(1, key, image=sandbox.docker_host_image(), prefix="aini-server")
+    host = hosts[0]
+    pebble = None
+    try:
+        figures["server_images_load_seconds"] = round(load_images(host, sorted(set(images.values()))), 1)
+        gateway = bridge_gateway()
+        pebble = acme.PebbleWorld(workdir / "pebble", http_port=80, listen="0.0.0.0", extra_ips=[gateway],
+                                  default_ipv4=host.ip).start()
+        root = workdir / "pebble-root.pem"
+        root.write_text(pebble.roots_pem())
+        data = stack_config(images, onlyoffice={"enabled": False})
+        data.pop("project")
+        data.update(domain=DOMAIN, email="admin@aini.test",
+                    target={"kind": "ssh", "host": "127.0.0.1", "port": host.ssh_port, "user": "root",
+                            "ssh_key": str(key)},
+                    tls={"challenge": "http", "acme_server": pebble.directory_url(gateway),
+                         "acme_ca": str(pebble.listener_ca_pem)})
+        project = workdir / "project"
+        project.mkdir()
+        s = ServerStack(project, data, host.http_port, host.https_port, sandbox.docker_cli(), server=host,
+                        ca_pem=root)
+        s.write_config()
+        start = time.monotonic()
+        r = s.up_cli("--wait-timeout", str(wait_timeout))
+        s.deploy_seconds = time.monotonic() - start
+        if r.returncode != 0:
+            raise WorldError(f"aini up failed ({r.returncode}):\n{r.stderr[-6000:]}\n{pebble.log_tails()}")
+        s.up_result = json.loads(r.stdout)
+        figures["server_up_seconds"] = round(s.deploy_seconds, 1)
+        figures["server_deploy_seconds"] = s.up_result["deployed"]["seconds"]
+        figures["server_deploy_groups"] = {g: v["seconds"] for g, v in s.up_result["deployed"]["groups"].items()}
+        yield s
+    finally:
+        if pebble:
+            pebble.stop()
+        for h in hosts:
+            h.remove()

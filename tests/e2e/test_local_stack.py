@@ -9,15 +9,22 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
+import yaml
 from rich.console import Console
 
 from aini import catalog
+from aini.controlplane import breakglass
+from aini.controlplane.bootstrap import secret_paths
+from aini.controlplane.vault import VaultClient
 from aini.deploy import DeployError
 from aini.errors import AiniError
-from tests.e2e.stack import Stack
+from aini.render.networks import FIXED_IPS
+from tests.e2e.stack import PASSPHRASE, PASSPHRASE_ENV, Stack
 from tests.harness import stack_images
 
 pytestmark = pytest.mark.sandbox
@@ -209,6 +216,123 @@ def test_n8n_workflow_survives_a_restart_of_its_group(stack: Stack):
     assert r.status == 200, r.text[:300]
     names = {w["id"]: w["name"] for w in json.loads(r.body)["data"]}
     assert names.get(workflow_id) == "aini-e2e-workflow"
+
+
+def _aini(stack: Stack, *args: str, stdin: str = "", timeout: float = 900) -> subprocess.Popen:
+    config_path = stack.project_dir / "aini.yml"
+    config_path.write_text(yaml.safe_dump(stack.data, sort_keys=False))
+    proc = subprocess.Popen([sys.executable, "-m", "aini", "-c", str(config_path), *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **PASSPHRASE_ENV, "AINI_DOCKER": stack.docker, "COLUMNS": "250"})
+    assert proc.stdin is not None
+    proc.stdin.write(stdin)
+    proc.stdin.close()
+    return proc
+
+
+def _vault(stack: Stack) -> VaultClient:
+    from aini.controlplane.bootstrap import State
+
+    client = VaultClient(f"http://{FIXED_IPS['vault']}:8200")
+    creds = State.load(stack.project_dir).approle
+    assert creds is not None
+    return client.login_approle(creds)
+
+
+def test_vault_holds_every_secret_and_the_root_token_is_only_in_the_break_glass_file(stack: Stack):
+    client = _vault(stack)
+    store = stack.store
+    for name, path in secret_paths(catalog.enabled(stack.config)).items():
+        if store.get(name) is not None:
+            assert client.kv_get(path) == {"value": store.get(name)}, name
+    material = breakglass.load(stack.project_dir / ".aini" / "breakglass.enc", PASSPHRASE)
+    root = material.vault_root_token
+    assert root and len(material.vault_unseal_keys) == 5
+    # Nowhere on the "host" but the encrypted file: not in the bundle, not in any container's
+    # environment or volume (the Vault double keeps only token hashes, as Vault does).
+    volumes = stack.docker_cmd("volume", "ls", "-q", "--filter", "label=aini.project=e2e").split()
+    mounts = [stack.docker_cmd("volume", "inspect", "-f", "{{.Mountpoint}}", v).strip() for v in volumes]
+    assert any(m.endswith("aini-vault-data/_data") for m in mounts), mounts
+    r = subprocess.run(["grep", "-rlF", root, str(stack.project_dir), *mounts], capture_output=True, text=True)
+    assert r.stdout == "", r.stdout
+    for name in stack.containers():
+        assert root not in stack.docker_cmd("inspect", name)
+
+
+def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(stack: Stack):
+    from aini.controlplane import registry
+    from aini.controlplane.bootstrap import State
+    from aini.controlplane.consul import ConsulClient
+
+    consul = ConsulClient(f"http://{FIXED_IPS['consul']}:8500", token=State.load(stack.project_dir).consul_deploy_token)
+    probed = [r.name for r in registry.registrations(stack.config, json.loads(
+        (stack.deploy_dir / "manifest.json").read_text()))]
+    assert {"librechat", "n8n", "nextcloud", "traefik", "vault", "netdata"} <= set(probed)
+    deadline = time.monotonic() + 60
+    while set(registry.health(consul, probed).values()) != {"passing"} and time.monotonic() < deadline:
+        time.sleep(2)
+    assert set(registry.health(consul, probed).values()) == {"passing"}, registry.health(consul, probed)
+    assert consul.kv_get("aini/deploy/librechat")  # the deploy record, no secret in it
+    stack.docker_cmd("stop", "aini-librechat")
+    try:
+        deadline = time.monotonic() + 60
+        while consul.service_health("librechat") != "critical" and time.monotonic() < deadline:
+            time.sleep(2)
+        assert consul.service_health("librechat") == "critical"
+        proc = _aini(stack, "status", "--json")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, out + err
+        rows = {r["service"]: r for r in json.loads(out)["services"]}
+        assert not rows["librechat"]["ok"] and [s for s, r in rows.items() if not r["ok"]] == ["librechat"]
+    finally:
+        stack.docker_cmd("start", "aini-librechat")
+        stack.wait_https(stack.host("librechat"), "/health", timeout=120)
+
+
+def test_secrets_set_redeploys_only_what_uses_the_key_and_never_shows_the_value(stack: Stack):
+    value = "sk-e2e-" + "7c1d9e" * 6
+    before = stack.containers()
+    proc = _aini(stack, "secrets", "set", "librechat", "OPENAI_API_KEY", stdin=value + "\n")
+    seen = []
+    while proc.poll() is None:  # the process list while it runs: no argv holds the value
+        seen.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout)
+        time.sleep(0.2)
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    assert proc.returncode == 0, out + err
+    assert seen and not any(value in listing for listing in seen)
+    assert value not in out + err and "Redeployed: librechat." in out
+    after = stack.containers()
+    changed = sorted(n for n in after if after[n][0] != before.get(n, ("",))[0])
+    assert changed == ["aini-librechat"]
+    assert stack.docker_cmd("exec", "aini-librechat", "printenv", "OPENAI_API_KEY").strip() == value
+    assert _vault(stack).kv_get("librechat/openai_api_key") == {"value": value}
+
+
+def test_a_sealed_vault_keeps_services_running_and_is_reported_until_unsealed(stack: Stack):
+    stack.docker_cmd("restart", "aini-vault")  # a restarted Vault comes back sealed
+    client = VaultClient(f"http://{FIXED_IPS['vault']}:8200")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if client.health().state == "sealed":
+                break
+        except AiniError:
+            pass
+        time.sleep(1)
+    assert client.health().state == "sealed"
+    stack.wait_https(stack.host("librechat"), "/health")  # the applications do not notice
+    proc = _aini(stack, "status", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    rows = {r["service"]: r for r in json.loads(out)["services"]}
+    assert "aini vault unseal" in rows["vault"]["reason"]
+    proc = _aini(stack, "vault", "unseal")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Vault unsealed." in out, out + err
+    assert client.health().state == "active"
+    proc = _aini(stack, "status", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
 
 
 def test_disabled_service_has_no_route(stack: Stack):

@@ -291,7 +291,7 @@ def test_report_json_shape_is_stable():
     assert data == {"ok": True, "checked_at": "2026-05-01T12:00:00+00:00", "project": "p", "services": [{
         "service": "n8n", "group": "n8n", "state": "running", "health": "healthy", "restarts": 0,
         "url": "https://n8n.localhost/", "cert_expires": "2027-02-25T12:00:00+00:00", "cert_days_left": 300,
-        "cert_issuer": "Some CA", "ok": True, "reason": ""}]}
+        "cert_issuer": "Some CA", "ok": True, "reason": "", "consul": None}]}
     assert not status.StatusReport("p", (), NOW).ok  # nothing running is not healthy
 
 
@@ -372,7 +372,7 @@ def test_json_shape(project, monkeypatch, tls_server):
     assert set(data) == {"ok", "checked_at", "project", "services"} and data["ok"] is True
     assert dt.datetime.fromisoformat(data["checked_at"]).tzinfo is not None
     keys = {"service", "group", "state", "health", "restarts", "url", "cert_expires", "cert_days_left",
-            "cert_issuer", "ok", "reason"}
+            "cert_issuer", "ok", "reason", "consul"}
     assert all(set(row) == keys for row in data["services"])
     rows = {r["service"]: r for r in data["services"]}
     assert list(rows) == [s.name for s in catalog.enabled(config)]
@@ -467,3 +467,18 @@ def test_status_of_the_whole_stack_is_fast(project, tls_server):
     status.render_table(report, Console(width=250, file=out))
     assert "FAIL" not in out.getvalue() and "services healthy" in out.getvalue()
     assert seconds < 1.5, f"status took {seconds:.2f} s"
+
+
+def test_control_plane_overlay_marks_a_sealed_vault_and_critical_checks():
+    def row(name, ok=True):
+        return status.ServiceStatus(name, name, "running", "healthy", 0, None, None, None, None, ok, "")
+
+    report = status.StatusReport("p", (row("vault"), row("librechat"), row("mongodb"), row("n8n")),
+                                 dt.datetime.now(dt.UTC))
+    out = status.overlay_control_plane(report, "sealed", {"librechat": "critical", "n8n": "passing", "vault": "passing"})
+    rows = {r.service: r for r in out.services}
+    assert not rows["vault"].ok and "aini vault unseal" in rows["vault"].reason
+    assert not rows["librechat"].ok and rows["librechat"].consul == "critical"
+    assert rows["n8n"].ok and rows["n8n"].consul == "passing" and rows["mongodb"].consul is None
+    assert not out.ok and {r.service for r in out.failing} == {"vault", "librechat"}
+    assert status.overlay_control_plane(report, "active", None) == report

@@ -85,7 +85,7 @@ MONGODB = ServiceSpec(
     mem_limit=1536,
     enabled=lambda config: config.services.librechat.enabled,
     env=lambda ctx: {"MONGO_INITDB_ROOT_USERNAME": "librechat", "MONGO_INITDB_ROOT_PASSWORD": Ref("mongodb_password")},
-    secrets=(Secret("mongodb_password", 32, "alnum"),),
+    secrets=(Secret("mongodb_password", 32, "alnum", set_at_init=True),),
     volumes=(Volume("librechat-mongodb", "/data/db"),),
     backup=Backup(
         # The password goes through a private file, not argv (argv shows in the host's process list).

@@ -30,6 +30,9 @@ class Secret:
     alphabet: Alphabet = "alnum"
     rotatable: bool = True  # False: rotating it destroys data (e.g. LibreChat CREDS_KEY)
     description: str = ""
+    # Read only when the service first creates its data (a database user's password): a new
+    # value alone would lock the application out; rotating needs a change inside the service.
+    set_at_init: bool = False
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ N8N_POSTGRES = ServiceSpec(
     mem_limit=768,
     enabled=lambda config: config.services.n8n.enabled and config.services.n8n.database == "postgres",
     env=lambda ctx: {"POSTGRES_USER": "n8n", "POSTGRES_DB": "n8n", "POSTGRES_PASSWORD": Ref("n8n_postgres_password")},
-    secrets=(Secret("n8n_postgres_password", 32, "alnum"),),
+    secrets=(Secret("n8n_postgres_password", 32, "alnum", set_at_init=True),),
     volumes=(Volume("n8n-postgres", "/var/lib/postgresql/data"),),
     backup=Backup(dump="pg_dump -U n8n --format=custom n8n", dump_file="n8n.pgdump"),
     update="monitor",

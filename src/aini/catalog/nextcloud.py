@@ -116,7 +116,7 @@ NEXTCLOUD = ServiceSpec(
     mem_limit=2048,
     enabled=lambda config: config.services.nextcloud.enabled,
     env=_nextcloud_env,
-    secrets=(Secret("nextcloud_admin_password", 24, "alnum"), ONLYOFFICE_JWT),
+    secrets=(Secret("nextcloud_admin_password", 24, "alnum", set_at_init=True), ONLYOFFICE_JWT),
     user_secrets=(
         UserSecret("nextcloud_s3_key", description="S3 access key (services.nextcloud.s3)"),
         UserSecret("nextcloud_s3_secret", description="S3 secret key (services.nextcloud.s3)"),
@@ -172,7 +172,10 @@ MARIADB = ServiceSpec(
         "MARIADB_PASSWORD": Ref("nextcloud_db_password"),
         "MARIADB_AUTO_UPGRADE": "1",
     },
-    secrets=(Secret("mariadb_root_password", 32, "alnum"), Secret("nextcloud_db_password", 32, "alnum")),
+    secrets=(
+        Secret("mariadb_root_password", 32, "alnum", set_at_init=True),
+        Secret("nextcloud_db_password", 32, "alnum", set_at_init=True),
+    ),
     volumes=(Volume("nextcloud-mariadb", "/var/lib/mysql"),),
     command=(
         "--transaction-isolation=READ-COMMITTED",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .networks import PROXY_NETWORK, PROXY_SUBNET, TRAEFIK_IP
+from .networks import FIXED_IPS, PROXY_DYNAMIC, PROXY_NETWORK, PROXY_SUBNET
 
 if TYPE_CHECKING:
     from ..catalog.model import Context, EnvValue, ServiceSpec
@@ -101,7 +101,7 @@ def _networks_of(spec: ServiceSpec, group: list[ServiceSpec]) -> dict:
     if len(group) > 1:
         networks["internal"] = {}
     if spec.route:
-        networks["proxy"] = {"ipv4_address": TRAEFIK_IP} if spec.name == "traefik" else {}
+        networks["proxy"] = {"ipv4_address": FIXED_IPS[spec.name]} if spec.name in FIXED_IPS else {}
     return networks
 
 
@@ -131,7 +131,8 @@ def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: 
         networks["internal"] = {"name": f"aini-{group_name}", "internal": True, "labels": owner}
     if any(s.route for s in specs):
         if group_name == "traefik":
-            networks["proxy"] = {"name": PROXY_NETWORK, "ipam": {"config": [{"subnet": PROXY_SUBNET}]}, "labels": owner}
+            ipam = {"config": [{"subnet": PROXY_SUBNET, "ip_range": PROXY_DYNAMIC}]}
+            networks["proxy"] = {"name": PROXY_NETWORK, "ipam": ipam, "labels": owner}
         else:
             networks["proxy"] = {"name": PROXY_NETWORK, "external": True}
     if networks:

@@ -1,0 +1,245 @@
+"""What `aini up` does with Vault once its group runs: initialise it on the first run, unseal
+it after a restart, keep the deploy's AppRole, and make Vault the home of every secret.
+
+Where things live:
+- the unseal key shares, Vault's root token and Consul's bootstrap token: only in the
+  operator's break-glass file (`.aini/breakglass.enc`, encrypted with a passphrase from
+  AINI_BREAKGLASS_PASSPHRASE or a prompt), never on the server;
+- the deploy's AppRole (role_id + secret_id) and Consul deploy token: `.aini/controlplane.json`
+  (0600), narrower than the root token, which is not used after bootstrap;
+- every generated secret and user key: Vault KV v2 at `aini/<owner service>/<name>`. The
+  local store is the working copy a render reads; on each deploy Vault wins where the two
+  differ, and what Vault lacks is written to it (cas=0, so two deploys never overwrite).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import AiniError, InputError
+from . import breakglass
+from .vault import AppRoleCredentials, VaultClient
+
+if TYPE_CHECKING:
+    from ..catalog.model import ServiceSpec
+    from ..secrets import SecretStore
+
+STATE_FILE = "controlplane.json"
+VAULT_PORT = 8200
+CONSUL_PORT = 8500
+KEY_SHARES = 5
+KEY_THRESHOLD = 3
+
+
+class SealedError(AiniError):
+    """Vault is sealed and no passphrase was given to unseal it (exit 1)."""
+
+
+# ------------------------------------------------------------------------ local state
+
+
+@dataclass
+class State:
+    """`.aini/controlplane.json`: credentials narrower than the break-glass material."""
+
+    approle_role_id: str | None = None
+    approle_secret_id: str | None = None
+    consul_deploy_token: str | None = None
+    consul_deploy_accessor: str | None = None
+
+    @classmethod
+    def load(cls, project_dir: Path) -> State:
+        from ..secrets import STORE_DIR
+
+        path = project_dir / STORE_DIR / STATE_FILE
+        if not path.is_file():
+            return cls()
+        if path.stat().st_mode & 0o077:
+            raise InputError(f"{path} is readable by others; run: chmod 600 {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise AiniError(f"{path} is damaged; remove it and run aini up again (it is re-created "
+                            "from the break-glass file)") from None
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+
+    def save(self, project_dir: Path) -> None:
+        from ..secrets import STORE_DIR, write_private
+
+        directory = project_dir / STORE_DIR
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(directory / STATE_FILE, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def approle(self) -> AppRoleCredentials | None:
+        if self.approle_role_id and self.approle_secret_id:
+            return AppRoleCredentials(self.approle_role_id, self.approle_secret_id)
+        return None
+
+    def values(self) -> list[str]:
+        return [v for v in (self.approle_secret_id, self.consul_deploy_token) if v]
+
+
+@dataclass
+class Passphrase:
+    """The break-glass passphrase, asked for at most once per command."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    prompt: Callable[..., str] | None = None
+    _value: str | None = None
+
+    def get(self, *, new: bool) -> str:
+        if self._value is None:
+            value = breakglass.passphrase_from_env(self.environ)
+            if value is None:
+                if self.prompt is None and not sys.stdin.isatty():
+                    raise InputError(f"the break-glass passphrase is needed: set {breakglass.ENV_PASSPHRASE} "
+                                     "or run the command in a terminal")
+                value = breakglass.passphrase_from_prompt(confirm=new, **(
+                    {"prompt": self.prompt} if self.prompt else {}))
+            if new:
+                breakglass.check_new_passphrase(value)
+            self._value = value
+        return self._value
+
+
+def _material_path(project_dir: Path) -> Path:
+    return breakglass.default_path(project_dir)
+
+
+def load_material(project_dir: Path, passphrase: Passphrase) -> breakglass.BreakGlass:
+    path = _material_path(project_dir)
+    if not path.exists():
+        return breakglass.BreakGlass()
+    return breakglass.load(path, passphrase.get(new=False))
+
+
+def save_material(project_dir: Path, material: breakglass.BreakGlass, passphrase: Passphrase) -> None:
+    path = _material_path(project_dir)
+    breakglass.save(path, material, passphrase.get(new=not path.exists()))
+
+
+# ------------------------------------------------------------------------------ Vault
+
+
+@dataclass
+class VaultOutcome:
+    initialised: bool = False
+    unsealed: bool = False
+    bootstrapped: bool = False
+
+
+def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str], passphrase: Passphrase,
+                 say: Callable[[str], None] = lambda _: None,
+                 shares: int = KEY_SHARES, threshold: int = KEY_THRESHOLD) -> tuple[VaultClient, VaultOutcome]:
+    """Vault initialised, unsealed and bootstrapped; returns a client holding a short-lived
+    deploy token (AppRole), never the root token."""
+    outcome = VaultOutcome()
+    state = State.load(project_dir)
+    health = client.health()
+    if health.state == "uninitialized":
+        passphrase.get(new=not _material_path(project_dir).exists())  # before anything irreversible
+        result = client.init(shares, threshold)
+        material = load_material(project_dir, passphrase).replace(
+            vault_unseal_keys=result.keys, vault_root_token=result.root_token)
+        # Written before the keys are used: a crash after init must not lose the only copy.
+        save_material(project_dir, material, passphrase)
+        say(f"Vault initialised ({shares} key shares, threshold {threshold}); the unseal keys and root token "
+            f"are in {_material_path(project_dir)} (encrypted), nowhere else.")
+        outcome.initialised = True
+        state = State()  # an AppRole of an earlier Vault is meaningless now
+        health = client.health()
+    if health.state == "sealed":
+        material = load_material(project_dir, passphrase)
+        if not material.vault_unseal_keys:
+            raise SealedError(f"Vault is sealed and {_material_path(project_dir)} holds no unseal keys")
+        client.unseal(material.vault_unseal_keys)
+        outcome.unsealed = True
+        say("Vault unsealed.")
+    client.wait_active()
+    deploy_client = None
+    if state.approle is not None:
+        try:
+            deploy_client = client.login_approle(state.approle)
+        except AiniError:
+            deploy_client = None  # revoked or from another Vault: bootstrap again
+    if deploy_client is None:
+        material = load_material(project_dir, passphrase)
+        if not material.vault_root_token:
+            raise AiniError(f"Vault has no AppRole for AINI here and {_material_path(project_dir)} holds no root "
+                            "token; restore .aini/ from your backup")
+        creds = client.bootstrap(material.vault_root_token, services)
+        state.approle_role_id, state.approle_secret_id = creds.role_id, creds.secret_id
+        state.save(project_dir)
+        outcome.bootstrapped = True
+        deploy_client = client.login_approle(creds)
+    return deploy_client, outcome
+
+
+def unseal(client: VaultClient, project_dir: Path, passphrase: Passphrase) -> bool:
+    """`aini vault unseal`: True when it was sealed and now is not."""
+    health = client.health()
+    if health.state == "uninitialized":
+        raise AiniError("Vault is not initialised yet; run aini up")
+    if health.state != "sealed":
+        return False
+    material = load_material(project_dir, passphrase)
+    if not material.vault_unseal_keys:
+        raise AiniError(f"{_material_path(project_dir)} holds no unseal keys")
+    client.unseal(material.vault_unseal_keys)
+    client.wait_active()
+    return True
+
+
+# ---------------------------------------------------------------------------- secrets
+
+
+def secret_paths(specs: Iterable[ServiceSpec]) -> dict[str, str]:
+    """Secret name -> its KV path `<owner>/<name>`; the owner is the first enabled service
+    that declares it (OnlyOffice's JWT secret lives with Nextcloud, which comes first)."""
+    paths: dict[str, str] = {}
+    for spec in specs:
+        for secret in (*spec.secrets, *spec.user_secrets):
+            paths.setdefault(secret.name, f"{spec.name}/{secret.name}")
+    return paths
+
+
+@dataclass
+class SyncResult:
+    pushed: list[str] = field(default_factory=list)  # names written to Vault (it lacked them)
+    pulled: list[str] = field(default_factory=list)  # names whose local value Vault replaced
+
+
+def sync_secrets(client: VaultClient, store: SecretStore, specs: Iterable[ServiceSpec]) -> SyncResult:
+    result = SyncResult()
+    for name, path in secret_paths(specs).items():
+        local = store.get(name)
+        stored = client.kv_get(path)
+        remote = (stored or {}).get("value")
+        if remote is None:
+            if local is not None:
+                client.kv_put(path, {"value": local}, cas=0 if stored is None else None)
+                result.pushed.append(name)
+        elif remote != local:
+            store.adopt(name, remote)
+            result.pulled.append(name)
+    return result
+
+
+def put_secret(client: VaultClient, store: SecretStore, specs: Iterable[ServiceSpec], name: str, value: str) -> None:
+    """`aini secrets set/rotate`: Vault first (the source of truth), then the working copy."""
+    path = secret_paths(specs).get(name)
+    if path is None:
+        raise InputError(f"no enabled service uses the secret {name}")
+    store.adopt(name, value)  # validates the value before anything is written
+    client.kv_put(path, {"value": value})
+
+
+__all__ = ["KEY_SHARES", "KEY_THRESHOLD", "Passphrase", "SealedError", "State", "SyncResult", "ensure_vault",
+           "load_material", "put_secret", "save_material", "secret_paths", "sync_secrets", "unseal"]

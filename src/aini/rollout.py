@@ -1,0 +1,121 @@
+"""The deploy of a whole stack, the same for the local engine and a server: the control
+plane first, then Vault made the home of every secret, then the applications rendered from
+what Vault holds, then Consul told what runs.
+
+    render (local working copy) -> deploy groups up to Vault's -> init/unseal/AppRole ->
+    sync secrets with Vault -> render again -> deploy everything (unchanged groups skip) ->
+    register services and deploy records in Consul
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .deploy import DEFAULT_PULL_TIMEOUT, DEFAULT_WAIT, DeployResult, Site, Tools, deploy
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .config import AiniConfig
+
+VAULTS = ("vault", "openbao")
+
+
+@dataclass
+class StackResult(DeployResult):
+    vault: dict = field(default_factory=dict)  # initialised/unsealed/bootstrapped, secrets pushed/pulled
+    consul: dict = field(default_factory=dict)
+
+
+def _merge(first: DeployResult, second: DeployResult) -> StackResult:
+    done = {g.group: g for g in first.groups if g.action != "skip"}
+    groups = [done.get(g.group, g) if g.action == "skip" else g for g in second.groups]
+    return StackResult(groups=groups, seconds=first.seconds + second.seconds)
+
+
+def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: Tools | None = None,
+                 wait_timeout: int = DEFAULT_WAIT, pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+                 keep: tuple[str, ...] = (), console: Console, passphrase=None) -> StackResult:
+    from . import catalog
+    from .commands import prepare_secrets
+    from .render import bundle
+
+    store, _generated, _imported = prepare_secrets(config, project_dir)
+    specs = catalog.enabled(config)
+    files = bundle.render(config, store)
+    store.save()
+    common = {"tools": tools, "wait_timeout": wait_timeout, "pull_timeout": pull_timeout, "keep": keep,
+              "console": console}
+    vault_spec = next((s for s in specs if s.name in VAULTS), None)
+    if vault_spec is None:  # no Vault: the local store stays the only home of the secrets
+        result = deploy(files, site, store.values(), **common)
+        return StackResult(groups=result.groups, seconds=result.seconds)
+
+    from .controlplane.bootstrap import Passphrase, State, ensure_vault, sync_secrets
+    from .controlplane.vault import VaultClient
+    from .render.networks import FIXED_IPS
+
+    order = json.loads(files[bundle.MANIFEST].content)["order"]
+    core = order[: order.index(vault_spec.group) + 1]
+    first = deploy(files, site, store.values(), only=core, **common)
+
+    passphrase = passphrase or Passphrase()
+    client = VaultClient(site.endpoint(FIXED_IPS[vault_spec.name], 8200))
+    deploy_client, outcome = ensure_vault(client, project_dir, [s.name for s in specs], passphrase,
+                                          say=console.print)
+    synced = sync_secrets(deploy_client, store, specs)
+    store.save()
+    if synced.pulled:
+        console.print(f"Took {len(synced.pulled)} secret(s) from Vault: {', '.join(synced.pulled)}.")
+    files = bundle.render(config, store)
+    secrets = [*store.values(), *State.load(project_dir).values()]
+    result = _merge(first, deploy(files, site, secrets, **common))
+    result.vault = {"initialised": outcome.initialised, "unsealed": outcome.unsealed,
+                    "bootstrapped": outcome.bootstrapped, "pushed": len(synced.pushed),
+                    "pulled": len(synced.pulled)}
+    if any(s.name == "consul" for s in specs):
+        result.consul = _consul(config, project_dir, site, files, passphrase, console)
+    return result
+
+
+def _consul(config: AiniConfig, project_dir: Path, site: Site, files, passphrase, console: Console) -> dict:
+    """ACLs bootstrapped once (the management token into the break-glass file), a deploy
+    token kept in .aini/controlplane.json, services registered, deploy records written."""
+    from .controlplane import registry
+    from .controlplane.bootstrap import State, load_material, save_material
+    from .controlplane.consul import ConsulClient
+    from .render import bundle
+    from .render.networks import FIXED_IPS
+
+    client = ConsulClient(site.endpoint(FIXED_IPS["consul"], 8500))
+    state = State.load(project_dir)
+    if not state.consul_deploy_token:
+        token = client.acl_bootstrap()
+        if token is not None:
+            save_material(project_dir, load_material(project_dir, passphrase).replace(
+                consul_bootstrap_token=token.secret_id), passphrase)
+            console.print("Consul ACLs bootstrapped; the management token is in the break-glass file.")
+            management = token.secret_id
+        else:
+            management = load_material(project_dir, passphrase).consul_bootstrap_token
+            if not management:
+                from .errors import AiniError
+
+                raise AiniError("Consul's ACLs were bootstrapped before but the break-glass file has no token; "
+                                "restore .aini/ from your backup")
+        deploy_token = client.with_token(management).ensure_deploy_token()
+        state.consul_deploy_token, state.consul_deploy_accessor = deploy_token.secret_id, deploy_token.accessor_id
+        state.save(project_dir)
+    manifest = json.loads(files[bundle.MANIFEST].content)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    synced = registry.sync(client.with_token(state.consul_deploy_token), config, manifest, now)
+    return {"registered": list(synced.registered), "deregistered": list(synced.deregistered),
+            "kv_written": synced.kv_written, "unprobed": [u.name for u in synced.unprobed]}
+
+
+__all__ = ["StackResult", "deploy_stack"]
+
