@@ -168,11 +168,13 @@ def render(
 @app.command()
 def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    deployed: Annotated[bool, typer.Option(
+        "--deployed", help="Also compare each group with Consul's record of the last deploy (connects to it).")] = False,
 ) -> None:
     """Show what `aini up` would deploy: services, URLs, secret names, memory budget."""
     from .commands import show_plan
 
-    _run(lambda: show_plan(_load(), state.project_dir, as_json))
+    _run(lambda: show_plan(_load(), state.project_dir, as_json, deployed))
 
 
 @app.command()

@@ -65,12 +65,40 @@ def euros(gross: str) -> str:
     return f"€{Decimal(gross).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}"
 
 
-def show_plan(config: AiniConfig, project_dir: Path, as_json: bool) -> None:
+def deployed_diff(config: AiniConfig, project_dir: Path) -> list[tuple[str, str]]:
+    """The rendered bundle's group hashes against Consul's record of the last deploy (reached
+    where the stack runs: this engine, or over SSH)."""
+    from .controlplane import registry
+    from .controlplane.bootstrap import State
+    from .controlplane.consul import ConsulClient
+    from .errors import AiniError
+    from .plan import diff_groups
+    from .render.networks import FIXED_IPS
+    from .vaultops import open_site
+
+    if not config.services.consul.enabled:
+        raise AiniError("services.consul is disabled: there is no deploy record to compare with")
+    store = SecretStore(project_dir / STORE_DIR)
+    missing = [s.name for s in catalog.secrets_for(check(config)) if store.get(s.name) is None]
+    if missing:
+        raise AiniError(f"secrets not generated yet ({', '.join(missing)}): nothing was deployed from here; run aini up")
+    manifest = json.loads(bundle.render(config, store)[bundle.MANIFEST].content)
+    token = State.load(project_dir).consul_deploy_token
+    if not token:
+        raise AiniError("this machine has no Consul deploy token for the project yet; run aini up first")
+    with open_site(config, project_dir) as site:
+        deployed = registry.deployed_hashes(ConsulClient(site.endpoint(FIXED_IPS["consul"], 8500), token=token))
+    return diff_groups({g: info["hash"] for g, info in manifest["groups"].items()}, deployed)
+
+
+def show_plan(config: AiniConfig, project_dir: Path, as_json: bool, deployed: bool = False) -> None:
     store = SecretStore(project_dir / STORE_DIR)
     result = make(config, set(store.names()))
     infra = cloud_plan(config)
+    diff = deployed_diff(config, project_dir) if deployed else None
     if as_json:
-        extra = {"fits": result.budget.fits, "cloud": asdict(infra) if infra else None}
+        extra = {"fits": result.budget.fits, "cloud": asdict(infra) if infra else None,
+                 "deployed": dict(diff) if diff is not None else None}
         print(json.dumps(asdict(result) | extra, indent=2, sort_keys=True))
         return
     from rich.console import Console
@@ -100,6 +128,13 @@ def show_plan(config: AiniConfig, project_dir: Path, as_json: bool) -> None:
         )
     else:
         console.print(f"Memory: {b.reserved_mib} MiB reserved (incl. host).")
+    if diff is not None:
+        groups = Table(title="Against the last deploy (Consul's record)", title_justify="left")
+        groups.add_column("group")
+        groups.add_column("state")
+        for group, state in diff:
+            groups.add_row(group, state)
+        console.print(groups)
     if infra:
         changes = Table(title=f"Hetzner Cloud ({infra.server_type} in {infra.location})", title_justify="left")
         for column in ("action", "resource", "name", "detail"):

@@ -80,6 +80,14 @@ class VaultOptions(ServiceOptions):
     flavor: Literal["vault", "openbao"] = Field(
         default="vault", description="HashiCorp Vault (BSL) or OpenBao (MPL-2.0); the API is the same."
     )
+    key_shares: int = Field(default=5, ge=1, le=10, description="Unseal key shares made at initialisation.")
+    key_threshold: int = Field(default=3, ge=1, le=10, description="Shares needed to unseal.")
+
+    @model_validator(mode="after")
+    def _threshold(self) -> VaultOptions:
+        if self.key_threshold > self.key_shares:
+            raise ValueError(f"key_threshold ({self.key_threshold}) cannot exceed key_shares ({self.key_shares})")
+        return self
 
 
 class LibreChatOptions(ServiceOptions):

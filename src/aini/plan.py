@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dataclasses import dataclass
 
 from . import catalog, sizing
@@ -115,3 +117,12 @@ def _referenced_secrets(specs: list[ServiceSpec], ctx: catalog.Context) -> dict[
 
 def _gib(mib: int) -> str:
     return f"{mib / 1024:.1f} GiB"
+
+
+def diff_groups(desired: Mapping[str, str], deployed: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """Group -> new | changed | unchanged | removed: the desired bundle's hashes against what
+    Consul says was deployed last (None: nothing deployed yet)."""
+    deployed = deployed or {}
+    rows = [(g, "new" if g not in deployed else "unchanged" if deployed[g] == h else "changed")
+            for g, h in desired.items()]
+    return rows + [(g, "removed") for g in deployed if g not in desired]

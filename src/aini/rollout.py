@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .deploy import DEFAULT_PULL_TIMEOUT, DEFAULT_WAIT, DeployResult, Site, Tools, deploy
+from .deploy import (
+    DEFAULT_PULL_TIMEOUT,
+    DEFAULT_WAIT,
+    DeployResult,
+    Site,
+    Tools,
+    deploy,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from .config import AiniConfig
 
 VAULTS = ("vault", "openbao")
+CONSUL_AGREE_SECONDS = 30
 
 
 @dataclass
@@ -65,8 +74,10 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
 
     passphrase = passphrase or Passphrase()
     client = VaultClient(site.endpoint(FIXED_IPS[vault_spec.name], 8200))
+    options = config.services.vault
     deploy_client, outcome = ensure_vault(client, project_dir, [s.name for s in specs], passphrase,
-                                          say=console.print)
+                                          say=console.print, shares=options.key_shares,
+                                          threshold=options.key_threshold)
     synced = sync_secrets(deploy_client, store, specs)
     store.save()
     if synced.pulled:
@@ -112,8 +123,20 @@ def _consul(config: AiniConfig, project_dir: Path, site: Site, files, passphrase
         state.save(project_dir)
     manifest = json.loads(files[bundle.MANIFEST].content)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    synced = registry.sync(client.with_token(state.consul_deploy_token), config, manifest, now)
-    return {"registered": list(synced.registered), "deregistered": list(synced.deregistered),
+    deploy_client = client.with_token(state.consul_deploy_token)
+    synced = registry.sync(deploy_client, config, manifest, now)
+    # A new registration is critical until its first check ran: wait (bounded) until Consul
+    # agrees with Docker's health checks, so `aini status` right after `aini up` is true.
+    probed = [r.name for r in registry.registrations(config, manifest)]
+    deadline = time.monotonic() + CONSUL_AGREE_SECONDS
+    while True:
+        critical = sorted(n for n, h in registry.health(deploy_client, probed).items() if h == "critical")
+        if not critical or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if critical:
+        console.print(f"[yellow]Consul's checks are still critical for: {', '.join(critical)}[/yellow]")
+    return {"critical": critical,"registered": list(synced.registered), "deregistered": list(synced.deregistered),
             "kv_written": synced.kv_written, "unprobed": [u.name for u in synced.unprobed]}
 
 

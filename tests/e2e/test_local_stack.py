@@ -289,6 +289,23 @@ def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(sta
         stack.wait_https(stack.host("librechat"), "/health", timeout=120)
 
 
+def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):
+    proc = _aini(stack, "plan", "--deployed", "--json")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    deployed = json.loads(out)["deployed"]
+    assert deployed and set(deployed.values()) == {"unchanged"}, deployed
+    # The same project with one setting changed: only n8n's group differs from the record.
+    changed = json.loads(json.dumps(stack.data))
+    changed["services"] = {"n8n": {"timezone": "Europe/Vienna"}}
+    other = stack.project_dir / "changed.yml"
+    other.write_text(yaml.safe_dump(changed, sort_keys=False))
+    r = subprocess.run([sys.executable, "-m", "aini", "-c", str(other), "plan", "--deployed", "--json"],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "AINI_DOCKER": stack.docker})
+    assert r.returncode == 0, r.stderr
+    assert {g: v for g, v in json.loads(r.stdout)["deployed"].items() if v != "unchanged"} == {"n8n": "changed"}
+
+
 def test_secrets_set_redeploys_only_what_uses_the_key_and_never_shows_the_value(stack: Stack):
     value = "sk-e2e-" + "7c1d9e" * 6
     before = stack.containers()

@@ -12,9 +12,11 @@ import time
 import pytest
 
 from aini import catalog
+from aini.controlplane import breakglass
 from aini.status import fetch_certificate
 from tests.e2e.conftest import _merge_figures
 from tests.e2e.server import DOMAIN, ServerStack, server_world
+from tests.e2e.stack import PASSPHRASE
 from tests.e2e.test_local_stack import ANSWERS, REAL
 from tests.harness.world import build_or_fail
 
@@ -106,6 +108,19 @@ def test_bundle_on_the_server_is_root_only(server: ServerStack):
             assert value not in text
 
 
+def test_vault_was_initialised_and_its_root_token_is_not_on_the_server(server: ServerStack):
+    assert server.up_result["deployed"] is not None
+    material = breakglass.load(server.project_dir / ".aini" / "breakglass.enc", PASSPHRASE)
+    assert material.vault_root_token and material.consul_bootstrap_token
+    assert server.server is not None
+    for token in (material.vault_root_token, *material.vault_unseal_keys, material.consul_bootstrap_token):
+        r = server.server.exec("grep", "-rlF", "--", token, "/opt", "/etc", "/root", "/home", "/var/lib/docker/volumes",
+                               "/tmp", "/var/log", check=False, timeout=300)
+        assert r.returncode == 1 and r.stdout == "", r.stdout  # 1: searched everything, found nothing
+    env = server.server.exec("cat", "/opt/aini/deployed/n8n/n8n.env").stdout
+    assert server.store.get("n8n_encryption_key") in env  # rendered from what Vault holds (synced at up)
+
+
 def test_second_up_recreates_nothing(server: ServerStack, figures):
     before = server.containers()
     assert before and all(state == "running" for _, state in before.values())
@@ -142,6 +157,15 @@ def test_a_power_cycle_brings_every_service_back_without_a_command(server: Serve
     server.server.wait_ready()
     r = server.wait_https(server.host("librechat"), "/health", timeout=60)
     assert "OK" in r.text
+    # Vault came back sealed: the services run on, status says so, `aini vault unseal` fixes it.
+    connect = f"127.0.0.1:{server.https_port}"
+    r = server.aini("status", "--json", "--connect", connect, timeout=120)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = {row["service"]: row for row in json.loads(r.stdout)["services"]}
+    assert "aini vault unseal" in rows["vault"]["reason"]
+    assert [s for s, row in rows.items() if not row["ok"]] == ["vault"]
+    r = server.aini("vault", "unseal", timeout=120)
+    assert r.returncode == 0 and "Vault unsealed." in r.stdout, r.stderr[-2000:]
 
 
 def test_status_reads_the_server_over_ssh(server: ServerStack):

@@ -271,3 +271,11 @@ def test_without_onlyoffice_nextcloud_has_no_step_and_no_connector_config(tmp_pa
     files = bundle.render(config, store)
     assert "nextcloud/onlyoffice.config.php" not in files
     assert "post_deploy" not in json.loads(files[bundle.MANIFEST].content)["groups"]["nextcloud"]
+
+
+def test_plan_against_consul_names_new_changed_unchanged_and_removed_groups():
+    from aini.plan import diff_groups
+
+    assert diff_groups({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "x", "d": "4"}) == [
+        ("a", "unchanged"), ("b", "changed"), ("c", "new"), ("d", "removed")]
+    assert diff_groups({"a": "1"}, None) == [("a", "new")]
