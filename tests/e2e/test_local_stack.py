@@ -189,7 +189,9 @@ BROWSER = {"browser-id": "aini-e2e", "Content-Type": "application/json"}
 def _n8n_login(stack: Stack) -> str:
     host = stack.host("n8n")
     body = json.dumps({"emailOrLdapLoginId": N8N_OWNER["email"], "password": N8N_OWNER["password"]}).encode()
-    r = stack.https(host, "/rest/login", method="POST", body=body, headers=BROWSER)
+    # n8n mounts its REST controllers a moment after it reports ready: poll, bounded.
+    r = stack.wait_https(host, "/rest/login", ok=lambda r: r.status != 404, method="POST", body=body,
+                         headers=BROWSER)
     assert r.status == 200, r.text[:300]
     return r.cookie()
 
@@ -228,6 +230,19 @@ def _aini(stack: Stack, *args: str, stdin: str = "", timeout: float = 900) -> su
     proc.stdin.write(stdin)
     proc.stdin.close()
     return proc
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    """Wait for a process started by _aini (its stdin is already closed)."""
+    import threading
+
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))  # type: ignore[union-attr]
+    reader.start()
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    proc.wait(timeout=timeout)
+    reader.join(timeout=30)
+    return out, "".join(err)
 
 
 def _vault(stack: Stack) -> VaultClient:
@@ -280,7 +295,7 @@ def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(sta
             time.sleep(2)
         assert consul.service_health("librechat") == "critical"
         proc = _aini(stack, "status", "--json")
-        out, err = proc.communicate(timeout=120)
+        out, err = _finish(proc)
         assert proc.returncode == 1, out + err
         rows = {r["service"]: r for r in json.loads(out)["services"]}
         assert not rows["librechat"]["ok"] and [s for s, r in rows.items() if not r["ok"]] == ["librechat"]
@@ -291,7 +306,7 @@ def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(sta
 
 def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):
     proc = _aini(stack, "plan", "--deployed", "--json")
-    out, err = proc.communicate(timeout=120)
+    out, err = _finish(proc)
     assert proc.returncode == 0, out + err
     deployed = json.loads(out)["deployed"]
     assert deployed and set(deployed.values()) == {"unchanged"}, deployed
@@ -339,16 +354,16 @@ def test_a_sealed_vault_keeps_services_running_and_is_reported_until_unsealed(st
     assert client.health().state == "sealed"
     stack.wait_https(stack.host("librechat"), "/health")  # the applications do not notice
     proc = _aini(stack, "status", "--json")
-    out, err = proc.communicate(timeout=120)
+    out, err = _finish(proc)
     assert proc.returncode == 1
     rows = {r["service"]: r for r in json.loads(out)["services"]}
     assert "aini vault unseal" in rows["vault"]["reason"]
     proc = _aini(stack, "vault", "unseal")
-    out, err = proc.communicate(timeout=120)
+    out, err = _finish(proc)
     assert proc.returncode == 0 and "Vault unsealed." in out, out + err
     assert client.health().state == "active"
     proc = _aini(stack, "status", "--json")
-    out, err = proc.communicate(timeout=120)
+    out, err = _finish(proc)
     assert proc.returncode == 0, out + err
 
 

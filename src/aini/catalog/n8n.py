@@ -44,7 +44,10 @@ N8N = ServiceSpec(
     description="Workflow automation.",
     upstream="https://docs.n8n.io/hosting/",
     port=5678,
-    health=HealthCheck(("CMD", "wget", "-qO-", "http://127.0.0.1:5678/healthz"), port=5678, path="/healthz"),
+    # /healthz answers as soon as the process listens; /healthz/readiness only once the
+    # database is connected and migrated, i.e. the instance takes traffic.
+    health=HealthCheck(("CMD", "wget", "-qO-", "http://127.0.0.1:5678/healthz/readiness"), port=5678,
+                       path="/healthz/readiness"),
     mem_reservation=384,
     mem_limit=1536,
     enabled=lambda config: config.services.n8n.enabled,
