@@ -44,11 +44,11 @@ STARTING_GRACE = 120.0  # seconds a container may report "starting" before it co
 NOTHING_DEPLOYED = "nothing deployed yet; run aini up"
 
 # One JSON object per container; named fields only (Config.Env holds secret values).
+# The whole .State object: Docker's templates fail on .State.Health for a container without
+# a health check ("map has no entry for key"), so health is read from it in Python.
 INSPECT_FORMAT = (
-    '{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State.Status}},'
-    '"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}null{{end}},'
-    '"restarts":{{json .RestartCount}},"started_at":{{json .State.StartedAt}},'
-    '"exit_code":{{json .State.ExitCode}},'
+    '{"id":{{json .Id}},"name":{{json .Name}},"state":{{json .State}},'
+    '"restarts":{{json .RestartCount}},'
     '"group":{{json (index .Config.Labels "aini.group")}},'
     '"service":{{json (index .Config.Labels "aini.service")}}}'
 )
@@ -191,16 +191,18 @@ def parse_inspect(stdout: str) -> list[Container]:
         if not isinstance(row, dict):
             continue
         name = str(row.get("name") or "").lstrip("/")
+        state = row.get("state") if isinstance(row.get("state"), dict) else {}
+        health = state.get("Health") if isinstance(state.get("Health"), dict) else {}
         result.append(Container(
             id=str(row.get("id") or ""),
             name=name,
             group=str(row.get("group") or ""),
             service=str(row.get("service") or "") or name,
-            state=str(row.get("state") or "unknown"),
-            health=row.get("health") or None,
+            state=str(state.get("Status") or "unknown"),
+            health=health.get("Status") or None,
             restarts=_int(row.get("restarts")) or 0,
-            started_at=parse_time(row.get("started_at")),
-            exit_code=_int(row.get("exit_code")),
+            started_at=parse_time(state.get("StartedAt")),
+            exit_code=_int(state.get("ExitCode")),
         ))
     return result
 

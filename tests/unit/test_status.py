@@ -58,6 +58,16 @@ def container_row(spec, **over) -> dict:
     return row | over
 
 
+def as_docker(row: dict) -> dict:
+    """A flat row as `docker inspect --format INSPECT_FORMAT` prints it: the whole .State object,
+    with Health only when the container has a health check (as Docker does)."""
+    state = {"Status": row["state"], "StartedAt": row["started_at"], "ExitCode": row["exit_code"]}
+    if row.get("health"):
+        state["Health"] = {"Status": row["health"], "FailingStreak": 0, "Log": []}
+    return {"id": row["id"], "name": row["name"], "state": state, "restarts": row["restarts"],
+            "group": row["group"], "service": row["service"]}
+
+
 def healthy_rows(config) -> dict[str, dict]:
     return {s.name: container_row(s) for s in catalog.enabled(config)}
 
@@ -78,7 +88,8 @@ class FakeDocker:
             return subprocess.CompletedProcess(cmd.argv, 0, "".join(r["id"] + "\n" for r in self.rows.values()), "")
         if cmd.argv[1] == "inspect":
             wanted = set(cmd.argv[cmd.argv.index("--format") + 2:])
-            out = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self.rows.values() if r["id"] in wanted)
+            out = "".join(json.dumps(as_docker(r), separators=(",", ":")) + "\n"
+                          for r in self.rows.values() if r["id"] in wanted)
             return subprocess.CompletedProcess(cmd.argv, 0, out, "")
         raise AssertionError(f"status ran an unexpected command: {cmd.argv}")
 
@@ -190,7 +201,8 @@ def test_parse_inspect_reads_the_template_output():
     watchtower_row = {"id": "cd34", "name": "/aini-watchtower", "state": "exited", "health": None, "restarts": 0,
                       "started_at": "0001-01-01T00:00:00Z", "exit_code": 137, "group": "watchtower",
                       "service": "watchtower"}
-    lines = [json.dumps(traefik_row), json.dumps(watchtower_row), "Error: No such object: ef56", "{not json", ""]
+    lines = [json.dumps(as_docker(traefik_row)), json.dumps(as_docker(watchtower_row)),
+             "Error: No such object: ef56", "{not json", ""]
     out = "\n".join(lines)
     traefik, watchtower = status.parse_inspect(out)
     assert (traefik.name, traefik.service, traefik.group, traefik.health, traefik.restarts) == (
