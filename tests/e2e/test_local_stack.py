@@ -362,8 +362,14 @@ def test_a_sealed_vault_keeps_services_running_and_is_reported_until_unsealed(st
     out, err = _finish(proc)
     assert proc.returncode == 0 and "Vault unsealed." in out, out + err
     assert client.health().state == "active"
-    proc = _aini(stack, "status", "--json")
-    out, err = _finish(proc)
+    # Consul's check of Vault turns passing at its next run (10 s interval): bounded wait.
+    deadline = time.monotonic() + 45
+    while True:
+        proc = _aini(stack, "status", "--json")
+        out, err = _finish(proc)
+        if proc.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert proc.returncode == 0, out + err
 
 
