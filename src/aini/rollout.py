@@ -23,6 +23,8 @@ from .deploy import (
     Site,
     Tools,
     deploy,
+    ensure_images,
+    find_tools,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +70,12 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
     from .controlplane.vault import VaultClient
     from .render.networks import FIXED_IPS
 
-    order = json.loads(files[bundle.MANIFEST].content)["order"]
+    manifest = json.loads(files[bundle.MANIFEST].content)
+    # Every image before anything starts: a missing application image must not be found
+    # only after Vault was initialised.
+    every = list(dict.fromkeys(i for g in manifest["groups"].values() for i in g["images"].values()))
+    ensure_images(tools or find_tools(), every, manifest, site.run, pull_timeout, console)
+    order = manifest["order"]
     core = order[: order.index(vault_spec.group) + 1]
     first = deploy(files, site, store.values(), only=core, **common)
 
