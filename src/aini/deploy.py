@@ -361,11 +361,11 @@ def deployed_text(deployed: Mapping) -> str:
     return json.dumps(deployed, indent=2, sort_keys=True) + "\n"
 
 
-def record_group(deploy_dir: Path, manifest: Mapping, group: str, digest: str | None) -> None:
-    from .secrets import write_private
-
-    deployed = updated_deployed(load_deployed(deploy_dir), manifest, group, digest)
-    write_private(deploy_dir / DEPLOYED_MANIFEST, deployed_text(deployed))
+def _record(site: Site, deployed: Mapping | None, manifest: Mapping, group: str, digest: str | None) -> dict:
+    """Save, after each group, what is deployed: a run that dies later resumes from here."""
+    result = updated_deployed(deployed, manifest, group, digest)
+    site.save_deployed(deployed_text(result))
+    return result
 
 
 # ---------------------------------------------------------------------- where
@@ -697,8 +697,7 @@ def deploy(
                     raise AiniError(f"group '{action.group}': docker compose down failed:\n"
                                     + _indent(scrub(r.stderr.strip()[-1500:], secrets)))
                 site.remove_group(action.group)
-                deployed = updated_deployed(deployed, manifest, action.group, None)
-                site.save_deployed(deployed_text(deployed))
+                deployed = _record(site, deployed, manifest, action.group, None)
                 console.print(f"[yellow]- {action.group:<12} removed[/yellow] ({time.monotonic() - t0:.1f}s)")
                 result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
                 continue
@@ -710,8 +709,7 @@ def deploy(
                 if r.returncode == 0 and action.recreate:
                     r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
             if r.returncode != 0:
-                deployed = updated_deployed(deployed, manifest, action.group, None)
-                site.save_deployed(deployed_text(deployed))
+                deployed = _record(site, deployed, manifest, action.group, None)
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")
                 raise diagnose(tools, site.root, action.group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
             for step in manifest["groups"][action.group].get("post_deploy", []):
@@ -719,14 +717,12 @@ def deploy(
                     r = site.run(exec_cmd(tools, step))
                 if r.returncode != 0:
                     # Not recorded as deployed: the next run brings the group up and retries.
-                    deployed = updated_deployed(deployed, manifest, action.group, None)
-                    site.save_deployed(deployed_text(deployed))
+                    deployed = _record(site, deployed, manifest, action.group, None)
                     output = scrub((r.stdout + r.stderr).strip()[-1500:], secrets)
                     raise DeployError(f"group '{action.group}' is up, but its step '{step['description']}' in "
                                       f"{step['container']} failed (exit {r.returncode}):\n{_indent(output)}\n"
                                       "Fix the cause and run the command again.", action.group, [step["container"]])
-            deployed = updated_deployed(deployed, manifest, action.group, manifest["groups"][action.group]["hash"])
-            site.save_deployed(deployed_text(deployed))
+            deployed = _record(site, deployed, manifest, action.group, manifest["groups"][action.group]["hash"])
             seconds = time.monotonic() - t0
             console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
             result.groups.append(GroupResult(action.group, "up", action.reason, seconds))

@@ -69,10 +69,14 @@ class SshAccess:
         return ["-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=accept-new",
                 "-o", f"UserKnownHostsFile={self.known_hosts}"]
 
-    def run(self, user: str, command: str) -> subprocess.CompletedProcess:
-        argv = ["ssh", *self.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}",
-                "-o", "LogLevel=ERROR", "-i", str(self.key), "-p", str(self.port), "-l", user,
+    def argv(self, user: str, command: str, *options: str) -> list[str]:
+        """`ssh ... user@host command`; `options` go before the destination (-o pairs)."""
+        return ["ssh", *self.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}",
+                "-o", "LogLevel=ERROR", *options, "-i", str(self.key), "-p", str(self.port), "-l", user,
                 self.host, command]
+
+    def run(self, user: str, command: str) -> subprocess.CompletedProcess:
+        argv = self.argv(user, command)
         try:
             return subprocess.run(argv, capture_output=True, text=True, timeout=SSH_TIMEOUT + 30,
                                   stdin=subprocess.DEVNULL)
@@ -107,20 +111,23 @@ def up(config: AiniConfig, project_dir: Path, options: UpOptions = UpOptions(),
         return configured
     from .remote import deploy_server
 
-    access = SshAccess(target.host, target.port, _private_key(target.ssh_key, project_dir), _known_hosts(project_dir))
-    result = deploy_server(config, project_dir, access, ADMIN_USER, wait_timeout=options.wait_timeout,
+    result = deploy_server(config, project_dir, ssh_access(target, project_dir), ADMIN_USER, wait_timeout=options.wait_timeout,
                            console=console)
     groups = {g.group: {"action": g.action, "reason": g.reason, "seconds": round(g.seconds, 1)}
               for g in result.groups}
     return replace(configured, deployed={"groups": groups, "seconds": round(result.seconds, 1)})
 
 
+def ssh_access(target: SshTarget, project_dir: Path) -> SshAccess:
+    return SshAccess(target.host, target.port, _private_key(target.ssh_key, project_dir), _known_hosts(project_dir))
+
+
 def configure_ssh_host(target: SshTarget, project_dir: Path, options: UpOptions = UpOptions(),
                        progress: Progress | None = None) -> UpResult:
     docker_vars = _docker_vars(options)
-    key = _private_key(target.ssh_key, project_dir)
+    access = ssh_access(target, project_dir)
+    key = access.key
     public_keys = _public_keys(key)
-    access = SshAccess(target.host, target.port, key, _known_hosts(project_dir))
     user, ram_mib = find_login(access, target.user)
     secrets = [key.read_text(errors="replace"), *_stored_secrets(project_dir)]
 
@@ -243,4 +250,4 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
-__all__ = ["ADMIN_USER", "SshAccess", "UpOptions", "UpResult", "configure_ssh_host", "find_login", "up"]
+__all__ = ["ADMIN_USER", "SshAccess", "UpOptions", "UpResult", "configure_ssh_host", "find_login", "ssh_access", "up"]

@@ -75,11 +75,9 @@ class SshSite:
     root: PurePosixPath = REMOTE_ROOT
 
     def ssh_argv(self, remote: str) -> list[str]:
-        return ["ssh", *self.access.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}",
-                "-o", "LogLevel=ERROR", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
-                "-o", "ControlPersist=120", "-o", "ServerAliveInterval=15",
-                "-i", str(self.access.key), "-p", str(self.access.port), "-l", self.user, self.access.host,
-                remote]
+        return self.access.argv(self.user, remote, "-o", "ControlMaster=auto", "-o",
+                                f"ControlPath={self.control_path}", "-o", "ControlPersist=120",
+                                "-o", "ServerAliveInterval=15")
 
     def sudo(self, argv: Iterable[str]) -> str:
         return "sudo -n " + shlex.join(list(argv))
@@ -204,12 +202,11 @@ def deploy_server(config: AiniConfig, project_dir: Path, access: SshAccess, user
 
 def server_access(config: AiniConfig, project_dir: Path) -> SshAccess:
     """How to reach the deployed server: target.host, or the Hetzner server found by label."""
-    from .host import _known_hosts, _private_key
+    from .host import _known_hosts, ssh_access
 
     target = config.target
     if target.kind == "ssh":
-        return SshAccess(target.host, target.port, _private_key(target.ssh_key, project_dir),
-                         _known_hosts(project_dir))
+        return ssh_access(target, project_dir)
     if target.kind == "hetzner":
         from . import cloud
         from .provision import private_key_of

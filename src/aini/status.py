@@ -593,23 +593,19 @@ def show_status(config: AiniConfig, project_dir: Path, as_json: bool, console: C
     """`aini status`: print the report; 0 when every service is healthy, else 1.
     A server's containers are read over SSH; its certificates at its address on 443, or
     at `connect` (HOST:PORT) when Traefik is reached another way (no DNS yet, a tunnel)."""
+    from .deploy import DEPLOYED_MANIFEST, parse_deployed
+    from .vaultops import open_site
+
     endpoint = parse_endpoint(connect) if connect else None
-    if config.target.kind == "local":
-        from .deploy import LocalSite
+    with open_site(config, project_dir) as site:
+        tools = None
+        if config.target.kind != "local":
+            from .remote import REMOTE_TOOLS
 
-        report = collect(config, project_dir, run_cmd, endpoint=endpoint)
-        report = overlay_control_plane(report, *read_control_plane(config, project_dir, LocalSite(
-            project_dir / ".aini" / DEPLOYED_DIR)))
-    else:
-        from .deploy import DEPLOYED_MANIFEST, parse_deployed
-        from .host import ADMIN_USER
-        from .remote import REMOTE_TOOLS, server_access, ssh_site
-
-        access = server_access(config, project_dir)
-        with ssh_site(access, ADMIN_USER) as site:
-            report = collect(config, project_dir, site.run, REMOTE_TOOLS, endpoint or (access.host, 443),
-                             read_deployed=lambda: parse_deployed(site.read(DEPLOYED_MANIFEST)))
-            report = overlay_control_plane(report, *read_control_plane(config, project_dir, site))
+            tools, endpoint = REMOTE_TOOLS, endpoint or (site.access.host, 443)  # type: ignore[attr-defined]
+        report = collect(config, project_dir, site.run, tools, endpoint,
+                         read_deployed=lambda: parse_deployed(site.read(DEPLOYED_MANIFEST)))
+        report = overlay_control_plane(report, *read_control_plane(config, project_dir, site))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:

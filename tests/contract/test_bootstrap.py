@@ -13,10 +13,9 @@ from aini.controlplane import bootstrap, breakglass
 from aini.controlplane.vault import VaultClient
 from aini.errors import AiniError, InputError
 from aini.secrets import SecretStore
+from tests.harness.doubles import import_double
 
-from .test_vault_double import _import_double
-
-vault_api = _import_double("vault_api")
+vault_api = import_double("vault_api")
 PASSPHRASE = {"AINI_BREAKGLASS_PASSPHRASE": "contract-test-passphrase"}
 
 

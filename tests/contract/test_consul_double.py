@@ -17,16 +17,17 @@ from typing import Any
 
 import pytest
 
+from tests.harness.doubles import import_double
+
 from .test_vault_double import (
     Answer,
     _free_port,
-    _import_double,
     start_double_process,
     stop_double_process,
 )
 from .test_vault_double import call as _call
 
-consul_api = _import_double("consul_api")
+consul_api = import_double("consul_api")
 
 MANAGEMENT = "00000000-0000-0000-0000-000000000001"
 

@@ -17,11 +17,10 @@ import pytest
 from aini.catalog.model import HealthCheck
 from aini.controlplane.consul import ConsulClient, ConsulError, deploy_record
 from aini.controlplane.vault import AppRoleCredentials, VaultClient, VaultError
+from tests.harness.doubles import import_double
 
-from .test_vault_double import _import_double
-
-vault_api = _import_double("vault_api")
-consul_api = _import_double("consul_api")
+vault_api = import_double("vault_api")
+consul_api = import_double("consul_api")
 
 SECRET = "sk-flow-test-VALUE-9f8e7d6c5b4a"
 SERVICES = ["librechat", "n8n", "nextcloud"]

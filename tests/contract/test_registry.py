@@ -23,10 +23,9 @@ from aini.controlplane.consul import ConsulClient, ConsulError
 from aini.errors import AiniError
 from aini.render import bundle
 from aini.secrets import SecretStore
+from tests.harness.doubles import import_double
 
-from .test_vault_double import _import_double
-
-consul_api = _import_double("consul_api")
+consul_api = import_double("consul_api")
 
 DEPLOYED_AT = "2026-11-25T12:00:00Z"
 API_KEY = "sk-registry-test-VALUE-0a1b2c3d4e5f"

@@ -6,7 +6,6 @@ tested against the double elsewhere (test_controlplane_flows.py)."""
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import os
 import signal
@@ -22,20 +21,13 @@ from typing import Any
 
 import pytest
 
+from tests.harness.doubles import import_double
+
 REPO = Path(__file__).resolve().parents[2]
 DOUBLES = REPO / "tests" / "harness" / "images" / "doubles"
 
 
-def _import_double(name: str):
-    before = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # no __pycache__ in the doubles image's build context
-    try:
-        return importlib.import_module(f"tests.harness.images.doubles.{name}")
-    finally:
-        sys.dont_write_bytecode = before
-
-
-vault_api = _import_double("vault_api")
+vault_api = import_double("vault_api")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

@@ -5,7 +5,6 @@ break-glass file."""
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import os
 import stat
@@ -23,19 +22,10 @@ from aini.catalog.model import HealthCheck
 from aini.controlplane import ControlPlaneError, Http, Request, consul, vault
 from aini.controlplane import breakglass as bg
 from aini.errors import AiniError, InputError
+from tests.harness.doubles import import_double
 
-
-def _import_double(name: str):
-    before = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True  # no __pycache__ in the doubles image's build context
-    try:
-        return importlib.import_module(f"tests.harness.images.doubles.{name}")
-    finally:
-        sys.dont_write_bytecode = before
-
-
-vault_api = _import_double("vault_api")
-consul_api = _import_double("consul_api")
+vault_api = import_double("vault_api")
+consul_api = import_double("consul_api")
 
 SECRET = "sk-unit-VALUE-0123456789abcdef"
 

@@ -128,9 +128,10 @@ def test_sync_writes_in_place_keeps_inodes_and_modes(tmp_path):
 def test_record_group_tracks_what_is_deployed(tmp_path):
     m = manifest(traefik="a", n8n="b")
     m["files"] = {"traefik/compose.yml": "1", "n8n/compose.yml": "2"}
-    deploy.record_group(tmp_path, m, "traefik", "a")
-    deploy.record_group(tmp_path, m, "n8n", "b")
-    deploy.record_group(tmp_path, m, "n8n", None)
+    site, deployed = deploy.LocalSite(tmp_path), None
+    for group, digest in (("traefik", "a"), ("n8n", "b"), ("n8n", None)):
+        deployed = deploy.updated_deployed(deployed, m, group, digest)
+        site.save_deployed(deploy.deployed_text(deployed))
     saved = deploy.load_deployed(tmp_path)
     assert list(saved["groups"]) == ["traefik"] and saved["files"] == {"traefik/compose.yml": "1"}
     assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == 0o600

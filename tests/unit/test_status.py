@@ -168,7 +168,7 @@ def project(tmp_path, tls_server):
 
 
 def aini_status(project: Path, fake: FakeDocker, monkeypatch, *args: str):
-    monkeypatch.setattr(status, "run_cmd", fake)
+    monkeypatch.setattr(deploy, "run_cmd", fake)  # what LocalSite runs
     monkeypatch.setenv("AINI_DOCKER", "docker")
     runner = CliRunner()
     return runner.invoke(app, ["-c", str(project / "aini.yml"), "status", *args], env={"COLUMNS": "250"})
