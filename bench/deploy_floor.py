@@ -2,7 +2,7 @@
 of the same files, group by group in the same order, run directly. Both from empty
 volumes with every image present. Not a test: figures, printed and saved as JSON.
 
-    .venv/bin/python -m tests.e2e.bench_floor [out.json]
+    .venv/bin/python bench/deploy_floor.py [out.json]
 """
 from __future__ import annotations
 
