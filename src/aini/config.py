@@ -34,8 +34,11 @@ _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"^(?:{_LABEL}\.)+[a-z][a-z0-9-]{{0,62}}(?<!-)$")
 SUBDOMAIN_RE = re.compile(rf"^{_LABEL}$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?P<domain>[^@\s]+)$")
+_IMAGE_PART = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
+# A registry port can follow only the first component, and only before a "/": in
+# "repo/name:150107070238" the digits are a tag, not a port.
 IMAGE_RE = re.compile(
-    r"^(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    rf"^(?P<name>(?:{_IMAGE_PART}(?::[0-9]+)?/)?{_IMAGE_PART}(?:/{_IMAGE_PART})*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 _CRON_FIELDS = "seconds minutes hours day month weekday".split()

@@ -109,6 +109,10 @@ def network_create_cmd(tools: Tools, net: NetworkSpec, project: str) -> Cmd:
     return Cmd((*argv, net.name))
 
 
+def network_rm_cmd(tools: Tools, name: str) -> Cmd:
+    return Cmd((*tools.docker, "network", "rm", name))
+
+
 def exec_cmd(tools: Tools, step: Mapping[str, str], timeout: float = 600) -> Cmd:
     """A post-deploy step: the script is configuration, never a secret (see PostDeploy)."""
     return Cmd((*tools.docker, "exec", "--user", step["user"], "--workdir", step["workdir"], step["container"],
@@ -233,6 +237,13 @@ def _external_networks(composes: Mapping[str, Mapping]) -> set[str]:
             if (net or {}).get("external"):
                 names.add((net or {}).get("name", key))
     return names
+
+
+def _own_networks(old_compose: Mapping, manifest: Mapping) -> list[str]:
+    """The internal network a group taken down used, unless the bundle still declares it."""
+    declared = {n["name"] for n in (manifest.get("networks") or {}).values()}
+    internal = ((old_compose.get("networks") or {}).get("internal") or {}).get("name")
+    return [internal] if internal and internal not in declared else []
 
 
 def _networks_defined(composes: Mapping[str, Mapping]) -> dict[str, str]:
@@ -691,11 +702,16 @@ def deploy(
                 continue
             t0 = time.monotonic()
             if action.action == "down":
+                old = _old_composes(site, [action.group]).get(action.group, {})
                 with _progress(console, f"{action.group}: taking down ({action.reason})"):
                     r = site.run(compose_down_cmd(tools, site.root, action.group))
                 if r.returncode != 0:
                     raise AiniError(f"group '{action.group}': docker compose down failed:\n"
                                     + _indent(scrub(r.stderr.strip()[-1500:], secrets)))
+                for name in _own_networks(old, manifest):
+                    r = site.run(network_rm_cmd(tools, name))
+                    if r.returncode != 0 and "No such network" not in r.stderr:
+                        console.print(f"[yellow]! network {name} left in place: {r.stderr.strip()[:200]}[/yellow]")
                 site.remove_group(action.group)
                 deployed = _record(site, deployed, manifest, action.group, None)
                 console.print(f"[yellow]- {action.group:<12} removed[/yellow] ({time.monotonic() - t0:.1f}s)")

@@ -29,10 +29,10 @@ consul_api = import_double("consul_api")
 
 DEPLOYED_AT = "2026-11-25T12:00:00Z"
 API_KEY = "sk-registry-test-VALUE-0a1b2c3d4e5f"
-PROBED = ["traefik", "vault", "librechat", "n8n", "nextcloud", "onlyoffice", "netdata"]
-UNPROBED = {"consul": registry.SELF, "mongodb": registry.INTERNAL, "meilisearch": registry.INTERNAL,
-            "mariadb": registry.INTERNAL, "redis": registry.INTERNAL, "nextcloud-cron": registry.NO_PORT,
-            "socket-proxy": registry.INTERNAL, "watchtower": registry.NO_PORT}
+PROBED = ["traefik", "vault", "mongodb", "meilisearch", "librechat", "n8n", "mariadb", "redis", "nextcloud",
+          "nextcloud-cron", "onlyoffice", "socket-proxy", "netdata", "watchtower"]
+NO_PORT = ("nextcloud-cron", "watchtower")  # asked of the Docker API (socket-proxy) whether they run
+UNPROBED = {"consul": registry.SELF}
 
 
 def config_for(**services):
@@ -72,6 +72,12 @@ def test_registrations_of_the_default_config(store):
     chat = by["librechat"].definition()
     assert chat["Address"] == "aini-librechat" and chat["Port"] == 3080
     assert chat["Check"]["HTTP"] == "http://aini-librechat:3080/health"
+    # internal ones: Consul joins their networks; TCP where the catalog has no HTTP path
+    assert by["mariadb"].definition()["Check"]["TCP"] == "aini-mariadb:3306"
+    assert by["meilisearch"].definition()["Check"]["HTTP"] == "http://aini-meilisearch:7700/health"
+    cron = by["nextcloud-cron"].definition()
+    assert cron["Address"] == "aini-nextcloud-cron" and "Port" not in cron
+    assert cron["Check"]["HTTP"] == "http://aini-socket-proxy:2375/containers/aini-nextcloud-cron/top"
     assert chat["Tags"] == ["aini", "librechat"]
     group = manifest["groups"]["librechat"]
     assert {k: v for k, v in chat["Meta"].items() if k != registry.FINGERPRINT} == {
@@ -83,16 +89,20 @@ def test_registrations_of_the_default_config(store):
     assert {(u.name, u.reason) for u in registry.unprobed(config)} == set(UNPROBED.items())
     # the same inputs, the same definitions (and fingerprints); the address is overridable
     assert [r.definition() for r in registry.registrations(config, manifest)] == [r.definition() for r in regs]
-    moved = registry.registrations(config, manifest, lambda host, port: ("127.0.0.1", port + 10000))
-    assert moved[2].definition()["Check"]["HTTP"] == "http://127.0.0.1:13080/health"
-    assert moved[2].definition()["Meta"][registry.FINGERPRINT] != chat["Meta"][registry.FINGERPRINT]
+    moved = {r.name: r.definition() for r in registry.registrations(
+        config, manifest, lambda host, port: ("127.0.0.1", port + 10000))}
+    assert moved["librechat"]["Check"]["HTTP"] == "http://127.0.0.1:13080/health"
+    assert moved["librechat"]["Meta"][registry.FINGERPRINT] != chat["Meta"][registry.FINGERPRINT]
+    assert moved["watchtower"]["Check"]["HTTP"] == "http://127.0.0.1:12375/containers/aini-watchtower/top"
 
 
 def test_disabled_services_are_neither_registered_nor_unprobed(store):
     config = config_for(onlyoffice={"enabled": False}, netdata={"enabled": False})
     names = [r.name for r in registry.registrations(config, render(config, store))]
-    assert names == [n for n in PROBED if n not in ("onlyoffice", "netdata")]
-    assert "socket-proxy" not in {u.name for u in registry.unprobed(config)}  # netdata's helper
+    # without netdata's socket-proxy nothing can tell whether a portless container runs
+    assert names == [n for n in PROBED if n not in ("onlyoffice", "netdata", "socket-proxy", *NO_PORT)]
+    assert {(u.name, u.reason) for u in registry.unprobed(config)} == {
+        ("consul", registry.SELF), *((n, registry.NO_PORT) for n in NO_PORT)}
 
 
 def test_a_manifest_from_another_config_is_refused(store):
@@ -107,7 +117,7 @@ def test_records_hold_only_the_deployed_configuration(store):
     entries = registry.records(manifest, DEPLOYED_AT)
     services = [s for g in manifest["order"] for s in manifest["groups"][g]["services"]]
     assert sorted(entries) == sorted([f"aini/deploy/{s}" for s in services] + [registry.MANIFEST_KEY])
-    assert {"mongodb", "mariadb", "nextcloud-cron"} <= set(services)  # unprobed ones have records too
+    assert {"mongodb", "mariadb", "nextcloud-cron"} <= set(services)  # every service has a record
     for key, value in entries.items():
         data = json.loads(value)
         if key == registry.MANIFEST_KEY:
@@ -155,10 +165,37 @@ class Container:
         self.server.server_close()
 
 
+class DockerApi(Container):
+    """socket-proxy: `GET /containers/<name>/top` is 200 while `name` runs, else 409 (as
+    the Docker Engine API answers for a stopped container)."""
+
+    def __init__(self, running: set[str]) -> None:
+        self.running = running
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = self.path.strip("/").split("/")
+                code = 200 if parts[0] == "_ping" or (len(parts) == 3 and parts[0] == "containers"
+                                                       and parts[2] == "top" and parts[1] in outer.running) else 409
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
 class World:
     def __init__(self, tmp_path: Path):
         self.consul = consul_api.serve(tmp_path / "consul")
-        self.containers = {f"aini-{name}": Container() for name in PROBED}
+        self.running = {f"aini-{name}" for name in NO_PORT}
+        self.containers = {f"aini-{name}": Container() for name in PROBED if name not in NO_PORT}
+        self.containers["aini-socket-proxy"] = DockerApi(self.running)
         anonymous = ConsulClient(self.consul.url, timeout=10)
         boot = anonymous.acl_bootstrap()
         assert boot is not None
@@ -203,8 +240,10 @@ def test_sync_registers_every_probed_service_passing_and_a_stop_turns_critical(w
     assert registry.deployed_hashes(world.deploy) == {g: manifest["groups"][g]["hash"] for g in manifest["order"]}
 
     world.containers["aini-n8n"].stop()  # the container stops
-    wait_for(lambda: registry.health(world.deploy, ["n8n"]) == {"n8n": "critical"}, 25)  # interval 10 s
-    assert all_passing(world, [n for n in PROBED if n != "n8n"])
+    world.running.discard("aini-nextcloud-cron")  # and one with no port
+    wait_for(lambda: registry.health(world.deploy, ["n8n", "nextcloud-cron"]) == {
+        "n8n": "critical", "nextcloud-cron": "critical"}, 25)  # interval 10 s
+    assert all_passing(world, [n for n in PROBED if n not in ("n8n", "nextcloud-cron")])
 
 
 def test_a_second_sync_of_the_same_deploy_changes_nothing(world, store):

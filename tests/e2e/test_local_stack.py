@@ -282,26 +282,50 @@ def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(sta
     consul = ConsulClient(f"http://{FIXED_IPS['consul']}:8500", token=State.load(stack.project_dir).consul_deploy_token)
     probed = [r.name for r in registry.registrations(stack.config, json.loads(
         (stack.deploy_dir / "manifest.json").read_text()))]
-    assert {"librechat", "n8n", "nextcloud", "traefik", "vault", "netdata"} <= set(probed)
+    # every enabled service but Consul itself, databases and portless workers included
+    assert set(probed) == {s.name for s in catalog.enabled(stack.config)} - {"consul"}
+    assert {"mongodb", "mariadb", "redis", "nextcloud-cron", "watchtower"} <= set(probed)
+    assert [u.name for u in registry.unprobed(stack.config)] == ["consul"]
     deadline = time.monotonic() + 60
     while set(registry.health(consul, probed).values()) != {"passing"} and time.monotonic() < deadline:
         time.sleep(2)
     assert set(registry.health(consul, probed).values()) == {"passing"}, registry.health(consul, probed)
     assert consul.kv_get("aini/deploy/librechat")  # the deploy record, no secret in it
-    stack.docker_cmd("stop", "aini-librechat")
+    stopped = ["librechat", "nextcloud-cron"]  # one probed over HTTP, one through the Docker API
+    stack.docker_cmd("stop", *(f"aini-{name}" for name in stopped))
     try:
         deadline = time.monotonic() + 60
-        while consul.service_health("librechat") != "critical" and time.monotonic() < deadline:
+        while set(registry.health(consul, stopped).values()) != {"critical"} and time.monotonic() < deadline:
             time.sleep(2)
-        assert consul.service_health("librechat") == "critical"
+        assert registry.health(consul, stopped) == dict.fromkeys(stopped, "critical")
+        assert set(registry.health(consul, set(probed) - set(stopped)).values()) == {"passing"}
         proc = _aini(stack, "status", "--json")
         out, err = _finish(proc)
         assert proc.returncode == 1, out + err
         rows = {r["service"]: r for r in json.loads(out)["services"]}
-        assert not rows["librechat"]["ok"] and [s for s, r in rows.items() if not r["ok"]] == ["librechat"]
+        assert sorted(s for s, r in rows.items() if not r["ok"]) == stopped
     finally:
-        stack.docker_cmd("start", "aini-librechat")
+        stack.docker_cmd("start", *(f"aini-{name}" for name in stopped))
         stack.wait_https(stack.host("librechat"), "/health", timeout=120)
+
+
+def _connects(stack: Stack, container: str, host: str, port: int) -> bool:
+    """A TCP connection from inside `container` (a double: it has python3)."""
+    probe = f"import socket; socket.create_connection(({host!r}, {port}), 3)"
+    return stack.docker_run("exec", container, "python3", "-c", probe).returncode == 0
+
+
+def test_consul_reaches_every_group_but_the_groups_still_cannot_reach_each_other(stack: Stack):
+    """Consul joins each internal network to probe it; that must not join the groups."""
+    assert _connects(stack, "aini-consul", "aini-mariadb", 3306)
+    assert _connects(stack, "aini-consul", "aini-mongodb", 27017)
+    assert _connects(stack, "aini-nextcloud", "aini-mariadb", 3306)  # the control: its own group
+    assert not _connects(stack, "aini-librechat", "aini-mariadb", 3306)
+    assert not _connects(stack, "aini-nextcloud", "aini-mongodb", 27017)
+    assert not _connects(stack, "aini-librechat", "aini-socket-proxy", 2375)  # the Docker API stays netdata's
+    for group in ("librechat", "nextcloud", "netdata"):
+        internal = stack.docker_cmd("network", "inspect", f"aini-{group}", "--format", "{{.Internal}}").strip()
+        assert internal == "true", group
 
 
 def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):

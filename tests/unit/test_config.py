@@ -47,6 +47,7 @@ def test_unknown_key_inside_a_target_variant_is_named_without_the_tag():
         ({**BASE, "services": {"librechat": {"subdomain": "Chat_1"}}}, "services.librechat.subdomain: must be one DNS label"),
         ({**BASE, "images": {"overrides": {"n8n": "n8nio/n8n:latest"}}}, "never 'latest'"),
         ({**BASE, "images": {"overrides": {"n8n": "n8nio/n8n"}}}, "pin an exact version"),
+        ({**BASE, "images": {"overrides": {"n8n": "localhost:5000/n8n"}}}, "pin an exact version"),
         ({**BASE, "tls": {"challenge": "local"}}, "only works with target.kind 'local'"),
         ({**BASE, "services": {"nextcloud": {"enabled": False}}}, "services.onlyoffice needs services.nextcloud"),
         ({**BASE, "backup": {"schedule": "daily"}}, "backup.schedule: must be a 5-field cron"),
@@ -58,6 +59,14 @@ def test_unknown_key_inside_a_target_variant_is_named_without_the_tag():
 )
 def test_invalid_values_are_named(data, expected):
     assert any(expected in p for p in problems(data)), problems(data)
+
+
+@pytest.mark.parametrize("ref", ["aini-e2e/watchtower-double:150107070238", "redis:7", "localhost:5000/n8n:2.40.7",
+                                 "registry.example.com:5000/hub/n8nio/n8n:2.40.7", "n8n@sha256:" + "a" * 64])
+def test_pinned_references_are_accepted(ref):
+    """A tag of digits only is a tag (found when a content-hash tag happened to be all digits),
+    and a registry port is a port only before the first '/'."""
+    assert config_of(images={"overrides": {"n8n": ref}}).images.overrides["n8n"] == ref
 
 
 def test_duplicate_subdomains_are_refused():

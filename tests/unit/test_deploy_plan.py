@@ -185,7 +185,14 @@ def test_render_then_sync_a_real_bundle(tmp_path):
     m = json.loads(files[bundle.MANIFEST].content)
     p = deploy.plan(m, None, {}, deploy._composes(files))
     assert [a.group for a in p.actions] == m["order"]
-    assert p.networks == ()  # the traefik group creates the proxy network
+    # the traefik group creates the proxy network; the deploy creates each internal one
+    # before the first group, so Consul (second in order) can join them all
+    assert {(n.name, n.internal) for n in p.networks} == {(f"aini-{g}", True) for g in ("librechat", "nextcloud", "netdata")}
+    consul = deploy._composes(files)["consul"]
+    assert set(consul["services"]["consul"]["networks"]) == {"proxy", "librechat-internal", "nextcloud-internal",
+                                                             "netdata-internal"}
+    assert consul["networks"]["nextcloud-internal"] == {"name": "aini-nextcloud", "external": True}
+    assert set(deploy._composes(files)["librechat"]["services"]["mongodb"]["networks"]) == {"internal"}
     deploy.sync_files({k: v for k, v in files.items() if k != bundle.MANIFEST}, tmp_path / "d")
     assert (tmp_path / "d/n8n/n8n.env").stat().st_mode & 0o777 == 0o600
 

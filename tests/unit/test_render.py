@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from aini import deploy
 from aini.commands import render_bundle
 from aini.config import load_config
 from aini.errors import InputError
@@ -89,8 +90,10 @@ def test_only_the_web_facing_container_joins_the_proxy_network(tmp_path):
             on_proxy = "proxy" in svc.get("networks", {})
             assert on_proxy == (name in {"traefik", "consul", "vault", "librechat", "n8n", "nextcloud", "onlyoffice", "netdata"}), name
             assert ("ports" in svc) == (name == "traefik"), f"{name} publishes ports"
-        if "internal" in doc.get("networks", {}):
-            assert doc["networks"]["internal"]["internal"] is True
+        if "internal" in doc.get("networks", {}):  # created by the deploy, as internal
+            assert doc["networks"]["internal"] == {"name": f"aini-{path.split('/')[0]}", "external": True}
+    declared = json.loads(files[bundle.MANIFEST].content)["networks"]
+    assert declared and all(n["internal"] is True for n in declared.values())
 
 
 def test_docker_socket_is_read_write_only_for_watchtower(tmp_path):
@@ -174,7 +177,10 @@ def test_volumes_and_networks_carry_the_project_label(tmp_path):
     files = rendered(config_of(project="shop"), tmp_path)
     doc = yaml.safe_load(files["nextcloud/compose.yml"].content)
     assert all(v["labels"] == {"aini.project": "shop"} for v in doc["volumes"].values())
-    assert doc["networks"]["internal"]["labels"] == {"aini.project": "shop"}
+    internal = json.loads(files[bundle.MANIFEST].content)["networks"]["nextcloud"]
+    argv = deploy.network_create_cmd(deploy.Tools(("docker",), ("compose",)), deploy.NetworkSpec(
+        internal["name"], None, internal["internal"]), "shop").argv
+    assert argv == ("docker", "network", "create", "--label", "aini.project=shop", "--internal", "aini-nextcloud")
 
 
 def test_local_tls_serves_the_local_ca_certificate(tmp_path):

@@ -80,14 +80,16 @@ def check_definition(check: HealthCheck, address: str, service_port: int | None,
 
 def service_definition(service: str, address: str, port: int | None, check: HealthCheck | None, *,
                        service_id: str | None = None, tags: Iterable[str] = (), meta: Mapping[str, str] | None = None,
-                       deregister_critical_after: str | None = None) -> dict[str, Any]:
+                       deregister_critical_after: str | None = None,
+                       check_address: str | None = None) -> dict[str, Any]:
     """The agent's register payload. Without `deregister_critical_after` a stopped service
-    stays registered and critical, which is what `aini status` must see."""
+    stays registered and critical, which is what `aini status` must see. `check_address`:
+    the check probes another host (a container with no port, asked of the Docker API)."""
     definition: dict[str, Any] = {"ID": name(service_id or service), "Name": name(service), "Address": address,
                                   "Tags": list(tags), "Meta": dict(meta or {})}
     if port is not None:
         definition["Port"] = port
-    probe = check_definition(check, address, port, service) if check else None
+    probe = check_definition(check, check_address or address, port, service) if check else None
     if probe:
         if deregister_critical_after:
             probe["DeregisterCriticalServiceAfter"] = deregister_critical_after

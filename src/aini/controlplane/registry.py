@@ -6,10 +6,12 @@ executor, and `health` and `deployed_hashes` are the reads `aini status` and `ai
 need. Everything comes from the catalog and the bundle's manifest, never from the env
 files: the KV records hold images, hashes, times and versions only, never a secret.
 
-Consul runs on the `aini-proxy` Docker network only, so it reaches exactly the containers
-on that network, which compose attaches iff they have a route (render/compose.py). Every
-other service would be registered with a check that is always critical; they are listed
-as `unprobed` with the reason instead, and the deploy reports them.
+Consul joins the proxy network and every group's internal network (render/compose.py),
+so it reaches every container that listens. A container with no port (nextcloud-cron,
+watchtower) is checked through Netdata's read-only Docker API (socket-proxy):
+`GET /containers/<name>/top` answers 200 while the container runs and 409 when it does
+not. Without socket-proxy those are listed as `unprobed` with the reason, as is Consul
+itself, and the deploy reports them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .consul import (
     ConsulError,
     Health,
     deploy_record,
+    register_request,
     service_definition,
 )
 
@@ -41,8 +44,9 @@ RECORDS = f"{KV_PREFIX}deploy/"  # deploy_record's keys
 MANIFEST_KEY = f"{RECORDS}_manifest"  # "_" cannot start a service name: never a service's record
 FINGERPRINT = "aini_definition"  # Meta key: a digest of the registered definition
 
-INTERNAL = "internal network only"
-NO_PORT = "no port to probe"
+INTERNAL = "on no network Consul joins"
+NO_PORT = "no port to probe, and the read-only Docker API (socket-proxy, with netdata) is off"
+DOCKER_API = "socket-proxy"  # the catalog entry whose Docker API tells whether a container runs
 # A Consul server registers itself as the service "consul" (serf health); the leader keeps
 # that entry on the server port, so an agent registration with the same ID would fight it.
 SELF = "Consul reports its own health (service 'consul')"
@@ -64,12 +68,14 @@ class Registration:
     check: HealthCheck  # port resolved; HTTP when it has a path, else TCP
     tags: tuple[str, ...]
     meta: Mapping[str, str] = field(default_factory=dict)  # group, image, bundle_hash, aini_version
+    check_address: str | None = None  # where the check probes, when not the service's address
 
     def definition(self) -> dict[str, Any]:
         """The agent's register payload, with a digest of itself in Meta: re-registering
         resets a check to critical until it runs again (hashicorp/consul#5114), so `sync`
         registers only what changed."""
-        body = service_definition(self.name, self.address, self.port, self.check, tags=self.tags, meta=self.meta)
+        body = service_definition(self.name, self.address, self.port, self.check, tags=self.tags, meta=self.meta,
+                                  check_address=self.check_address)
         body["Meta"][FINGERPRINT] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return body
 
@@ -92,34 +98,48 @@ class SyncResult:
 # ----------------------------------------------------------------------- pure builders
 
 
-def _why_unprobed(spec: ServiceSpec) -> str | None:
+def _why_unprobed(spec: ServiceSpec, specs: list[ServiceSpec]) -> str | None:
     if spec.name == "consul":
         return SELF
     if (spec.health.port or spec.port) is None:
-        return NO_PORT
-    if spec.route is None:  # compose puts only routed services on the proxy network
-        return INTERNAL
+        return None if any(s.name == DOCKER_API for s in specs) else NO_PORT
+    if spec.route is None and sum(s.group == spec.group for s in specs) == 1:
+        return INTERNAL  # neither on the proxy network nor in a group with an internal network
     return None
 
 
 def unprobed(config: AiniConfig) -> list[Unprobed]:
     """Enabled services Consul cannot probe, with the reason; in deploy order."""
-    return [Unprobed(s.name, reason) for s in catalog.enabled(config) if (reason := _why_unprobed(s))]
+    specs = catalog.enabled(config)
+    return [Unprobed(s.name, reason) for s in specs if (reason := _why_unprobed(s, specs))]
+
+
+def running_check(spec: ServiceSpec, docker_api_port: int) -> HealthCheck:
+    """Is the container running, asked of the read-only Docker API."""
+    return HealthCheck(None, port=docker_api_port, path=f"/containers/{spec.container}/top",
+                       interval=spec.health.interval, timeout=spec.health.timeout)
 
 
 def registrations(config: AiniConfig, manifest: Mapping[str, Any], resolve: Resolve = same_place) -> list[Registration]:
     """One registration per enabled service Consul can probe, in deploy order. `manifest`
     is the bundle's manifest.json, parsed: images and hashes are what was rendered."""
     result = []
-    for spec in catalog.enabled(config):
-        if _why_unprobed(spec):
+    specs = catalog.enabled(config)
+    for spec in specs:
+        if _why_unprobed(spec, specs):
             continue
         group = _group(manifest, spec)
-        probe: int = spec.health.port or spec.port  # type: ignore[assignment]  # not None: _why_unprobed
-        host, probe_port = resolve(spec.container, probe)
-        port = resolve(spec.container, spec.port)[1] if spec.port else None
         meta = {"group": spec.group, "image": group["images"][spec.name], "bundle_hash": group["hash"],
                 "aini_version": manifest["aini_version"]}
+        probe = spec.health.port or spec.port
+        if probe is None:
+            api = catalog.by_name(DOCKER_API)
+            api_host, api_port = resolve(api.container, api.port)  # type: ignore[arg-type]  # it has one
+            result.append(Registration(spec.name, spec.container, None, running_check(spec, api_port),
+                                       (TAG, spec.group), meta, check_address=api_host))
+            continue
+        host, probe_port = resolve(spec.container, probe)
+        port = resolve(spec.container, spec.port)[1] if spec.port else None
         result.append(Registration(spec.name, host, port, replace(spec.health, port=probe_port),
                                    (TAG, spec.group), meta))
     return result
@@ -188,7 +208,7 @@ def sync(client: ConsulClient, config: AiniConfig, manifest: Mapping[str, Any], 
         definition = r.definition()
         if (present.get(r.name) or {}).get("Meta", {}).get(FINGERPRINT) == definition["Meta"][FINGERPRINT]:
             continue
-        client.register_service(r.name, r.address, r.port, r.check, tags=r.tags, meta=definition["Meta"])
+        client._call(register_request(definition))
         registered.append(r.name)
     names = {r.name for r in wanted}
     deregistered = sorted(sid for sid, s in present.items() if TAG in (s.get("Tags") or []) and sid not in names)

@@ -45,7 +45,9 @@ def render(config: AiniConfig, store: SecretStore) -> Bundle:
     ctx = catalog.context(config)
     specs = catalog.enabled(config)
     files: Bundle = {}
-    for group, members in catalog.groups(specs).items():
+    groups = catalog.groups(specs)
+    internal = compose.internal_networks(groups)
+    for group, members in groups.items():
         env_files: set[str] = set()
         for spec in members:
             env_text = _env_file(spec, ctx, store)
@@ -57,7 +59,7 @@ def render(config: AiniConfig, store: SecretStore) -> Bundle:
                     files[f"{group}/{path}"] = BundleFile(content)
         if group == "traefik":
             files["traefik/users"] = BundleFile(store.admin_htpasswd(config.admin.user) + "\n", private=True)
-        files[f"{group}/compose.yml"] = BundleFile(dump(compose.project(group, members, ctx, env_files)))
+        files[f"{group}/compose.yml"] = BundleFile(dump(compose.project(group, members, ctx, env_files, internal)))
     files[MANIFEST] = BundleFile(_manifest(config, specs, files))
     return dict(sorted(files.items()))
 
@@ -113,6 +115,9 @@ def _manifest(config: AiniConfig, specs: list[ServiceSpec], files: Bundle) -> st
         "order": list(groups),
         "groups": groups,
         "files": {p: f.digest for p, f in sorted(files.items())},
+        # created by the deploy before the first group (deploy.plan)
+        "networks": {g: {"name": n, "internal": True}
+                     for g, n in compose.internal_networks(catalog.groups(specs)).items()},
     }
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
 

@@ -3,6 +3,7 @@ internal network, and only the web-facing container on the proxy network."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .networks import FIXED_IPS, PROXY_DYNAMIC, PROXY_NETWORK, PROXY_SUBNET
@@ -14,6 +15,9 @@ WATCHTOWER_ENABLE = "com.centurylinklabs.watchtower.enable"
 WATCHTOWER_MONITOR = "com.centurylinklabs.watchtower.monitor-only"
 # Images whose entrypoints rely on setuid/capabilities gained after start.
 _NEEDS_PRIVILEGE_GAIN = {"netdata", "onlyoffice"}
+# Consul probes every service, so it alone joins every group's internal network. It
+# forwards nothing between them: each group still reaches only its own members.
+_JOINS_EVERY_NETWORK = {"consul"}
 
 
 def image_ref(spec: ServiceSpec, ctx: Context) -> str:
@@ -38,7 +42,15 @@ def split_env(spec: ServiceSpec, ctx: Context) -> tuple[dict[str, str], dict[str
     return plain, secret
 
 
-def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_file: bool) -> dict:
+def internal_networks(groups: Mapping[str, Sequence[ServiceSpec]]) -> dict[str, str]:
+    """Group -> its internal network, for each group of more than one container. The deploy
+    creates them before any group (so Consul, deployed early, can join them all); compose
+    files refer to them as external."""
+    return {g: f"aini-{g}" for g, members in groups.items() if len(members) > 1}
+
+
+def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_file: bool,
+            internal: Mapping[str, str]) -> dict:
     plain, _ = split_env(spec, ctx)
     svc: dict = {"image": image_ref(spec, ctx), "container_name": spec.container, "restart": "unless-stopped"}
     if spec.entrypoint:
@@ -59,7 +71,7 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
             svc[key] = spec.extra[key]
     if spec.name not in _NEEDS_PRIVILEGE_GAIN:
         svc["security_opt"] = [*svc.get("security_opt", []), "no-new-privileges:true"]
-    networks = _networks_of(spec, group)
+    networks = _networks_of(spec, group, internal)
     if networks:
         svc["networks"] = networks
     deps = {d: {"condition": "service_healthy"} for d in spec.depends_on if ctx.on(d) and _healthy_dep(d)}
@@ -96,13 +108,19 @@ def _healthy_dep(name: str) -> bool:
     return by_name(name).health.test is not None or by_name(name).health.port is not None
 
 
-def _networks_of(spec: ServiceSpec, group: list[ServiceSpec]) -> dict:
+def _networks_of(spec: ServiceSpec, group: list[ServiceSpec], internal: Mapping[str, str]) -> dict:
     networks: dict = {}
     if len(group) > 1:
         networks["internal"] = {}
     if spec.route:
         networks["proxy"] = {"ipv4_address": FIXED_IPS[spec.name]} if spec.name in FIXED_IPS else {}
+    if spec.name in _JOINS_EVERY_NETWORK:
+        networks.update({_joined(g): {} for g in internal if g != spec.group})
     return networks
+
+
+def _joined(group: str) -> str:
+    return f"{group}-internal"
 
 
 def _labels(spec: ServiceSpec, ctx: Context) -> dict[str, str]:
@@ -117,18 +135,23 @@ def _labels(spec: ServiceSpec, ctx: Context) -> dict[str, str]:
     return labels
 
 
-def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: set[str]) -> dict:
+def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: set[str],
+            internal: Mapping[str, str]) -> dict:
+    """`internal`: every enabled group's internal network (internal_networks)."""
     doc: dict = {
         "name": f"aini-{group_name}",
-        "services": {s.name: service(s, ctx, specs, s.name in env_files) for s in specs},
+        "services": {s.name: service(s, ctx, specs, s.name in env_files, internal) for s in specs},
     }
     # Volumes and networks carry the project label too: `docker volume ls --filter` finds
     # exactly what a project owns (backups, destroy, tests' teardown).
     owner = {"aini.project": ctx.config.project}
     networks: dict = {}
     if len(specs) > 1:
-        # internal: no route to the outside; databases are reachable only from their group.
-        networks["internal"] = {"name": f"aini-{group_name}", "internal": True, "labels": owner}
+        # internal (created so by the deploy): no route to the outside; databases are
+        # reachable only from their group (and Consul's probes).
+        networks["internal"] = {"name": internal[group_name], "external": True}
+    if any(s.name in _JOINS_EVERY_NETWORK for s in specs):
+        networks.update({_joined(g): {"name": n, "external": True} for g, n in internal.items() if g != group_name})
     if any(s.route for s in specs):
         if group_name == "traefik":
             ipam = {"config": [{"subnet": PROXY_SUBNET, "ip_range": PROXY_DYNAMIC}]}

@@ -23,9 +23,11 @@ that run this file directly, outside a container).
 """
 from __future__ import annotations
 
+import http.client
 import importlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -96,6 +98,37 @@ def routes(path: str, query: dict[str, list[str]]) -> tuple[int, str, str] | Non
 HEALTH_PATHS = {"/health", "/status.php", "/healthcheck", "/v1/sys/health", "/v1/status/leader", "/_ping"}
 
 
+DOCKER_SOCKET = "/var/run/docker.sock"
+# The sections the catalog's socket-proxy opens (CONTAINERS=1, INFO=1; ping and version
+# always), with the optional API version prefix, as the upstream haproxy rules match them.
+DOCKER_READ = re.compile(r"^(/v[\d.]+)?/(containers|info|version|_ping)(/|$)")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(DOCKER_SOCKET)
+
+
+def docker_read(path: str) -> tuple[int, str, str] | None:
+    """socket-proxy: a GET in an open section goes to the mounted Docker socket (as the
+    upstream proxy does); without a socket (the double run outside a container) the canned
+    answers stand in. Consul asks `/containers/<name>/top` whether a container runs."""
+    if SERVICE != "socket-proxy" or not DOCKER_READ.match(urlsplit(path).path) or not os.path.exists(DOCKER_SOCKET):
+        return None
+    conn = _UnixConnection("docker", timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type") or "application/json", \
+            response.read().decode(errors="replace")
+    except OSError as exc:
+        return text(f"socket-proxy double: Docker socket: {exc}\n", 503)
+    finally:
+        conn.close()
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = f"aini-double/{SERVICE}"
 
@@ -103,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if MODE == "broken" and url.path in HEALTH_PATHS:
             answer = text(f"{SERVICE} double: broken on purpose\n", 500)
+        elif (forwarded := docker_read(self.path)) is not None:
+            answer = forwarded
         else:
             answer = routes(url.path, parse_qs(url.query)) or text(
                 f"{SERVICE} double: no such path {url.path}\n", 404)
@@ -124,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def log_message(self, fmt: str, *args: object) -> None:
-        if not self.path.split("?")[0] in HEALTH_PATHS:
+        if self.path.split("?")[0] not in HEALTH_PATHS and not self.path.endswith("/top"):  # Consul asks often
             log(fmt % args)
 
 
