@@ -351,11 +351,28 @@ def _redeploy(config) -> None:
 
 @vault_app.command("unseal")
 def vault_unseal() -> None:
-    """Unseal Vault with the keys from the break-glass file (asks for its passphrase)."""
+    """Unseal Vault with the keys from the break-glass file (its passphrase, or the age identity file)."""
     from . import vaultops
 
     def action() -> None:
         print("Vault unsealed." if vaultops.unseal(_load(), state.project_dir) else "Vault was not sealed.")
+
+    _run(action)
+
+
+@vault_app.command("rekey-breakglass")
+def vault_rekey_breakglass() -> None:
+    """Re-encrypt the break-glass file in the form aini.yml asks for: age recipients or a passphrase."""
+    from .controlplane.bootstrap import key_for
+    from .controlplane.breakglass import rekey
+
+    def action() -> None:
+        done = rekey(state.project_dir, key_for(_load()))
+        print(f"Re-encrypted {done.new} to the recipients in aini.yml." if done.old == done.new
+              else f"Re-encrypted {done.old} as {done.new} (and removed {done.old.name}).")
+        if not done.decrypted:
+            print("Checked that it is age-encrypted to every recipient; set AINI_BREAKGLASS_AGE_IDENTITY to the "
+                  "identity of one of them to have it decrypted back as well.")
 
     _run(action)
 

@@ -85,6 +85,27 @@ class VaultOptions(ServiceOptions):
     )
     key_shares: int = Field(default=5, ge=1, le=10, description="Unseal key shares made at initialisation.")
     key_threshold: int = Field(default=3, ge=1, le=10, description="Shares needed to unseal.")
+    age_recipients: list[str] = Field(
+        default_factory=list,
+        description="age X25519 recipients (age1..., from age-keygen). When set, the break-glass file is "
+        ".aini/breakglass.age, encrypted to them (opened with the identity file named by "
+        "AINI_BREAKGLASS_AGE_IDENTITY) instead of .aini/breakglass.enc with a passphrase.",
+    )
+
+    @field_validator("age_recipients")
+    @classmethod
+    def _age_recipients(cls, value: list[str]) -> list[str]:
+        if value:
+            # A compiled extension: imported only when aini.yml uses it.
+            from pyrage import RecipientError, x25519
+
+            for recipient in value:
+                try:
+                    x25519.Recipient.from_str(recipient)
+                except RecipientError:
+                    raise ValueError(f"{recipient[:80]!r} is not an age X25519 recipient (age1..., as printed by "
+                                     "age-keygen)") from None
+        return value
 
     @model_validator(mode="after")
     def _threshold(self) -> VaultOptions:

@@ -66,7 +66,7 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
         result = deploy(files, site, store.values(), **common)
         return StackResult(groups=result.groups, seconds=result.seconds)
 
-    from .controlplane.bootstrap import Passphrase, State, ensure_vault, sync_secrets
+    from .controlplane.bootstrap import State, ensure_vault, key_for, sync_secrets
     from .controlplane.vault import VaultClient
     from .render.networks import FIXED_IPS
 
@@ -79,7 +79,7 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
     core = order[: order.index(vault_spec.group) + 1]
     first = deploy(files, site, store.values(), only=core, **common)
 
-    passphrase = passphrase or Passphrase()
+    passphrase = passphrase or key_for(config)
     client = VaultClient(site.endpoint(FIXED_IPS[vault_spec.name], 8200))
     options = config.services.vault
     deploy_client, outcome = ensure_vault(client, project_dir, [s.name for s in specs], passphrase,

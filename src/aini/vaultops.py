@@ -123,11 +123,11 @@ def deploy_client(site: Site, config: AiniConfig, project_dir: Path):
 
 
 def unseal(config: AiniConfig, project_dir: Path, passphrase=None) -> bool:
-    from .controlplane.bootstrap import Passphrase
+    from .controlplane.bootstrap import key_for
     from .controlplane.bootstrap import unseal as unseal_vault
 
     with open_site(config, project_dir) as site:
-        return unseal_vault(_vault(site, config), project_dir, passphrase or Passphrase())
+        return unseal_vault(_vault(site, config), project_dir, passphrase or key_for(config))
 
 
 def get(config: AiniConfig, project_dir: Path, service: str, key: str) -> str:

@@ -3,7 +3,7 @@
 # the packages the test world needs, and a running Docker engine. Idempotent.
 set -euo pipefail
 
-packages=(docker.io debootstrap nmap openssh-client pebble)
+packages=(docker.io debootstrap nmap openssh-client pebble age)  # age: the break-glass interop tests
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,8 +3,9 @@ it after a restart, keep the deploy's AppRole, and make Vault the home of every 
 
 Where things live:
 - the unseal key shares, Vault's root token and Consul's bootstrap token: only in the
-  operator's break-glass file (`.aini/breakglass.enc`, encrypted with a passphrase from
-  AINI_BREAKGLASS_PASSPHRASE or a prompt), never on the server;
+  operator's break-glass file, never on the server: `.aini/breakglass.enc` (a passphrase from
+  AINI_BREAKGLASS_PASSPHRASE or a prompt) or, with `services.vault.age_recipients`,
+  `.aini/breakglass.age` (see breakglass.py);
 - the deploy's AppRole (role_id + secret_id) and Consul deploy token: `.aini/controlplane.json`
   (0600), narrower than the root token, which is not used after bootstrap;
 - every generated secret and user key: Vault KV v2 at `aini/<owner service>/<name>`. The
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import AiniError, InputError
 from . import breakglass
+from .breakglass import AgeKey, Key, Passphrase
 from .vault import AppRoleCredentials, VaultClient
 
 if TYPE_CHECKING:
     from ..catalog.model import ServiceSpec
+    from ..config import AiniConfig
     from ..secrets import SecretStore
 
 STATE_FILE = "controlplane.json"
@@ -38,7 +40,7 @@ KEY_THRESHOLD = 3
 
 
 class SealedError(AiniError):
-    """Vault is sealed and no passphrase was given to unseal it (exit 1)."""
+    """Vault is sealed and the break-glass file holds no unseal keys (exit 1)."""
 
 
 # ------------------------------------------------------------------------ local state
@@ -86,43 +88,23 @@ class State:
         return [v for v in (self.approle_secret_id, self.consul_deploy_token) if v]
 
 
-@dataclass
-class Passphrase:
-    """The break-glass passphrase, asked for at most once per command."""
-
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    prompt: Callable[..., str] | None = None
-    _value: str | None = None
-
-    def get(self, *, new: bool) -> str:
-        if self._value is None:
-            value = breakglass.passphrase_from_env(self.environ)
-            if value is None:
-                if self.prompt is None and not sys.stdin.isatty():
-                    raise InputError(f"the break-glass passphrase is needed: set {breakglass.ENV_PASSPHRASE} "
-                                     "or run the command in a terminal")
-                value = breakglass.passphrase_from_prompt(confirm=new, **(
-                    {"prompt": self.prompt} if self.prompt else {}))
-            if new:
-                breakglass.check_new_passphrase(value)
-            self._value = value
-        return self._value
+def key_for(config: AiniConfig, *, environ: Mapping[str, str] = os.environ,
+            prompt: Callable[..., str] | None = None) -> Key:
+    """The break-glass form aini.yml asks for: age to its recipients, else a passphrase."""
+    recipients = tuple(config.services.vault.age_recipients)
+    return AgeKey(recipients, environ) if recipients else Passphrase(environ, prompt)
 
 
-def _material_path(project_dir: Path) -> Path:
-    return breakglass.default_path(project_dir)
-
-
-def load_material(project_dir: Path, passphrase: Passphrase) -> breakglass.BreakGlass:
-    path = _material_path(project_dir)
+def load_material(project_dir: Path, key: Key) -> breakglass.BreakGlass:
+    path = breakglass.material_path(project_dir, key)
     if not path.exists():
         return breakglass.BreakGlass()
-    return breakglass.load(path, passphrase.get(new=False))
+    return key.open(breakglass.read(path), str(path))
 
 
-def save_material(project_dir: Path, material: breakglass.BreakGlass, passphrase: Passphrase) -> None:
-    path = _material_path(project_dir)
-    breakglass.save(path, material, passphrase.get(new=not path.exists()))
+def save_material(project_dir: Path, material: breakglass.BreakGlass, key: Key) -> None:
+    path = breakglass.material_path(project_dir, key)
+    breakglass.write(path, key.seal(material, new=not path.exists()))
 
 
 # ------------------------------------------------------------------------------ Vault
@@ -135,7 +117,7 @@ class VaultOutcome:
     bootstrapped: bool = False
 
 
-def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str], passphrase: Passphrase,
+def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str], key: Key,
                  say: Callable[[str], None] = lambda _: None,
                  shares: int = KEY_SHARES, threshold: int = KEY_THRESHOLD) -> tuple[VaultClient, VaultOutcome]:
     """Vault initialised, unsealed and bootstrapped; returns a client holding a short-lived
@@ -144,21 +126,21 @@ def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str]
     state = State.load(project_dir)
     health = client.health()
     if health.state == "uninitialized":
-        passphrase.get(new=not _material_path(project_dir).exists())  # before anything irreversible
+        key.ready(new=not breakglass.material_path(project_dir, key).exists())  # before anything irreversible
         result = client.init(shares, threshold)
-        material = load_material(project_dir, passphrase).replace(
+        material = load_material(project_dir, key).replace(
             vault_unseal_keys=result.keys, vault_root_token=result.root_token)
         # Written before the keys are used: a crash after init must not lose the only copy.
-        save_material(project_dir, material, passphrase)
+        save_material(project_dir, material, key)
         say(f"Vault initialised ({shares} key shares, threshold {threshold}); the unseal keys and root token "
-            f"are in {_material_path(project_dir)} (encrypted), nowhere else.")
+            f"are in {breakglass.material_path(project_dir, key)} (encrypted), nowhere else.")
         outcome.initialised = True
         state = State()  # an AppRole of an earlier Vault is meaningless now
         health = client.health()
     if health.state == "sealed":
-        material = load_material(project_dir, passphrase)
+        material = load_material(project_dir, key)
         if not material.vault_unseal_keys:
-            raise SealedError(f"Vault is sealed and {_material_path(project_dir)} holds no unseal keys")
+            raise SealedError(f"Vault is sealed and {breakglass.material_path(project_dir, key)} holds no unseal keys")
         client.unseal(material.vault_unseal_keys)
         outcome.unsealed = True
         say("Vault unsealed.")
@@ -170,10 +152,11 @@ def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str]
         except AiniError:
             deploy_client = None  # revoked or from another Vault: bootstrap again
     if deploy_client is None:
-        material = load_material(project_dir, passphrase)
+        material = load_material(project_dir, key)
         if not material.vault_root_token:
-            raise AiniError(f"Vault has no AppRole for AINI here and {_material_path(project_dir)} holds no root "
-                            "token; restore .aini/ from your backup")
+            path = breakglass.material_path(project_dir, key)
+            raise AiniError(f"Vault has no AppRole for AINI here and {path} holds no root token; restore .aini/ "
+                            "from your backup")
         creds = client.bootstrap(material.vault_root_token, services)
         state.approle_role_id, state.approle_secret_id = creds.role_id, creds.secret_id
         state.save(project_dir)
@@ -182,16 +165,16 @@ def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str]
     return deploy_client, outcome
 
 
-def unseal(client: VaultClient, project_dir: Path, passphrase: Passphrase) -> bool:
+def unseal(client: VaultClient, project_dir: Path, key: Key) -> bool:
     """`aini vault unseal`: True when it was sealed and now is not."""
     health = client.health()
     if health.state == "uninitialized":
         raise AiniError("Vault is not initialised yet; run aini up")
     if health.state != "sealed":
         return False
-    material = load_material(project_dir, passphrase)
+    material = load_material(project_dir, key)
     if not material.vault_unseal_keys:
-        raise AiniError(f"{_material_path(project_dir)} holds no unseal keys")
+        raise AiniError(f"{breakglass.material_path(project_dir, key)} holds no unseal keys")
     client.unseal(material.vault_unseal_keys)
     client.wait_active()
     return True
@@ -241,5 +224,6 @@ def put_secret(client: VaultClient, store: SecretStore, specs: Iterable[ServiceS
     client.kv_put(path, {"value": value})
 
 
-__all__ = ["KEY_SHARES", "KEY_THRESHOLD", "Passphrase", "SealedError", "State", "SyncResult", "ensure_vault",
-           "load_material", "put_secret", "save_material", "secret_paths", "sync_secrets", "unseal"]
+__all__ = ["KEY_SHARES", "KEY_THRESHOLD", "AgeKey", "Key", "Passphrase", "SealedError", "State", "SyncResult",
+           "ensure_vault", "key_for", "load_material", "put_secret", "save_material", "secret_paths", "sync_secrets",
+           "unseal"]
