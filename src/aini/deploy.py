@@ -109,6 +109,17 @@ def network_create_cmd(tools: Tools, net: NetworkSpec, project: str) -> Cmd:
     return Cmd((*argv, net.name))
 
 
+# The address the kernel would send from to reach address:port (a UDP connect sends nothing).
+_SOURCE_ADDRESS = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                   "s.connect((sys.argv[1], int(sys.argv[2]))); print(s.getsockname()[0])")
+
+
+def source_address_cmd(address: str, port: int) -> Cmd:
+    """Where the engine's host reaches a container from: its own address on that Docker
+    network (the gateway Docker picked), wherever the network was created."""
+    return Cmd(("python3", "-c", _SOURCE_ADDRESS, address, str(port)))
+
+
 def network_rm_cmd(tools: Tools, name: str) -> Cmd:
     return Cmd((*tools.docker, "network", "rm", name))
 

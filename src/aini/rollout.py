@@ -26,6 +26,7 @@ from .deploy import (
     ensure_images,
     find_tools,
 )
+from .errors import AiniError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,9 +83,12 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
     passphrase = passphrase or key_for(config)
     client = VaultClient(site.endpoint(FIXED_IPS[vault_spec.name], 8200))
     options = config.services.vault
+    # The deploy's AppRole works only from where deploys reach Vault: this host, or the
+    # server's own address (the SSH forward starts there), never from a container.
     deploy_client, outcome = ensure_vault(client, project_dir, [s.name for s in specs], passphrase,
                                           say=console.print, shares=options.key_shares,
-                                          threshold=options.key_threshold)
+                                          threshold=options.key_threshold,
+                                          bound_cidrs=(f"{_source_address(site, FIXED_IPS[vault_spec.name])}/32",))
     synced = sync_secrets(deploy_client, store, specs)
     store.save()
     if synced.pulled:
@@ -98,6 +102,19 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
     if any(s.name == "consul" for s in specs):
         result.consul = _consul(config, project_dir, site, files, passphrase, console)
     return result
+
+
+def _source_address(site: Site, address: str) -> str:
+    import ipaddress
+
+    from .deploy import source_address_cmd
+
+    r = site.run(source_address_cmd(address, 8200))
+    try:
+        return str(ipaddress.ip_address(r.stdout.strip()))
+    except ValueError:
+        output = (r.stderr or r.stdout).strip()[:300]
+    raise AiniError(f"cannot tell which address reaches Vault at {address}: {output}")
 
 
 def _consul(config: AiniConfig, project_dir: Path, site: Site, files, passphrase, console: Console) -> dict:
@@ -121,8 +138,6 @@ def _consul(config: AiniConfig, project_dir: Path, site: Site, files, passphrase
         else:
             management = load_material(project_dir, passphrase).consul_bootstrap_token
             if not management:
-                from .errors import AiniError
-
                 raise AiniError("Consul's ACLs were bootstrapped before but the break-glass file has no token; "
                                 "restore .aini/ from your backup")
         deploy_token = client.with_token(management).ensure_deploy_token()

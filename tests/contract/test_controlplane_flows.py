@@ -125,6 +125,22 @@ def test_unseal_after_a_restart_with_the_stored_keys(tmp_path: Path):
         second.stop()
 
 
+def test_the_deploy_approle_is_bound_to_the_address_deploys_come_from(tmp_path: Path):
+    server = vault_api.serve(tmp_path / "vault")  # reached from 127.0.0.1
+    try:
+        client = VaultClient(server.url)
+        init = client.init(shares=1, threshold=1)
+        client.unseal(init.keys)
+        elsewhere = client.bootstrap(init.root_token, ["n8n"], bound_cidrs=["10.87.0.1/32"])
+        with pytest.raises(VaultError, match="unauthorized by CIDR restrictions") as refused:
+            client.login_approle(elsewhere)
+        assert elsewhere.secret_id not in str(refused.value)
+        here = client.bootstrap(init.root_token, ["n8n"], bound_cidrs=["127.0.0.1/32"])  # the role is updated
+        client.login_approle(here).kv_put("n8n/KEY", {"value": SECRET})
+    finally:
+        server.stop()
+
+
 def test_wrong_unseal_keys_are_reported_without_the_keys(tmp_path: Path):
     server = vault_api.serve(tmp_path / "vault")
     try:

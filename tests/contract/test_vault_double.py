@@ -6,6 +6,7 @@ tested against the double elsewhere (test_controlplane_flows.py)."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import signal
@@ -484,6 +485,40 @@ def test_approle_login_issues_a_token_with_the_roles_policies_and_ttl(vault):
     lookup = call(url, "GET", "/v1/auth/token/lookup-self", token=token)  # use 3, the last
     assert lookup.status == 200 and lookup.json["data"]["path"] == "auth/approle/login"
     assert call(url, "GET", "/v1/aini/data/app/K", token=token).status == 403  # used up
+
+
+def _from(source: str, url: str, path: str, body: Any = None, token: str | None = None, **headers: str) -> int:
+    """A request whose connection comes from `source` (any 127/8 address reaches 127.0.0.1)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST" if body is not None else "GET", path, json.dumps(body) if body is not None else None,
+                     {**headers, **({"X-Vault-Token": token} if token else {})})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_approle_bound_cidrs_limit_logins_and_the_tokens_they_give(vault):
+    url = vault.url
+    root = ready(url)
+    call(url, "POST", "/v1/sys/auth/approle", {"type": "approle"}, root)
+    write_policy(url, root, "deploy", 'path "aini/data/*" { capabilities = ["read"] }')
+    role = {"token_policies": ["deploy"], "secret_id_bound_cidrs": ["127.0.0.1/32"], "token_bound_cidrs": "127.0.0.1/32"}
+    assert call(url, "POST", "/v1/auth/approle/role/deployer", role, root).status == 204
+    read = call(url, "GET", "/v1/auth/approle/role/deployer", token=root).json["data"]
+    assert read["secret_id_bound_cidrs"] == ["127.0.0.1/32"] and read["token_bound_cidrs"] == ["127.0.0.1/32"]
+    role_id = call(url, "GET", "/v1/auth/approle/role/deployer/role-id", token=root).json["data"]["role_id"]
+    secret_id = call(url, "POST", "/v1/auth/approle/role/deployer/secret-id", {}, root).json["data"]["secret_id"]
+    login = {"role_id": role_id, "secret_id": secret_id}
+
+    assert _from("127.0.0.2", url, "/v1/auth/approle/login", login) == 400
+    # the connection's address counts, not what a header claims
+    assert _from("127.0.0.2", url, "/v1/auth/approle/login", login, **{"X-Forwarded-For": "127.0.0.1"}) == 400
+    token = call(url, "POST", "/v1/auth/approle/login", login).json["auth"]["client_token"]
+    assert _from("127.0.0.1", url, "/v1/auth/token/lookup-self", token=token) == 200
+    assert _from("127.0.0.2", url, "/v1/auth/token/lookup-self", token=token) == 403  # stolen token, other host
+    assert _from("127.0.0.2", url, "/v1/auth/token/lookup-self", token=root) == 200  # unbound tokens: anywhere
 
 
 # ------------------------------------------------------------- the doubles image entrypoint

@@ -274,6 +274,25 @@ def test_vault_holds_every_secret_and_the_root_token_is_only_in_the_break_glass_
         assert root not in stack.docker_cmd("inspect", name)
 
 
+def test_the_deploy_approle_logs_in_from_the_host_only(stack: Stack):
+    """Bound to the proxy network's gateway: the credentials in .aini/controlplane.json are
+    useless from a container, even one on the same network as Vault."""
+    from aini.controlplane.bootstrap import State
+
+    creds = State.load(stack.project_dir).approle
+    assert creds is not None
+    _vault(stack).kv_list("librechat")  # from the host: works
+    login = ("import json, sys, urllib.request, urllib.error\n"
+             "request = urllib.request.Request('http://aini-vault:8200/v1/auth/approle/login', sys.stdin.buffer.read())\n"
+             "try:\n    print(urllib.request.urlopen(request, timeout=10).status)\n"
+             "except urllib.error.HTTPError as exc:\n    print(exc.code, exc.read().decode())\n")
+    body = json.dumps({"role_id": creds.role_id, "secret_id": creds.secret_id})  # on stdin, not in argv
+    r = subprocess.run([stack.docker, "exec", "-i", "aini-librechat", "python3", "-c", login], input=body,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("400") and "unauthorized by CIDR restrictions" in r.stdout, r.stdout
+
+
 def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(stack: Stack):
     from aini.controlplane import registry
     from aini.controlplane.bootstrap import State

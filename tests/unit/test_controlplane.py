@@ -78,6 +78,10 @@ def test_approle_role_is_narrow_and_short_lived():
     assert request.path == "/v1/auth/approle/role/aini-deploy"
     assert request.body["token_policies"] == ["aini-deploy"] and request.body["bind_secret_id"] is True
     assert request.body["token_ttl"] == "20m" and request.body["token_max_ttl"] == "1h"
+    assert request.body["secret_id_bound_cidrs"] == request.body["token_bound_cidrs"] == []
+    bound = vault.approle_role_request("aini-deploy", ["aini-deploy"], token_ttl="20m", token_max_ttl="1h",
+                                       secret_id_ttl="0", bound_cidrs=["10.87.0.1/32"])
+    assert bound.body["secret_id_bound_cidrs"] == bound.body["token_bound_cidrs"] == ["10.87.0.1/32"]
 
 
 def test_enable_kv_asks_for_version_2():

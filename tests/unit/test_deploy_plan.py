@@ -287,3 +287,10 @@ def test_plan_against_consul_names_new_changed_unchanged_and_removed_groups():
     assert diff_groups({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "x", "d": "4"}) == [
         ("a", "unchanged"), ("b", "changed"), ("c", "new"), ("d", "removed")]
     assert diff_groups({"a": "1"}, None) == [("a", "new")]
+
+
+def test_the_source_address_command_really_prints_where_the_kernel_sends_from():
+    cmd = deploy.source_address_cmd("127.0.0.1", 8200)
+    assert cmd.argv[0] == "python3" and cmd.argv[-2:] == ("127.0.0.1", "8200")  # data, not a shell string
+    r = deploy.run_cmd(cmd)
+    assert (r.returncode, r.stdout.strip()) == (0, "127.0.0.1")

@@ -119,7 +119,8 @@ class VaultOutcome:
 
 def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str], key: Key,
                  say: Callable[[str], None] = lambda _: None,
-                 shares: int = KEY_SHARES, threshold: int = KEY_THRESHOLD) -> tuple[VaultClient, VaultOutcome]:
+                 shares: int = KEY_SHARES, threshold: int = KEY_THRESHOLD,
+                 bound_cidrs: Iterable[str] = ()) -> tuple[VaultClient, VaultOutcome]:
     """Vault initialised, unsealed and bootstrapped; returns a client holding a short-lived
     deploy token (AppRole), never the root token."""
     outcome = VaultOutcome()
@@ -157,7 +158,7 @@ def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str]
             path = breakglass.material_path(project_dir, key)
             raise AiniError(f"Vault has no AppRole for AINI here and {path} holds no root token; restore .aini/ "
                             "from your backup")
-        creds = client.bootstrap(material.vault_root_token, services)
+        creds = client.bootstrap(material.vault_root_token, services, bound_cidrs=bound_cidrs)
         state.approle_role_id, state.approle_secret_id = creds.role_id, creds.secret_id
         state.save(project_dir)
         outcome.bootstrapped = True

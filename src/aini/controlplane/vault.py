@@ -192,11 +192,15 @@ def policy_request(name: str, text: str) -> Request:
 
 
 def approle_role_request(role: str, policies: Iterable[str], *, token_ttl: str, token_max_ttl: str,
-                         secret_id_ttl: str, token_num_uses: int = 0, path: str = APPROLE_PATH) -> Request:
+                         secret_id_ttl: str, token_num_uses: int = 0, bound_cidrs: Iterable[str] = (),
+                         path: str = APPROLE_PATH) -> Request:
+    """`bound_cidrs`: where logins may come from, and where the tokens they give may be used."""
+    cidrs = sorted(bound_cidrs)
     return Request("POST", f"/v1/auth/{segment(path)}/role/{segment(role)}", {
         "token_policies": sorted(policies), "token_ttl": token_ttl, "token_max_ttl": token_max_ttl,
         "token_num_uses": token_num_uses, "token_type": "service", "bind_secret_id": True,
-        "secret_id_ttl": secret_id_ttl, "secret_id_num_uses": 0})
+        "secret_id_ttl": secret_id_ttl, "secret_id_num_uses": 0,
+        "secret_id_bound_cidrs": cidrs, "token_bound_cidrs": cidrs})
 
 
 def role_id_request(role: str, path: str = APPROLE_PATH) -> Request:
@@ -321,7 +325,8 @@ class VaultClient:
 
     # --- bootstrap ----------------------------------------------------------------------
     def bootstrap(self, root_token: str, services: Iterable[str], *, role: str = DEPLOY_ROLE,
-                  token_ttl: str = "20m", token_max_ttl: str = "1h", secret_id_ttl: str = "0") -> AppRoleCredentials:
+                  token_ttl: str = "20m", token_max_ttl: str = "1h", secret_id_ttl: str = "0",
+                  bound_cidrs: Iterable[str] = ()) -> AppRoleCredentials:
         """KV v2, the policies and the deploy AppRole; safe to run again. Returns the role's
         ID and a new secret ID (each run issues one; earlier ones stay valid)."""
         root = self.with_token(root_token)
@@ -339,7 +344,7 @@ class VaultClient:
         if f"{APPROLE_PATH}/" not in (auth.get("data") or auth):
             root._call(enable_approle_request())
         root._call(approle_role_request(role, [DEPLOY_POLICY], token_ttl=token_ttl, token_max_ttl=token_max_ttl,
-                                        secret_id_ttl=secret_id_ttl))
+                                        secret_id_ttl=secret_id_ttl, bound_cidrs=bound_cidrs))
         role_id = root._call(role_id_request(role)).json()["data"]["role_id"]
         secret_id = root._call(secret_id_request(role)).json()["data"]["secret_id"]
         return AppRoleCredentials(role_id, secret_id)

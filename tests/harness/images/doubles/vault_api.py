@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -89,6 +90,14 @@ NO_CONTENT = Reply(204)
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _in_cidrs(client: str, cidrs: list[str] | tuple[str, ...]) -> bool:
+    """No CIDRs: any address. Upstream compares the connection's remote address."""
+    if not cidrs:
+        return True
+    address = ipaddress.ip_address(client)
+    return any(address in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
 def sha(value: str) -> str:
@@ -242,19 +251,20 @@ class VaultDouble:
 
     # --- entry point --------------------------------------------------------------------
     def handle(self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str],
-               body: bytes) -> Reply:
+               body: bytes, client: str = "127.0.0.1") -> Reply:
+        """`client`: the caller's IP address (bound CIDRs of AppRoles and their tokens)."""
         with self.lock:
             try:
                 if not path.startswith("/v1/"):
                     raise ApiError(404, f'no handler for route "{path}". route entry not found.')
-                return self._route(method.upper(), path[4:], query, headers, body)
+                return self._route(method.upper(), path[4:], query, headers, body, client)
             except ApiError as exc:
                 return as_json({"errors": exc.errors}, exc.status)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed input
                 return as_json({"errors": [f"{type(exc).__name__}: {exc}"]}, 400)
 
     def _route(self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str],
-               body: bytes) -> Reply:
+               body: bytes, client: str) -> Reply:
         if path == "sys/health":
             return self.health(method, query)
         if path == "sys/seal-status":
@@ -272,12 +282,14 @@ class VaultDouble:
             raise ApiError(503, "Vault is sealed")
         data = self._json(body)
         if method in ("POST", "PUT") and path.startswith(self._approle_mounts()) and path.endswith("/login"):
-            return self.approle_login(path.rsplit("/", 1)[0] + "/", data)
+            return self.approle_login(path.rsplit("/", 1)[0] + "/", data, client)
         op = self._operation(method, query)
         if op == "list" and not path.endswith("/"):
             path += "/"  # listing always operates on a prefix upstream, so do policies
         raw_token = headers.get("X-Vault-Token") or _bearer(headers.get("Authorization", ""))
         token = self._token(raw_token)
+        if not _in_cidrs(client, token.get("bound_cidrs") or ()):
+            raise ApiError(403, "permission denied")  # a token bound to other addresses
         if op in ("create", "update"):
             op = "update" if self._exists(path) else "create"
         self._use(raw_token, token)  # upstream spends a use even on a request it then denies
@@ -726,7 +738,7 @@ class VaultDouble:
         self._save()
         return NO_CONTENT
 
-    def approle_login(self, mount_path: str, data: dict[str, Any]) -> Reply:
+    def approle_login(self, mount_path: str, data: dict[str, Any], client: str = "127.0.0.1") -> Reply:
         store = self.state["approle"][mount_path[len("auth/"):]]
         role_id = data.get("role_id")
         if not role_id:
@@ -737,6 +749,10 @@ class VaultDouble:
             entry = None
         if role is None or (role["bind_secret_id"] and (entry is None or entry["role"] != name)):
             raise ApiError(400, "invalid role or secret ID")
+        if not _in_cidrs(client, role["secret_id_bound_cidrs"]):
+            raise ApiError(400, f'source address "{client}" unauthorized by CIDR restrictions on the role')
+        if not _in_cidrs(client, role["token_bound_cidrs"]):
+            raise ApiError(403, "permission denied")
         if entry and entry["num_uses"] > 0:
             entry["num_uses"] -= 1
             if entry["num_uses"] == 0:
@@ -748,6 +764,7 @@ class VaultDouble:
         raw = token_string()
         token = self._issue(raw, policies=policies, ttl=ttl, path=f"{mount_path}login", display_name="approle",
                             num_uses=role["token_num_uses"], meta={"role_name": name})
+        token["bound_cidrs"] = list(role["token_bound_cidrs"])
         self._save()
         return logical(auth=self._auth(raw, token))
 
@@ -923,7 +940,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
         reply = self.intercept(self.command, url.path) or self.server.double.handle(  # type: ignore[attr-defined]
-            self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.headers, body)
+            self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.headers, body,
+            self.client_address[0])
         self.send_response(reply.status)
         if reply.status != 204:
             self.send_header("Content-Type", reply.content_type)
