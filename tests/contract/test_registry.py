@@ -143,15 +143,15 @@ def assert_no_secret(values, store: SecretStore) -> None:
 
 
 class Container:
-    """A container's health endpoint: 200 on every path, on a free 127.0.0.1 port."""
+    """A container's health endpoint on a free 127.0.0.1 port: `status(path)` answers
+    (200 on every path unless told otherwise)."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: Callable[[str], int] = lambda path: 200) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
+                self.send_response(status(self.path))
+                self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.wfile.write(b"ok")
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -165,29 +165,15 @@ class Container:
         self.server.server_close()
 
 
-class DockerApi(Container):
+def docker_api(running: set[str]) -> Container:
     """socket-proxy: `GET /containers/<name>/top` is 200 while `name` runs, else 409 (as
     the Docker Engine API answers for a stopped container)."""
+    def status(path: str) -> int:
+        parts = path.strip("/").split("/")
+        top = len(parts) == 3 and parts[0] == "containers" and parts[2] == "top"
+        return 200 if parts[0] == "_ping" or (top and parts[1] in running) else 409
 
-    def __init__(self, running: set[str]) -> None:
-        self.running = running
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = self.path.strip("/").split("/")
-                code = 200 if parts[0] == "_ping" or (len(parts) == 3 and parts[0] == "containers"
-                                                       and parts[2] == "top" and parts[1] in outer.running) else 409
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    return Container(status)
 
 
 class World:
@@ -195,7 +181,7 @@ class World:
         self.consul = consul_api.serve(tmp_path / "consul")
         self.running = {f"aini-{name}" for name in NO_PORT}
         self.containers = {f"aini-{name}": Container() for name in PROBED if name not in NO_PORT}
-        self.containers["aini-socket-proxy"] = DockerApi(self.running)
+        self.containers["aini-socket-proxy"] = docker_api(self.running)
         anonymous = ConsulClient(self.consul.url, timeout=10)
         boot = anonymous.acl_bootstrap()
         assert boot is not None
