@@ -241,6 +241,41 @@ def test_deploy_runs_groups_in_order_and_never_puts_a_secret_in_argv(tmp_path):
     assert again.touched == [] and [c[1] for c in calls] == ["network", "ps"]
 
 
+def test_a_group_taken_down_takes_its_internal_network_along(tmp_path):
+    store = SecretStore(tmp_path / ".aini")
+
+    def bundle_of(**services):
+        config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                                "services": services}, "t")
+        store.ensure(catalog.secrets_for(catalog.enabled(config)))
+        return config, bundle.render(config, store)
+
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd):
+        calls.append(cmd.argv)
+        if cmd.argv[1] == "ps":
+            rows = [f"{s.group}\t{s.name}\trunning\t{s.container}" for s in catalog.enabled(config)]
+            return subprocess.CompletedProcess(cmd.argv, 0, "\n".join(rows), "")
+        return subprocess.CompletedProcess(cmd.argv, 0, "", "")
+
+    config, files = bundle_of()
+    deploy.deploy(files, tmp_path / "deployed", (), tools=TOOLS, run=run, console=Console(file=io.StringIO()))
+    created = [c[-1] for c in calls if c[1:3] == ("network", "create")]
+    assert sorted(created) == ["aini-librechat", "aini-netdata", "aini-nextcloud"]  # before the first group
+    assert calls.index(next(c for c in calls if c[1:3] == ("network", "create"))) < calls.index(
+        next(c for c in calls if "up" in c))
+    calls.clear()
+    _, without = bundle_of(netdata={"enabled": False})
+    result = deploy.deploy(without, tmp_path / "deployed", (), tools=TOOLS, run=run, console=Console(file=io.StringIO()))
+    # Traefik loses a route, Consul a network; the rest stays as it is
+    assert [(g.group, g.action) for g in result.groups if g.action != "skip"] == [
+        ("traefik", "up"), ("consul", "up"), ("netdata", "down")]
+    removed = [c for c in calls if c[1:3] == ("network", "rm")]
+    assert removed == [("docker", "network", "rm", "aini-netdata")]
+    assert calls.index(removed[0]) > calls.index(next(c for c in calls if "down" in c))  # after its containers
+
+
 def test_post_deploy_steps_run_after_their_group_and_a_failure_names_them(tmp_path):
     config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
     store = SecretStore(tmp_path / ".aini")
