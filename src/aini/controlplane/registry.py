@@ -11,7 +11,9 @@ so it reaches every container that listens. A container with no port (nextcloud-
 watchtower) is checked through Netdata's read-only Docker API (socket-proxy):
 `GET /containers/<name>/top` answers 200 while the container runs and 409 when it does
 not. Without socket-proxy those are listed as `unprobed` with the reason, as is Consul
-itself, and the deploy reports them.
+itself, and the deploy reports them. The price of that reach: a compromised Consul could
+talk to every database and read the Docker API (containers' environments included); its
+ACLs are on, default deny.
 """
 
 from __future__ import annotations
