@@ -47,10 +47,16 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any
+from urllib.parse import unquote
+
+try:  # a package in the tests; top-level modules beside double.py in the doubles image
+    from . import api_http
+except ImportError:
+    import api_http  # type: ignore[no-redef]
+
+Reply = api_http.Reply
 
 STATE_FILE = "consul-double.json"
 LEADER = "127.0.0.1:8300"
@@ -64,12 +70,6 @@ LEVELS = {"read": 1, "list": 2, "write": 3}
 KINDS = ("acl", "agent", "event", "key", "keyring", "node", "operator", "query", "service", "session", "mesh",
          "peering")
 
-
-class Reply(NamedTuple):
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiError(Exception):
@@ -273,7 +273,8 @@ class ConsulDouble:
 
     # --- entry point --------------------------------------------------------------------
     def handle(self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str],
-               body: bytes) -> Reply:
+               body: bytes, client: str = "") -> Reply:
+        """`client` (the caller's address) is not used: Consul's ACLs go by token alone."""
         with self.lock:
             try:
                 reply = self._route(method.upper(), path, query, headers, body)
@@ -717,59 +718,12 @@ class ConsulDouble:
 # ------------------------------------------------------------------------------- serving
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Shuttles HTTP to `server.double.handle`. Subclasses may answer first (`intercept`)
-    and add headers; double.py does both for the doubles image."""
-
+class Handler(api_http.Handler):
     server_version = "consul-test-double"
-    extra_headers: Mapping[str, str] = {}
-
-    def intercept(self, method: str, path: str) -> Reply | None:
-        return None
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
-        reply = self.intercept(self.command, url.path) or self.server.double.handle(  # type: ignore[attr-defined]
-            self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.headers, body)
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in (*reply.headers, *self.extra_headers.items()):
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _serve
-
-    def log_message(self, fmt: str, *args: object) -> None:
-        pass  # quiet in tests; request lines never carry tokens (headers do; ?token= is not used by AINI)
-
-
-class DoubleServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], double: ConsulDouble):
-        super().__init__(address, handler)
-        self.double = double
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.double.close()
 
 
 def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0,
-          **options: Any) -> DoubleServer:
+          **options: Any) -> api_http.DoubleServer:
     """Start the double on a thread; `server.url` is its address, `server.stop()` ends it
     (and its check threads)."""
-    server = DoubleServer((host, port), Handler, ConsulDouble(data_dir, **options))
-    threading.Thread(target=server.serve_forever, args=(0.05,), name="consul-double", daemon=True).start()
-    return server
+    return api_http.serve(ConsulDouble(data_dir, **options), Handler, "consul-double", host, port)

@@ -180,7 +180,7 @@ def api_server(host: str, port: int) -> ThreadingHTTPServer:
 
     class ApiHandler(api.Handler):
         server_version = Handler.server_version
-        extra_headers = {"X-Aini-Double": SERVICE}  # noqa: RUF012 - read only
+        extra_headers = {**api.Handler.extra_headers, "X-Aini-Double": SERVICE}  # noqa: RUF012 - read only
 
         def intercept(self, method: str, path: str):
             if MODE == "broken" and path in HEALTH_PATHS:
@@ -194,7 +194,7 @@ def api_server(host: str, port: int) -> ThreadingHTTPServer:
             if self.path.split("?")[0] not in HEALTH_PATHS:
                 log(fmt % args)
 
-    return api.DoubleServer((host, port), ApiHandler, double)
+    return api.api_http.DoubleServer((host, port), ApiHandler, double)
 
 
 # -------------------------------------------------------------------------- startup

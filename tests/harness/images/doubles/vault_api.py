@@ -40,10 +40,15 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
+
+try:  # a package in the tests; top-level modules beside double.py in the doubles image
+    from . import api_http
+except ImportError:
+    import api_http  # type: ignore[no-redef]
+
+Reply = api_http.Reply
 
 VERSION = "1.21.4"
 STATE_FILE = "vault-double.json"
@@ -61,11 +66,6 @@ path "sys/capabilities-self" { capabilities = ["update"] }
 """
 DEFAULT_TOKEN_TTL = 768 * 3600  # Vault's default_lease_ttl (32 days)
 
-
-class Reply(NamedTuple):
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
 
 
 class ApiError(Exception):
@@ -925,60 +925,11 @@ def _bearer(value: str) -> str | None:
 # ------------------------------------------------------------------------------- serving
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Shuttles HTTP to `server.double.handle`. Subclasses may answer first (`intercept`)
-    and add headers; double.py does both for the doubles image."""
-
+class Handler(api_http.Handler):
     server_version = "vault-test-double"
-    extra_headers: Mapping[str, str] = {}
-
-    def intercept(self, method: str, path: str) -> Reply | None:
-        return None
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
-        reply = self.intercept(self.command, url.path) or self.server.double.handle(  # type: ignore[attr-defined]
-            self.command, url.path, parse_qs(url.query, keep_blank_values=True), self.headers, body,
-            self.client_address[0])
-        self.send_response(reply.status)
-        if reply.status != 204:
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in self.extra_headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD" and reply.status != 204:
-            self.wfile.write(reply.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_LIST = _serve
-
-    def log_message(self, fmt: str, *args: object) -> None:
-        pass  # quiet in tests; request lines never carry tokens anyway (headers do)
+    extra_headers: Mapping[str, str] = {"Cache-Control": "no-store"}
 
 
-class DoubleServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], double: VaultDouble):
-        super().__init__(address, handler)
-        self.double = double
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.double.close()
-
-
-def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0) -> DoubleServer:
+def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0) -> api_http.DoubleServer:
     """Start the double on a thread; `server.url` is its address, `server.stop()` ends it."""
-    server = DoubleServer((host, port), Handler, VaultDouble(data_dir))
-    threading.Thread(target=server.serve_forever, args=(0.05,), name="vault-double", daemon=True).start()
-    return server
+    return api_http.serve(VaultDouble(data_dir), Handler, "vault-double", host, port)
