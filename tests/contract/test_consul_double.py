@@ -7,17 +7,15 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness.doubles import import_double
+from tests.harness.endpoints import HttpEndpoint, TcpEndpoint
 
 from .test_vault_double import (
     Answer,
@@ -46,48 +44,6 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 8.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {seconds} s")
         time.sleep(0.1)
-
-
-class Target:
-    """A tiny HTTP server whose answer code the test sets, or a bare TCP listener."""
-
-    def __init__(self, kind: str = "http", code: int = 200):
-        self.kind, self.code = kind, code
-        if kind == "http":
-            owner = self
-
-            class Handler(BaseHTTPRequestHandler):
-                def do_GET(self) -> None:
-                    self.send_response(owner.code)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-
-                def log_message(self, *args: object) -> None:
-                    pass
-
-            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            self.port = self.server.server_address[1]
-            threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        else:
-            self.sock = socket.create_server(("127.0.0.1", 0))
-            self.port = self.sock.getsockname()[1]
-            threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def stop(self) -> None:
-        if self.kind == "http":
-            self.server.shutdown()
-            self.server.server_close()
-        else:
-            self.sock.close()
 
 
 @pytest.fixture
@@ -210,7 +166,7 @@ def test_policy_rules_are_enforced(consul):
 def test_checks_run_on_their_interval_and_follow_their_target(consul):
     url = consul.url
     admin = bootstrap(url)
-    web, db = Target("http"), Target("tcp")
+    web, db = HttpEndpoint(), TcpEndpoint()
     try:
         web_def = {"Name": "web", "Address": "127.0.0.1", "Port": web.port, "Tags": ["v1"],
                    "Check": {"HTTP": f"http://127.0.0.1:{web.port}/health", "Interval": "1s", "Timeout": "1s",
@@ -285,7 +241,7 @@ def test_a_service_critical_longer_than_deregister_critical_service_after_is_rem
     monkeypatch.setattr(consul_api, "MIN_DEREGISTER_AFTER", 0.5)
     url = consul.url
     admin = bootstrap(url)
-    dead = Target("tcp")
+    dead = TcpEndpoint()
     dead.stop()
     gone = {"Name": "gone", "Check": {"TCP": f"127.0.0.1:{dead.port}", "Interval": "1s",
                                       "DeregisterCriticalServiceAfter": "1s"}}
@@ -336,7 +292,7 @@ def test_kv_shapes_cas_recurse_keys_and_raw(consul):
 
 def test_state_survives_a_restart_and_checks_run_again(tmp_path: Path):
     data_dir = tmp_path / "consul-data"
-    target = Target("http")
+    target = HttpEndpoint()
     first = consul_api.serve(data_dir)
     try:
         admin = bootstrap(first.url)

@@ -5,11 +5,8 @@ test_controlplane_upstream.py, so what passes here is what AINI expects of upstr
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from aini.catalog.model import HealthCheck
 from aini.controlplane.consul import ConsulClient, ConsulError, deploy_record
 from aini.controlplane.vault import AppRoleCredentials, VaultClient, VaultError
 from tests.harness.doubles import import_double
+from tests.harness.endpoints import HttpEndpoint, TcpEndpoint
 
 vault_api = import_double("vault_api")
 consul_api = import_double("consul_api")
@@ -92,12 +90,16 @@ def vault_flow(address: str) -> AppRoleCredentials:
     return creds
 
 
-def test_vault_flow_against_the_double(tmp_path: Path):
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[str]:
+    """The Vault double's address (reached from 127.0.0.1)."""
     server = vault_api.serve(tmp_path / "vault")
-    try:
-        vault_flow(server.url)
-    finally:
-        server.stop()
+    yield server.url
+    server.stop()
+
+
+def test_vault_flow_against_the_double(vault):
+    vault_flow(vault)
 
 
 def test_unseal_after_a_restart_with_the_stored_keys(tmp_path: Path):
@@ -125,82 +127,33 @@ def test_unseal_after_a_restart_with_the_stored_keys(tmp_path: Path):
         second.stop()
 
 
-def test_the_deploy_approle_is_bound_to_the_address_deploys_come_from(tmp_path: Path):
-    server = vault_api.serve(tmp_path / "vault")  # reached from 127.0.0.1
-    try:
-        client = VaultClient(server.url)
-        init = client.init(shares=1, threshold=1)
-        client.unseal(init.keys)
-        elsewhere = client.bootstrap(init.root_token, ["n8n"], bound_cidrs=["10.87.0.1/32"])
-        with pytest.raises(VaultError, match="unauthorized by CIDR restrictions") as refused:
-            client.login_approle(elsewhere)
-        assert elsewhere.secret_id not in str(refused.value)
-        here = client.bootstrap(init.root_token, ["n8n"], bound_cidrs=["127.0.0.1/32"])  # the role is updated
-        client.login_approle(here).kv_put("n8n/KEY", {"value": SECRET})
-    finally:
-        server.stop()
+def test_the_deploy_approle_is_bound_to_the_address_deploys_come_from(vault):
+    client = VaultClient(vault)
+    init = client.init(shares=1, threshold=1)
+    client.unseal(init.keys)
+    elsewhere = client.bootstrap(init.root_token, ["n8n"], bound_cidrs=["10.87.0.1/32"])
+    with pytest.raises(VaultError, match="unauthorized by CIDR restrictions") as refused:
+        client.login_approle(elsewhere)
+    assert elsewhere.secret_id not in str(refused.value)
+    here = client.bootstrap(init.root_token, ["n8n"], bound_cidrs=["127.0.0.1/32"])  # the role is updated
+    client.login_approle(here).kv_put("n8n/KEY", {"value": SECRET})
 
 
-def test_wrong_unseal_keys_are_reported_without_the_keys(tmp_path: Path):
-    server = vault_api.serve(tmp_path / "vault")
-    try:
-        client = VaultClient(server.url)
-        real = client.init(shares=3, threshold=2)
-        fake = ["ab" * 33, "cd" * 33]
-        with pytest.raises(VaultError, match="invalid key") as bad:
-            client.unseal(fake)
-        assert bad.value.status == 400 and not any(k in str(bad.value) for k in fake + list(real.keys))
-    finally:
-        server.stop()
+def test_wrong_unseal_keys_are_reported_without_the_keys(vault):
+    client = VaultClient(vault)
+    real = client.init(shares=3, threshold=2)
+    fake = ["ab" * 33, "cd" * 33]
+    with pytest.raises(VaultError, match="invalid key") as bad:
+        client.unseal(fake)
+    assert bad.value.status == 400 and not any(k in str(bad.value) for k in fake + list(real.keys))
 
 
 # ------------------------------------------------------------------------------- Consul
 
 
-class HttpTarget:
-    """A service's HTTP health endpoint on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200 if self.path == "/health" else 404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class TcpTarget:
-    """A database's TCP port on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.sock.accept()[0].close()
-            except OSError:
-                return
-
-    def stop(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def targets() -> Iterator[dict[str, HttpTarget | TcpTarget]]:
-    made: dict[str, HttpTarget | TcpTarget] = {"chat": HttpTarget(), "flows": HttpTarget(), "db": TcpTarget()}
+def targets() -> Iterator[dict[str, HttpEndpoint | TcpEndpoint]]:
+    made = health_endpoints()
     yield made
     for target in made.values():
         try:
@@ -209,7 +162,15 @@ def targets() -> Iterator[dict[str, HttpTarget | TcpTarget]]:
             pass
 
 
-def consul_flow(address: str, targets: dict[str, HttpTarget | TcpTarget], host: str = "127.0.0.1") -> None:
+def health_endpoints() -> dict[str, HttpEndpoint | TcpEndpoint]:
+    """Two web services with /health, one database port."""
+    def health(path: str) -> int:
+        return 200 if path == "/health" else 404
+
+    return {"chat": HttpEndpoint(health), "flows": HttpEndpoint(health), "db": TcpEndpoint()}
+
+
+def consul_flow(address: str, targets: dict[str, HttpEndpoint | TcpEndpoint], host: str = "127.0.0.1") -> None:
     """bootstrap (twice) -> deploy policy and token -> register 3 services with checks ->
     passing -> stop one -> critical -> a deploy record in KV."""
     anonymous = ConsulClient(address, timeout=10)

@@ -26,7 +26,7 @@ import pytest
 from aini.catalog.core import CONSUL, OPENBAO, VAULT
 from aini.catalog.model import ServiceSpec
 
-from .test_controlplane_flows import HttpTarget, TcpTarget, consul_flow, vault_flow
+from .test_controlplane_flows import consul_flow, health_endpoints, vault_flow
 
 pytestmark = pytest.mark.upstream
 
@@ -129,7 +129,7 @@ def test_consul_flow_against_the_real_image(docker: str):
                     "-hcl", 'acl {\n enabled = true\n default_policy = "deny"\n}',
                     "-hcl", f"ports {{\n http = {http}\n server = {server}\n serf_lan = {serf}\n"
                             " serf_wan = -1\n dns = -1\n grpc = -1\n}")
-    targets = {"chat": HttpTarget(), "flows": HttpTarget(), "db": TcpTarget()}
+    targets = health_endpoints()
     try:
         address = f"http://127.0.0.1:{http}"
         # a single server elects itself a few seconds after it starts; /status needs no token

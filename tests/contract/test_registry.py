@@ -8,10 +8,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from aini.errors import AiniError
 from aini.render import bundle
 from aini.secrets import SecretStore
 from tests.harness.doubles import import_double
+from tests.harness.endpoints import HttpEndpoint
 
 consul_api = import_double("consul_api")
 
@@ -142,30 +141,7 @@ def assert_no_secret(values, store: SecretStore) -> None:
 # ------------------------------------------------------------------ against the double
 
 
-class Container:
-    """A container's health endpoint on a free 127.0.0.1 port: `status(path)` answers
-    (200 on every path unless told otherwise)."""
-
-    def __init__(self, status: Callable[[str], int] = lambda path: 200) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(status(self.path))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def docker_api(running: set[str]) -> Container:
+def docker_api(running: set[str]) -> HttpEndpoint:
     """socket-proxy: `GET /containers/<name>/top` is 200 while `name` runs, else 409 (as
     the Docker Engine API answers for a stopped container)."""
     def status(path: str) -> int:
@@ -173,14 +149,14 @@ def docker_api(running: set[str]) -> Container:
         top = len(parts) == 3 and parts[0] == "containers" and parts[2] == "top"
         return 200 if parts[0] == "_ping" or (top and parts[1] in running) else 409
 
-    return Container(status)
+    return HttpEndpoint(status)
 
 
 class World:
     def __init__(self, tmp_path: Path):
         self.consul = consul_api.serve(tmp_path / "consul")
         self.running = {f"aini-{name}" for name in NO_PORT}
-        self.containers = {f"aini-{name}": Container() for name in PROBED if name not in NO_PORT}
+        self.containers = {f"aini-{name}": HttpEndpoint() for name in PROBED if name not in NO_PORT}
         self.containers["aini-socket-proxy"] = docker_api(self.running)
         anonymous = ConsulClient(self.consul.url, timeout=10)
         boot = anonymous.acl_bootstrap()
