@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 from typing import Any, Callable
 
 import pytest
@@ -43,3 +44,12 @@ def create_server(client, name: str, *, server_type: str = "cx23", image: str = 
 def statuses(sim, method: str | None = None, path: str | None = None) -> list[int | None]:
     return [r.status for r in sim.requests
             if (method is None or r.method == method) and (path is None or r.path == path)]
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 8.0, step: float = 0.1) -> None:
+    """Poll until `predicate()` holds; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {seconds} s")
+        time.sleep(step)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 from tests.harness.doubles import import_double
 from tests.harness.endpoints import HttpEndpoint, TcpEndpoint
 
+from .helpers import wait_for
 from .test_vault_double import (
     Answer,
     _free_port,
@@ -37,13 +36,6 @@ def call(url: str, method: str, path: str, body: Any = None, token: str | None =
         headers["X-Consul-Token"] = token
     return _call(url, method, path, body, headers=headers)
 
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 8.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ test_controlplane_upstream.py, so what passes here is what AINI expects of upstr
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,14 @@ from aini.controlplane.vault import AppRoleCredentials, VaultClient, VaultError
 from tests.harness.doubles import import_double
 from tests.harness.endpoints import HttpEndpoint, TcpEndpoint
 
+from .helpers import wait_for
+
 vault_api = import_double("vault_api")
 consul_api = import_double("consul_api")
 
 SECRET = "sk-flow-test-VALUE-9f8e7d6c5b4a"
 SERVICES = ["librechat", "n8n", "nextcloud"]
 
-
-def wait_for(predicate: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        time.sleep(0.2)
 
 
 # -------------------------------------------------------------------------------- Vault

@@ -8,8 +8,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from aini.render import bundle
 from aini.secrets import SecretStore
 from tests.harness.doubles import import_double
 from tests.harness.endpoints import HttpEndpoint
+
+from .helpers import wait_for
 
 consul_api = import_double("consul_api")
 
@@ -50,13 +51,6 @@ def store(tmp_path: Path) -> SecretStore:
     store.set_user("openai_api_key", API_KEY)  # a user-provided key too, not only generated ones
     return store
 
-
-def wait_for(predicate: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------ pure builders
