@@ -25,6 +25,7 @@ from .deploy import (
     deploy,
     ensure_images,
     find_tools,
+    source_address_cmd,
 )
 from .errors import AiniError
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
     from .config import AiniConfig
 
-VAULTS = ("vault", "openbao")
 CONSUL_AGREE_SECONDS = 30
 
 
@@ -62,7 +62,7 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
     store.save()
     common = {"tools": tools, "wait_timeout": wait_timeout, "pull_timeout": pull_timeout, "keep": keep,
               "console": console}
-    vault_spec = next((s for s in specs if s.name in VAULTS), None)
+    vault_spec = catalog.vault_of(specs)
     if vault_spec is None:  # no Vault: the local store stays the only home of the secrets
         result = deploy(files, site, store.values(), **common)
         return StackResult(groups=result.groups, seconds=result.seconds)
@@ -80,15 +80,16 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
     core = order[: order.index(vault_spec.group) + 1]
     first = deploy(files, site, store.values(), only=core, **common)
 
-    passphrase = passphrase or key_for(config)
-    client = VaultClient(site.endpoint(FIXED_IPS[vault_spec.name], 8200))
+    key = passphrase or key_for(config)  # the break-glass file's: a passphrase or age recipients
+    vault_address = FIXED_IPS[vault_spec.name]
+    client = VaultClient(site.endpoint(vault_address, vault_spec.port))
     options = config.services.vault
     # The deploy's AppRole works only from where deploys reach Vault: this host, or the
     # server's own address (the SSH forward starts there), never from a container.
-    deploy_client, outcome = ensure_vault(client, project_dir, [s.name for s in specs], passphrase,
+    deploy_client, outcome = ensure_vault(client, project_dir, [s.name for s in specs], key,
                                           say=console.print, shares=options.key_shares,
                                           threshold=options.key_threshold,
-                                          bound_cidrs=(f"{_source_address(site, FIXED_IPS[vault_spec.name])}/32",))
+                                          bound_cidrs=(f"{_source_address(site, vault_address, vault_spec.port)}/32",))
     synced = sync_secrets(deploy_client, store, specs)
     store.save()
     if synced.pulled:
@@ -100,16 +101,14 @@ def deploy_stack(config: AiniConfig, project_dir: Path, site: Site, *, tools: To
                     "bootstrapped": outcome.bootstrapped, "pushed": len(synced.pushed),
                     "pulled": len(synced.pulled)}
     if any(s.name == "consul" for s in specs):
-        result.consul = _consul(config, project_dir, site, files, passphrase, console)
+        result.consul = _consul(config, project_dir, site, files, key, console)
     return result
 
 
-def _source_address(site: Site, address: str) -> str:
+def _source_address(site: Site, address: str, port: int) -> str:
     import ipaddress
 
-    from .deploy import source_address_cmd
-
-    r = site.run(source_address_cmd(address, 8200))
+    r = site.run(source_address_cmd(address, port))
     try:
         return str(ipaddress.ip_address(r.stdout.strip()))
     except ValueError:
@@ -117,7 +116,7 @@ def _source_address(site: Site, address: str) -> str:
     raise AiniError(f"cannot tell which address reaches Vault at {address}: {output}")
 
 
-def _consul(config: AiniConfig, project_dir: Path, site: Site, files, passphrase, console: Console) -> dict:
+def _consul(config: AiniConfig, project_dir: Path, site: Site, files, key, console: Console) -> dict:
     """ACLs bootstrapped once (the management token into the break-glass file), a deploy
     token kept in .aini/controlplane.json, services registered, deploy records written."""
     from .controlplane import registry
@@ -131,12 +130,12 @@ def _consul(config: AiniConfig, project_dir: Path, site: Site, files, passphrase
     if not state.consul_deploy_token:
         token = client.acl_bootstrap()
         if token is not None:
-            save_material(project_dir, load_material(project_dir, passphrase).replace(
-                consul_bootstrap_token=token.secret_id), passphrase)
+            save_material(project_dir, load_material(project_dir, key).replace(
+                consul_bootstrap_token=token.secret_id), key)
             console.print("Consul ACLs bootstrapped; the management token is in the break-glass file.")
             management = token.secret_id
         else:
-            management = load_material(project_dir, passphrase).consul_bootstrap_token
+            management = load_material(project_dir, key).consul_bootstrap_token
             if not management:
                 raise AiniError("Consul's ACLs were bootstrapped before but the break-glass file has no token; "
                                 "restore .aini/ from your backup")

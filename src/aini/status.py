@@ -540,9 +540,11 @@ def overlay_control_plane(report: StatusReport, vault_state: str | None,
     verdict on every registered service (a critical check fails the row)."""
     from dataclasses import replace
 
+    from . import catalog
+
     rows = []
     for row in report.services:
-        if row.service in ("vault", "openbao") and vault_state in VAULT_STATES:
+        if row.service in catalog.VAULTS and vault_state in VAULT_STATES:
             row = replace(row, ok=False, reason=VAULT_STATES[vault_state])
         verdict = (consul or {}).get(row.service)
         if verdict is not None:
@@ -559,14 +561,15 @@ def read_control_plane(config: AiniConfig, project_dir: Path, site) -> tuple[str
     from . import catalog
     from .render.networks import FIXED_IPS
 
-    names = {s.name for s in catalog.enabled(config)}
+    specs = catalog.enabled(config)
+    names = {s.name for s in specs}
     vault_state = consul = None
-    vault = next((n for n in ("vault", "openbao") if n in names), None)
+    vault = catalog.vault_of(specs)
     if vault:
         from .controlplane.vault import VaultClient
 
         with contextlib.suppress(AiniError):
-            vault_state = VaultClient(site.endpoint(FIXED_IPS[vault], 8200), timeout=3).health().state
+            vault_state = VaultClient(site.endpoint(FIXED_IPS[vault.name], vault.port), timeout=3).health().state
     if "consul" in names:
         from .controlplane import registry
         from .controlplane.bootstrap import State

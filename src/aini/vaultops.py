@@ -97,7 +97,7 @@ def open_site(config: AiniConfig, project_dir: Path) -> Iterator[Site]:
 
 
 def vault_spec(config: AiniConfig) -> ServiceSpec:
-    spec = next((s for s in catalog.enabled(config) if s.name in ("vault", "openbao")), None)
+    spec = catalog.vault_of(catalog.enabled(config))
     if spec is None:
         raise InputError("services.vault is disabled: secrets live only in .aini/secrets.json")
     return spec
@@ -107,7 +107,8 @@ def _vault(site: Site, config: AiniConfig):
     from .controlplane.vault import VaultClient
     from .render.networks import FIXED_IPS
 
-    return VaultClient(site.endpoint(FIXED_IPS[vault_spec(config).name], 8200))
+    spec = vault_spec(config)
+    return VaultClient(site.endpoint(FIXED_IPS[spec.name], spec.port))
 
 
 def deploy_client(site: Site, config: AiniConfig, project_dir: Path):

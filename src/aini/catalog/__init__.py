@@ -48,6 +48,14 @@ def enabled(config: AiniConfig) -> list[ServiceSpec]:
     return [spec for spec in CATALOG if spec.enabled(config)]
 
 
+VAULTS = ("vault", "openbao")  # the same place in the stack; services.vault.flavor picks one
+
+
+def vault_of(specs: list[ServiceSpec]) -> ServiceSpec | None:
+    """The enabled Vault (or OpenBao) among `specs`, if any."""
+    return next((s for s in specs if s.name in VAULTS), None)
+
+
 def context(config: AiniConfig) -> Context:
     return Context(config, frozenset(spec.name for spec in enabled(config)))
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .. import catalog
 from ..catalog.model import HealthCheck, ServiceSpec
 from ..errors import AiniError
+from ..render.compose import internal_networks
 from . import Request
 from .consul import (
     KV_PREFIX,
@@ -105,8 +106,8 @@ def _why_unprobed(spec: ServiceSpec, specs: list[ServiceSpec]) -> str | None:
         return SELF
     if (spec.health.port or spec.port) is None:
         return None if any(s.name == DOCKER_API for s in specs) else NO_PORT
-    if spec.route is None and sum(s.group == spec.group for s in specs) == 1:
-        return INTERNAL  # neither on the proxy network nor in a group with an internal network
+    if spec.route is None and spec.group not in internal_networks(catalog.groups(specs)):
+        return INTERNAL  # neither on the proxy network nor on an internal one (Consul joins those)
     return None
 
 
