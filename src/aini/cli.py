@@ -308,9 +308,7 @@ def secrets_set(service: str, key: str) -> None:
     def action() -> None:
         config = _load()
         ref = vaultops.resolve(config, service, key)
-        vaultops.put(config, state.project_dir, ref, vaultops.read_value(ref.name))
-        print(f"Stored {ref.name} in Vault.")
-        _redeploy(config)
+        _put_and_redeploy(config, ref, vaultops.read_value(ref.name), f"Stored {ref.name} in Vault.")
 
     _run(action)
 
@@ -329,14 +327,17 @@ def secrets_rotate(
         value = vaultops.rotate_value(config, ref, force)
         if force and not ref.rotatable:
             _err(f"warning: {ref.name} was rotated with --force: data encrypted with the old value is unreadable")
-        vaultops.put(config, state.project_dir, ref, value)
-        print(f"Rotated {ref.name}.")
-        _redeploy(config)
+        _put_and_redeploy(config, ref, value, f"Rotated {ref.name}.")
 
     _run(action)
 
 
-def _redeploy(config) -> None:
+def _put_and_redeploy(config, ref, value: str, done: str) -> None:
+    """Vault and the working copy first; then only the groups whose env files changed."""
+    from . import vaultops
+
+    vaultops.put(config, state.project_dir, ref, value)
+    print(done)
     if config.target.kind == "local":
         from .deploy import up_local
 
