@@ -197,7 +197,7 @@ def test_a_first_deploy_with_age_asks_nothing_and_unsealing_needs_the_identity(t
 
 def test_the_forms_are_never_confused(tmp_path):
     ident = identity_file(tmp_path / "id.txt")
-    bg.save(bg.default_path(tmp_path), MATERIAL, PASSPHRASE, n=2**14)
+    bg.save(tmp_path / ".aini" / bg.FILE_NAME, MATERIAL, PASSPHRASE, n=2**14)
     age = bootstrap.key_for(config(public(ident)), environ={ENV: str(ident)})
     for call in (lambda: bootstrap.load_material(tmp_path, age),
                  lambda: bootstrap.save_material(tmp_path, MATERIAL, age)):
@@ -227,7 +227,7 @@ def test_the_forms_are_never_confused(tmp_path):
 
 def test_rekey_passphrase_to_age_and_back(tmp_path):
     ident = identity_file(tmp_path / "id.txt")
-    bg.save(bg.default_path(tmp_path), MATERIAL, PASSPHRASE, n=2**14)
+    bg.save(tmp_path / ".aini" / bg.FILE_NAME, MATERIAL, PASSPHRASE, n=2**14)
     env = {bg.ENV_PASSPHRASE: PASSPHRASE}
     # Without the identity the new file is checked as far as it can be: age, one stanza per recipient.
     done = bg.rekey(tmp_path, bootstrap.key_for(config(public(ident)), environ=env))
@@ -269,10 +269,10 @@ def test_rekey_refuses_when_unsure(tmp_path):
     with pytest.raises(bg.BreakGlassError, match="no break-glass file"):
         bg.rekey(tmp_path, key)
     bootstrap.save_material(tmp_path, MATERIAL, key)
-    bg.save(bg.default_path(tmp_path), MATERIAL, PASSPHRASE, n=2**14)
+    bg.save(tmp_path / ".aini" / bg.FILE_NAME, MATERIAL, PASSPHRASE, n=2**14)
     with pytest.raises(InputError, match="both .* exist"):
         bg.rekey(tmp_path, key)
-    bg.default_path(tmp_path).unlink()
+    (tmp_path / ".aini" / bg.FILE_NAME).unlink()
     wrong = identity_file(tmp_path / "wrong.txt")
     before = (tmp_path / ".aini" / "breakglass.age").read_bytes()
     with pytest.raises(bg.BreakGlassError, match="no identity in"):
@@ -343,11 +343,11 @@ def _project(tmp_path: Path, recipients: list[str]) -> Path:
 def test_cli_rekey_converts_and_exits_2_on_bad_input(tmp_path):
     ident = identity_file(tmp_path / "id.txt")
     project = _project(tmp_path, [public(ident)])
-    bg.save(bg.default_path(project), MATERIAL, PASSPHRASE, n=2**14)
+    bg.save(project / ".aini" / bg.FILE_NAME, MATERIAL, PASSPHRASE, n=2**14)
 
     result = aini("vault", "rekey-breakglass", cwd=project)  # no passphrase, no terminal
     assert result.returncode == 2 and bg.ENV_PASSPHRASE in result.stderr and "Traceback" not in result.stderr
-    assert bg.default_path(project).exists()
+    assert (project / ".aini" / bg.FILE_NAME).exists()
 
     result = aini("vault", "rekey-breakglass", cwd=project, env={bg.ENV_PASSPHRASE: PASSPHRASE + "!"})
     assert result.returncode == 1 and "wrong passphrase" in result.stderr and "Traceback" not in result.stderr
@@ -364,4 +364,4 @@ def test_cli_rekey_converts_and_exits_2_on_bad_input(tmp_path):
     ident.chmod(0o600)
     result = aini("vault", "rekey-breakglass", cwd=project, env={bg.ENV_PASSPHRASE: PASSPHRASE, ENV: str(ident)})
     assert result.returncode == 0, result.stderr
-    assert bg.load(bg.default_path(project), PASSPHRASE) == MATERIAL
+    assert bg.load(project / ".aini" / bg.FILE_NAME, PASSPHRASE) == MATERIAL

@@ -259,7 +259,7 @@ MATERIAL = bg.BreakGlass(vault_unseal_keys=("key-one-" + SECRET, "key-two-" + SE
 
 
 def _saved(tmp_path: Path) -> Path:
-    path = bg.default_path(tmp_path)
+    path = tmp_path / ".aini" / bg.FILE_NAME
     bg.save(path, MATERIAL, PASSPHRASE, **FAST)
     return path
 

@@ -75,11 +75,6 @@ class BreakGlass:
         return dataclasses.replace(self, **changes)
 
 
-def default_path(project_dir: Path) -> Path:
-    """`.aini/breakglass.enc` beside aini.yml."""
-    return project_dir / STORE_DIR / FILE_NAME
-
-
 # ------------------------------------------------------------------------ passphrases
 
 
