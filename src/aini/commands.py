@@ -70,10 +70,8 @@ def deployed_diff(config: AiniConfig, project_dir: Path) -> list[tuple[str, str]
     where the stack runs: this engine, or over SSH)."""
     from .controlplane import registry
     from .controlplane.bootstrap import State
-    from .controlplane.consul import ConsulClient
     from .errors import AiniError
     from .plan import diff_groups
-    from .render.networks import FIXED_IPS
     from .vaultops import open_site
 
     if not config.services.consul.enabled:
@@ -87,7 +85,7 @@ def deployed_diff(config: AiniConfig, project_dir: Path) -> list[tuple[str, str]
     if not token:
         raise AiniError("this machine has no Consul deploy token for the project yet; run aini up first")
     with open_site(config, project_dir) as site:
-        deployed = registry.deployed_hashes(ConsulClient(site.endpoint(FIXED_IPS["consul"], 8500), token=token))
+        deployed = registry.deployed_hashes(registry.consul_at(site, token))
     return diff_groups({g: info["hash"] for g, info in manifest["groups"].items()}, deployed)
 
 

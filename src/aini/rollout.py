@@ -121,11 +121,9 @@ def _consul(config: AiniConfig, project_dir: Path, site: Site, files, key, conso
     token kept in .aini/controlplane.json, services registered, deploy records written."""
     from .controlplane import registry
     from .controlplane.bootstrap import State, load_material, save_material
-    from .controlplane.consul import ConsulClient
     from .render import bundle
-    from .render.networks import FIXED_IPS
 
-    client = ConsulClient(site.endpoint(FIXED_IPS["consul"], 8500))
+    client = registry.consul_at(site)
     state = State.load(project_dir)
     if not state.consul_deploy_token:
         token = client.acl_bootstrap()

@@ -573,12 +573,11 @@ def read_control_plane(config: AiniConfig, project_dir: Path, site) -> tuple[str
     if "consul" in names:
         from .controlplane import registry
         from .controlplane.bootstrap import State
-        from .controlplane.consul import ConsulClient
 
         token = State.load(project_dir).consul_deploy_token
         if token:
             with contextlib.suppress(AiniError):
-                client = ConsulClient(site.endpoint(FIXED_IPS["consul"], 8500), token=token, timeout=3)
+                client = registry.consul_at(site, token, timeout=3)
                 skipped = {u.name for u in registry.unprobed(config)}
                 consul = registry.health(client, sorted(names - skipped))
     return vault_state, consul

@@ -28,6 +28,7 @@ from .. import catalog
 from ..catalog.model import HealthCheck, ServiceSpec
 from ..errors import AiniError
 from ..render.compose import internal_networks
+from ..render.networks import FIXED_IPS
 from . import Request
 from .consul import (
     KV_PREFIX,
@@ -41,6 +42,7 @@ from .consul import (
 
 if TYPE_CHECKING:
     from ..config import AiniConfig
+    from ..deploy import Site
 
 TAG = "aini"  # every service AINI registers carries it: what is not wanted any more is found by it
 RECORDS = f"{KV_PREFIX}deploy/"  # deploy_record's keys
@@ -171,6 +173,13 @@ def records(manifest: Mapping[str, Any], deployed_at: str) -> dict[str, bytes]:
                "aini_version": version, "deployed_at": deployed_at}
     entries[MANIFEST_KEY] = json.dumps(summary, sort_keys=True).encode()
     return entries
+
+
+def consul_at(site: Site, token: str | None = None, timeout: float = 10.0) -> ConsulClient:
+    """Consul where the stack runs: its fixed address on the site's Docker network (this
+    engine's, or the server's through an SSH forward)."""
+    return ConsulClient(site.endpoint(FIXED_IPS["consul"], catalog.by_name("consul").port), token=token,
+                        timeout=timeout)
 
 
 def agent_services_request() -> Request:
