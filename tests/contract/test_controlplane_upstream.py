@@ -1,6 +1,11 @@
 """The control-plane flows of test_controlplane_flows.py against the real upstream images,
 pinned as in the catalog: hashicorp/vault, openbao/openbao and hashicorp/consul.
 
+These check the API slice AINI calls, on minimal containers (file storage, host network).
+Whether the images start with AINI's rendered configuration (raft in a named volume, Consul
+on several networks) is tests/e2e/test_upstream_stack.py's job: it deploys the bundle
+verbatim.
+
 They need Docker Hub and a Docker engine. Where Docker Hub is not reachable (as on the
 machines that build AINI) every test here is skipped and says so; a skip is not a pass,
 and CI must not count it as one. The reachability probe is a TCP connect to the registry
@@ -15,7 +20,6 @@ import json
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,30 +30,11 @@ import pytest
 from aini.catalog.core import CONSUL, OPENBAO, VAULT
 from aini.catalog.model import ServiceSpec
 
+from tests.harness.upstream import REGISTRY, registry_unreachable
+
 from .test_controlplane_flows import consul_flow, health_endpoints, vault_flow
 
 pytestmark = pytest.mark.upstream
-
-REGISTRY = ("registry-1.docker.io", 443)
-PROBE_SECONDS = 4.0
-
-
-def registry_unreachable(timeout: float = PROBE_SECONDS) -> str | None:
-    """None when Docker Hub accepts a TCP connection; otherwise why not."""
-    outcome: list[str | None] = []
-
-    def attempt() -> None:
-        try:
-            socket.create_connection(REGISTRY, timeout=timeout).close()
-            outcome.append(None)
-        except OSError as exc:
-            outcome.append(f"{type(exc).__name__}: {exc}")
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return outcome[0] if outcome else f"no answer within {timeout:g} s"
-
 
 @pytest.fixture(scope="module")
 def docker() -> str:

