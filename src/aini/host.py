@@ -6,14 +6,25 @@ Who logs in: a fresh server takes root (or `target.user`) with the operator's ke
 log in, and only then closes SSH to everyone else. So each run first tries the admin
 user and falls back to `target.user`: the first run goes in as root, every later run as
 the admin user, and the operator never has to edit aini.yml in between.
+
+Which port: the configured one (target.port, or target.ssh_port on Hetzner) once sshd
+listens there; on a fresh server sshd still listens on 22, and after a change of the
+port in aini.yml on the port the last run configured. So each run connects on the first
+of those that answers with an SSH banner, and the `base` role moves sshd to the configured
+port (listening on both until a login on the new one has worked). When the connection is
+forwarded to another port on the server (a router's port forward, Docker's -p), sshd
+stays on the port the forward points at: moving it would cut the forward off.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import json
 import re
+import socket
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +39,8 @@ ADMIN_USER = "aini"
 PLAYBOOK = "host.yml"
 DOCKER_SOURCES = ("docker", "debian")
 SSH_TIMEOUT = 15
+PROBE_TIMEOUT = 5.0  # per port and attempt: a dropped SYN must not hold the run for long
+PORTS_FILE = "ssh-ports.json"  # in .aini/: the SSH port each host was last configured with
 
 
 @dataclass(frozen=True)
@@ -91,14 +104,17 @@ def up(config: AiniConfig, project_dir: Path, options: UpOptions = UpOptions(),
        progress: Progress | None = None, console: Any = None) -> UpResult:
     """Everything `aini up` does for a server: provision, configure, deploy."""
     target = config.target
+    former: tuple[int, ...] = ()
     if target.kind == "hetzner":
         from .provision import private_key_of, provision
 
+        hetzner = target
         server = provision(config, project_dir, ADMIN_USER, progress)
         # The new server is an ssh target from here on: cloud-init made the admin user, and
         # a server built from an image without cloud-init still takes root with the key.
-        target = SshTarget(kind="ssh", host=server.ipv4, port=target.ssh_port, user="root",
-                           ssh_key=str(private_key_of(target, project_dir)))
+        target = SshTarget(kind="ssh", host=server.ipv4, port=hetzner.ssh_port, user="root",
+                           ssh_key=str(private_key_of(hetzner, project_dir)))
+        former = server.former_ssh_ports
     if target.kind == "local":
         raise InputError("target 'local' is deployed by aini.deploy.up_local, not configured over SSH")
     assert isinstance(target, SshTarget)
@@ -106,7 +122,12 @@ def up(config: AiniConfig, project_dir: Path, options: UpOptions = UpOptions(),
         from .plan import check
 
         check(config)  # bad input stops us before the host is touched
-    configured = configure_ssh_host(target, project_dir, options, progress)
+    configured = configure_ssh_host(target, project_dir, options, progress, former_ports=former)
+    if former:
+        from .provision import close_former_ssh_ports
+
+        # sshd has moved and answered on the new port: only now may the Cloud Firewall close the old one.
+        close_former_ssh_ports(config, project_dir, ADMIN_USER, progress)
     if not options.deploy:
         return configured
     from .remote import deploy_server
@@ -123,17 +144,24 @@ def ssh_access(target: SshTarget, project_dir: Path) -> SshAccess:
 
 
 def configure_ssh_host(target: SshTarget, project_dir: Path, options: UpOptions = UpOptions(),
-                       progress: Progress | None = None) -> UpResult:
+                       progress: Progress | None = None, former_ports: tuple[int, ...] = ()) -> UpResult:
+    """Run the host playbook. `former_ports`: ports sshd may still listen on besides the
+    ones this function knows (the project's record of the last run, and 22)."""
     docker_vars = _docker_vars(options)
-    access = ssh_access(target, project_dir)
-    key = access.key
+    configured = ssh_access(target, project_dir)
+    key = configured.key
     public_keys = _public_keys(key)
-    user, ram_mib = find_login(access, target.user)
+    candidates = [target.port, *former_ports, *_recorded_ports(project_dir, target.host), 22]
+    port = answering_port(target.host, list(dict.fromkeys(candidates))) or target.port
+    access = replace(configured, port=port)
+    login = log_in(access, target.user)
+    user, ram_mib = login.user, login.ram_mib
+    sshd_port, sshd_port_now = _sshd_ports(target, access, login.server_port)
     secrets = [key.read_text(errors="replace"), *_stored_secrets(project_dir)]
 
     inventory = {"all": {"hosts": {target.host: {
         "ansible_host": target.host,
-        "ansible_port": target.port,
+        "ansible_port": port,
         "ansible_user": user,
         "ansible_become": user != "root",
         "ansible_ssh_private_key_file": str(key),
@@ -144,16 +172,33 @@ def configure_ssh_host(target: SshTarget, project_dir: Path, options: UpOptions 
         "base_admin_keys": public_keys,
         # The host's RAM is only known once connected (a server of your own has no type).
         "base_swap_mib": swap_mib(ram_mib) if ram_mib else 2048,
+        "base_ssh_port": sshd_port,
+        "base_ssh_port_current": sshd_port_now,
         **docker_vars,
     }
     result = run_playbook(PLAYBOOK, inventory, variables=variables, secrets=secrets,
                           progress=progress, where=access.where)
+    _record_port(project_dir, target.host, target.port)
     return UpResult(host=target.host, port=target.port, admin_user=ADMIN_USER, connected_as=user,
                     changed=result.changed, elapsed=round(result.elapsed, 1), stats=result.stats)
 
 
+@dataclass(frozen=True)
+class Login:
+    user: str
+    ram_mib: int | None
+    server_port: int | None  # the port on the server the connection arrived at (SSH_CONNECTION)
+
+
 def find_login(access: SshAccess, target_user: str) -> tuple[str, int | None]:
-    """The user to log in as (the admin user once it exists, else `target.user`) and the RAM in MiB.
+    """The user to log in as (the admin user once it exists, else `target.user`) and the RAM in MiB."""
+    login = log_in(access, target_user)
+    return login.user, login.ram_mib
+
+
+def log_in(access: SshAccess, target_user: str) -> Login:
+    """The user to log in as (the admin user once it exists, else `target.user`), the RAM in
+    MiB and the port the connection arrived at on the server.
 
     A user only counts when it can also use sudo without a password (root needs none): a run
     interrupted between authorising the admin's key and writing its sudoers entry leaves
@@ -162,7 +207,7 @@ def find_login(access: SshAccess, target_user: str) -> tuple[str, int | None]:
     users = [ADMIN_USER] + ([target_user] if target_user != ADMIN_USER else [])
     for user in users:
         sudo = "" if user == "root" else "sudo -n true 2>/dev/null || { echo NO-SUDO; exit 0; }; "
-        r = access.run(user, f"{sudo}head -n 1 /proc/meminfo")
+        r = access.run(user, f'{sudo}head -n 1 /proc/meminfo; echo "ssh-connection $SSH_CONNECTION"')
         if r.returncode != 255:  # ssh's own failures exit 255; anything else is the remote command
             if "NO-SUDO" in r.stdout:
                 if user == ADMIN_USER:
@@ -170,7 +215,9 @@ def find_login(access: SshAccess, target_user: str) -> tuple[str, int | None]:
                 raise AiniError(f"{user}@{access.where} cannot use sudo without a password; allow it "
                                 f"(a line '{user} ALL=(ALL) NOPASSWD: ALL' in /etc/sudoers.d/) or log in as root")
             match = re.search(r"MemTotal:\s+(\d+)\s+kB", r.stdout)
-            return user, int(match.group(1)) // 1024 if match else None
+            arrived = re.search(r"^ssh-connection \S+ \d+ \S+ (\d+)\s*$", r.stdout, re.M)
+            return Login(user, int(match.group(1)) // 1024 if match else None,
+                         int(arrived.group(1)) if arrived else None)
         known = explain(r.stderr)
         if known and known[0] == "SSH refused the key":
             continue
@@ -180,6 +227,60 @@ def find_login(access: SshAccess, target_user: str) -> tuple[str, int | None]:
         f"cannot connect to {access.where} over SSH: the server refused the key {access.key} "
         f"for {' and '.join(repr(u) for u in users)}; check target.ssh_key and target.user in aini.yml."
     )
+
+
+def answering_port(host: str, ports: list[int], attempts: int = 1) -> int | None:
+    """The first of `ports` on which an SSH server greets (its banner), or None."""
+    for attempt in range(attempts):
+        for port in ports:
+            try:
+                with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as conn:
+                    conn.settimeout(PROBE_TIMEOUT)
+                    if conn.recv(4) == b"SSH-":
+                        return port
+            except OSError:
+                continue
+        if attempt + 1 < attempts:
+            time.sleep(2)
+    return None
+
+
+def _sshd_ports(target: SshTarget, access: SshAccess, arrived: int | None) -> tuple[int, int]:
+    """(the port sshd must listen on, the port on the server this connection arrived at)."""
+    if arrived is None or arrived == access.port:
+        return target.port, access.port
+    # A forward (NAT, a router, Docker's -p) maps the port we reach onto `arrived`: sshd
+    # must stay there, the forward decides which outside port leads to it.
+    if access.port != target.port:
+        raise AiniError(
+            f"cannot move SSH to port {target.port} on {target.host}: that port does not answer, and port "
+            f"{access.port} is forwarded to port {arrived} on the server; forward port {target.port} to port "
+            f"{arrived} where the forward is configured, or set target.port: {access.port} in aini.yml")
+    return arrived, arrived
+
+
+def _ports_file(project_dir: Path) -> Path:
+    return _known_hosts(project_dir).with_name(PORTS_FILE)
+
+
+def _recorded_ports(project_dir: Path, host: str) -> list[int]:
+    try:
+        port = json.loads(_ports_file(project_dir).read_text()).get(host)
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [port] if isinstance(port, int) else []
+
+
+def _record_port(project_dir: Path, host: str, port: int) -> None:
+    # The next run finds the server here even after target.port changed in aini.yml.
+    path = _ports_file(project_dir)
+    try:
+        ports = json.loads(path.read_text())
+    except (OSError, ValueError):
+        ports = {}
+    if not isinstance(ports, dict) or ports.get(host) != port:
+        ports = {**(ports if isinstance(ports, dict) else {}), host: port}
+        path.write_text(json.dumps(ports, indent=1, sort_keys=True) + "\n")
 
 
 def _docker_vars(options: UpOptions) -> dict[str, Any]:
@@ -250,4 +351,4 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
-__all__ = ["ADMIN_USER", "SshAccess", "UpOptions", "UpResult", "configure_ssh_host", "find_login", "ssh_access", "up"]
+__all__ = ["ADMIN_USER", "Login", "SshAccess", "answering_port", "log_in", "UpOptions", "UpResult", "configure_ssh_host", "find_login", "ssh_access", "up"]

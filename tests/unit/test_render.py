@@ -88,7 +88,7 @@ def test_only_the_web_facing_container_joins_the_proxy_network(tmp_path):
         doc = yaml.safe_load(file.content)
         for name, svc in doc["services"].items():
             on_proxy = "proxy" in svc.get("networks", {})
-            assert on_proxy == (name in {"traefik", "consul", "vault", "librechat", "n8n", "nextcloud", "onlyoffice", "netdata"}), name
+            assert on_proxy == (name in {"traefik", "consul", "vault", "librechat", "n8n", "nextcloud", "nextcloud-cron", "onlyoffice", "netdata"}), name
             assert ("ports" in svc) == (name == "traefik"), f"{name} publishes ports"
         if "internal" in doc.get("networks", {}):  # created by the deploy, as internal
             assert doc["networks"]["internal"] == {"name": f"aini-{path.split('/')[0]}", "external": True}

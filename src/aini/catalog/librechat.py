@@ -60,7 +60,9 @@ LIBRECHAT = ServiceSpec(
     volumes=(
         Volume("librechat-images", "/app/client/public/images"),
         Volume("librechat-uploads", "/app/uploads"),
-        Volume("librechat-logs", "/app/api/logs"),
+        # LibreChat logs to <cwd>/logs = /app/logs (data-schemas getLogDirectory: /app does not
+        # contain "LibreChat"); the image creates /app/logs owned by node, so the volume is too.
+        Volume("librechat-logs", "/app/logs"),
         Volume("librechat-data", "/app/data"),
     ),
     depends_on=("mongodb", "meilisearch"),

@@ -17,6 +17,18 @@ from .model import (
 
 ONLYOFFICE_JWT = Secret("onlyoffice_jwt_secret", 48, "alnum", description="shared by OnlyOffice and Nextcloud")
 HTML = Volume("nextcloud-html", "/var/www/html")
+# nextcloud/docker's entrypoint.sh copies /usr/src/nextcloud/config/*.php into
+# /var/www/html/config only while that directory is missing or empty (a fresh install),
+# with the ownership www-data needs. A file mounted straight into /var/www/html/config
+# makes the runtime create that directory root-owned first: nothing is copied, www-data
+# cannot write config.php and the install never completes (nextcloud/docker#1158).
+IMAGE_CONFIG_DIR = "/usr/src/nextcloud/config"
+
+
+def _apache_body_limit(upload_limit: str) -> str:
+    """Bytes for the image's `LimitRequestBody ${APACHE_BODY_LIMIT}` (default 1 GiB), from
+    upload_limit in PHP's 1024-based shorthand, so Apache does not refuse what PHP accepts."""
+    return str(int(upload_limit[:-1]) * 1024 ** ("KMG".index(upload_limit[-1]) + 1))
 
 
 def _nextcloud_env(ctx: Context) -> dict:
@@ -37,6 +49,7 @@ def _nextcloud_env(ctx: Context) -> dict:
         "REDIS_HOST": ctx.host("redis"),
         "PHP_MEMORY_LIMIT": "1024M",
         "PHP_UPLOAD_LIMIT": options.upload_limit,
+        "APACHE_BODY_LIMIT": _apache_body_limit(options.upload_limit),
         "APACHE_DISABLE_REWRITE_IP": "1",
     }
     if options.s3:
@@ -53,7 +66,9 @@ def _nextcloud_env(ctx: Context) -> dict:
             "OBJECTSTORE_S3_SECRET": Ref("nextcloud_s3_secret"),
         }
     if ctx.on("onlyoffice"):
-        # Read by onlyoffice.config.php: the secret never sits in a file or in argv.
+        # Read by onlyoffice.config.php (never in argv). Nextcloud writes its merged
+        # configuration, these values included, into config.php whenever it saves a
+        # setting: the README says so.
         env |= {
             "AINI_ONLYOFFICE_URL": ctx.url("onlyoffice") + "/",
             "AINI_ONLYOFFICE_INTERNAL_URL": f"http://{ctx.host('onlyoffice')}/",
@@ -63,33 +78,50 @@ def _nextcloud_env(ctx: Context) -> dict:
     return env
 
 
+# Read only by the entrypoint (install, Apache) or autoconfig.php during the install: the
+# cron container runs no entrypoint, so it gets everything else and none of these secrets.
+_ENTRYPOINT_ONLY = frozenset({
+    "NEXTCLOUD_ADMIN_USER", "NEXTCLOUD_ADMIN_PASSWORD", "NEXTCLOUD_TRUSTED_DOMAINS",
+    "MYSQL_HOST", "MYSQL_DATABASE", "MYSQL_USER", "MYSQL_PASSWORD",
+    "APACHE_BODY_LIMIT", "APACHE_DISABLE_REWRITE_IP", "PHP_UPLOAD_LIMIT",
+})
+
+
+def _cron_env(ctx: Context) -> dict:
+    return {k: v for k, v in _nextcloud_env(ctx).items() if k not in _ENTRYPOINT_ONLY}
+
+
 ONLYOFFICE_CONFIG = "onlyoffice.config.php"
 
 
 def _onlyoffice_config(ctx: Context) -> dict[str, str]:
     """The OnlyOffice connector reads its settings from the system config's `onlyoffice`
     array; Nextcloud merges every config/*.config.php into it. Values come from the
-    container's environment (the 0600 env file), so this file holds no secret."""
+    container's environment (the 0600 env file), so this file holds no secret. The
+    entrypoint copies it into the html volume on the first install only, hence the guard:
+    once OnlyOffice is disabled (no AINI_ONLYOFFICE_URL), the copy adds nothing."""
     if not ctx.on("onlyoffice"):
         return {}
     return {ONLYOFFICE_CONFIG: """<?php
 // Written by AINI: the OnlyOffice connector's settings (edit aini.yml, not this file).
-$CONFIG = array(
-  'onlyoffice' => array(
-    'DocumentServerUrl' => getenv('AINI_ONLYOFFICE_URL'),
-    'DocumentServerInternalUrl' => getenv('AINI_ONLYOFFICE_INTERNAL_URL'),
-    'StorageUrl' => getenv('AINI_NEXTCLOUD_INTERNAL_URL'),
-    'jwt_secret' => getenv('AINI_ONLYOFFICE_JWT_SECRET'),
-    'jwt_header' => 'Authorization',
-  ),
-);
+if (getenv('AINI_ONLYOFFICE_URL')) {
+  $CONFIG = array(
+    'onlyoffice' => array(
+      'DocumentServerUrl' => getenv('AINI_ONLYOFFICE_URL'),
+      'DocumentServerInternalUrl' => getenv('AINI_ONLYOFFICE_INTERNAL_URL'),
+      'StorageUrl' => getenv('AINI_NEXTCLOUD_INTERNAL_URL'),
+      'jwt_secret' => getenv('AINI_ONLYOFFICE_JWT_SECRET'),
+      'jwt_header' => 'Authorization',
+    ),
+  );
+}
 """}
 
 
 def _onlyoffice_mounts(ctx: Context) -> tuple[Volume, ...]:
     if not ctx.on("onlyoffice"):
         return ()
-    return (Volume(f"./{ONLYOFFICE_CONFIG}", f"/var/www/html/config/{ONLYOFFICE_CONFIG}", read_only=True),)
+    return (Volume(f"./{ONLYOFFICE_CONFIG}", f"{IMAGE_CONFIG_DIR}/{ONLYOFFICE_CONFIG}", read_only=True),)
 
 
 # Installs the connector from the app store once, then only enables it: safe to repeat.
@@ -109,8 +141,11 @@ NEXTCLOUD = ServiceSpec(
     description="Files, calendars and contacts; installed unattended.",
     upstream="https://github.com/nextcloud/docker",
     port=80,
+    # status.php answers 200 with "installed":false when the install did not happen (the
+    # entrypoint still starts Apache): healthy means installed.
     health=HealthCheck(
-        ("CMD", "curl", "-fsS", "http://127.0.0.1/status.php"), port=80, path="/status.php", start_period="300s"
+        ("CMD-SHELL", "curl -fsS http://127.0.0.1/status.php | grep -q '\"installed\":true'"),
+        port=80, path="/status.php", start_period="300s",
     ),
     mem_reservation=512,
     mem_limit=2048,
@@ -146,6 +181,9 @@ NEXTCLOUD_CRON = ServiceSpec(
     mem_reservation=64,
     mem_limit=512,
     enabled=lambda config: config.services.nextcloud.enabled,
+    # cron.php reads the same config/*.config.php files, whose values come from getenv():
+    # without the web container's environment it would see no Redis, S3 or OnlyOffice.
+    env=_cron_env,
     volumes=(HTML,),
     depends_on=("nextcloud",),
     entrypoint=("/cron.sh",),
@@ -219,12 +257,22 @@ ONLYOFFICE = ServiceSpec(
     upstream="https://helpcenter.onlyoffice.com/installation/docs-community-install-docker.aspx",
     port=80,
     health=HealthCheck(
-        ("CMD", "curl", "-fsS", "http://127.0.0.1/healthcheck"), port=80, path="/healthcheck", start_period="180s"
+        # /healthcheck answers 200 with `true` or `false` (Docker-DocumentServer README): the body decides.
+        ("CMD-SHELL", "curl -fsS http://127.0.0.1/healthcheck | grep -qx true"), port=80, path="/healthcheck",
+        start_period="180s",
     ),
     mem_reservation=2048,
     mem_limit=4096,
     enabled=lambda config: config.services.onlyoffice.enabled and config.services.nextcloud.enabled,
-    env=lambda ctx: {"JWT_ENABLED": "true", "JWT_SECRET": Ref(ONLYOFFICE_JWT.name), "JWT_HEADER": "Authorization"},
+    env=lambda ctx: {
+        "JWT_ENABLED": "true",
+        "JWT_SECRET": Ref(ONLYOFFICE_JWT.name),
+        "JWT_HEADER": "Authorization",
+        # Its request filter refuses private addresses by default (Docker-DocumentServer
+        # README), and it fetches and saves documents at http://aini-nextcloud/ on the
+        # proxy network. Every such request needs the shared JWT secret.
+        "ALLOW_PRIVATE_IP_ADDRESS": "true",
+    },
     secrets=(ONLYOFFICE_JWT,),
     volumes=(
         Volume("onlyoffice-data", "/var/www/onlyoffice/Data"),

@@ -18,6 +18,10 @@ _NEEDS_PRIVILEGE_GAIN = {"netdata", "onlyoffice"}
 # Consul probes every service, so it alone joins every group's internal network. It
 # forwards nothing between them: each group still reaches only its own members.
 _JOINS_EVERY_NETWORK = {"consul"}
+# Containers without a route that still need the proxy network: Nextcloud's cron runs the
+# OnlyOffice connector's daily check (it calls OnlyOffice, which lives there) and reaches
+# S3, while an internal network has no way out. Databases never join it.
+_JOINS_PROXY = {"nextcloud-cron"}
 
 
 def image_ref(spec: ServiceSpec, ctx: Context) -> str:
@@ -112,7 +116,7 @@ def _networks_of(spec: ServiceSpec, group: list[ServiceSpec], internal: Mapping[
     networks: dict = {}
     if len(group) > 1:
         networks["internal"] = {}
-    if spec.route:
+    if spec.route or spec.name in _JOINS_PROXY:
         networks["proxy"] = {"ipv4_address": FIXED_IPS[spec.name]} if spec.name in FIXED_IPS else {}
     if spec.name in _JOINS_EVERY_NETWORK:
         networks.update({_joined(g): {} for g in internal if g != spec.group})
@@ -152,7 +156,7 @@ def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: 
         networks["internal"] = {"name": internal[group_name], "external": True}
     if any(s.name in _JOINS_EVERY_NETWORK for s in specs):
         networks.update({_joined(g): {"name": n, "external": True} for g, n in internal.items() if g != group_name})
-    if any(s.route for s in specs):
+    if any(s.route or s.name in _JOINS_PROXY for s in specs):
         if group_name == "traefik":
             ipam = {"config": [{"subnet": PROXY_SUBNET, "ip_range": PROXY_DYNAMIC}]}
             networks["proxy"] = {"name": PROXY_NETWORK, "ipam": ipam, "labels": owner}

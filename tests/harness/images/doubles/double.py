@@ -79,20 +79,33 @@ def routes(path: str, query: dict[str, list[str]]) -> tuple[int, str, str] | Non
             "/health": lambda: as_json({"status": "available", "aini_double": SERVICE}),
             "/version": lambda: as_json({"pkgVersion": "1.35.1", "aini_double": SERVICE}),
         },
-        "nextcloud": {
-            "/status.php": lambda: as_json({
-                "installed": True, "maintenance": False, "needsDbUpgrade": False,
-                "version": "34.0.4.0", "versionstring": "34.0.4", "edition": "",
-                "productname": "Nextcloud (AINI test double)", "extendedSupport": False,
-                "aini_double": SERVICE}),
-            "/": lambda: page(title),
-        },
+        "nextcloud": {"/": lambda: page(title)},  # status.php: nextcloud_double.py
         "onlyoffice": {"/healthcheck": lambda: text("true"), "/": lambda: page(title)},
         "socket-proxy": {"/_ping": lambda: text("OK"), "/version": lambda: as_json(
             {"Version": "20.10", "aini_double": SERVICE})},
     }.get(SERVICE, {})
     handler = table.get(path)
     return handler() if handler else None
+
+
+# Doubles with a module of their own; double.py hands them each request first.
+SERVICE_MODULES = {"nextcloud": "nextcloud_double", "nextcloud-cron": "nextcloud_double",
+                   "onlyoffice": "onlyoffice_double",
+                   # their start() applies upstream's start-up rules (mongodb, watchtower: never returns)
+                   "librechat": "librechat_double", "mongodb": "mongodb_double", "watchtower": "watchtower_double"}
+
+
+def service_module():
+    name = SERVICE_MODULES.get(SERVICE)
+    return importlib.import_module(name) if name else None
+
+
+def service_answer(handler: BaseHTTPRequestHandler, path: str) -> tuple[int, str, str | bytes] | None:
+    module = service_module()
+    if module is None:
+        return None
+    length = int(handler.headers.get("Content-Length") or 0)
+    return module.answer(handler.command, path, handler.headers, handler.rfile.read(length) if length else b"")
 
 
 HEALTH_PATHS = {"/health", "/status.php", "/healthcheck", "/v1/sys/health", "/v1/status/leader", "/_ping"}
@@ -138,11 +151,13 @@ class Handler(BaseHTTPRequestHandler):
             answer = text(f"{SERVICE} double: broken on purpose\n", 500)
         elif (forwarded := docker_read(self.path)) is not None:
             answer = forwarded
+        elif (own := service_answer(self, url.path)) is not None:
+            answer = own
         else:
             answer = routes(url.path, parse_qs(url.query)) or text(
                 f"{SERVICE} double: no such path {url.path}\n", 404)
         status, kind, body = answer
-        data = body.encode()
+        data = body if isinstance(body, bytes) else body.encode()
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
@@ -166,15 +181,25 @@ class Handler(BaseHTTPRequestHandler):
 # ----------------------------------------------------------- vault and consul: full API
 
 API_MODULES = {"vault": "vault_api", "consul": "consul_api"}
-# The catalog's volumes: openbao runs the vault double with its own mount point.
-DATA_DIRS = {"vault": ("/vault/data", "/openbao/data"), "consul": ("/consul/data",)}
 
 
-def api_server(host: str, port: int) -> ThreadingHTTPServer:
+def api_servers(argv: list[str]) -> list[ThreadingHTTPServer]:
     """The API double behind the same face as the others: the X-Aini-Double header, a UI
-    page, and health endpoints that fail on purpose in broken mode."""
+    page, and health endpoints that fail on purpose in broken mode.
+
+    In the image, the upstream start-up comes first (hashicorp_start: the entrypoint's
+    ownership rules, the config files read with an HCL parser, upstream's refusals), and the
+    API listens where the configuration says. Outside an image (AINI_DOUBLE_HOST/PORT, the
+    contract tests of the API) only the API runs, with its state in AINI_DOUBLE_DATA."""
     api = importlib.import_module(API_MODULES[SERVICE])
-    data_dir = os.environ.get("AINI_DOUBLE_DATA") or next((d for d in DATA_DIRS[SERVICE] if os.path.isdir(d)), None)
+    if os.environ.get("AINI_DOUBLE_HOST"):
+        addresses, port = [os.environ["AINI_DOUBLE_HOST"]], int(os.environ.get("AINI_DOUBLE_PORT") or PORTS[SERVICE])
+        data_dir = os.environ.get("AINI_DOUBLE_DATA")
+    else:
+        import hashicorp_start
+
+        started = hashicorp_start.start(SERVICE, os.environ.get("AINI_DOUBLE_FLAVOR", ""), argv[1:])
+        addresses, port, data_dir = started.addresses, started.port, started.data_dir
     double = api.VaultDouble(data_dir) if SERVICE == "vault" else api.ConsulDouble(data_dir)
     log(f"state in {data_dir or 'memory only'}")
 
@@ -194,16 +219,17 @@ def api_server(host: str, port: int) -> ThreadingHTTPServer:
             if self.path.split("?")[0] not in HEALTH_PATHS:
                 log(fmt % args)
 
-    return api.api_http.DoubleServer((host, port), ApiHandler, double)
+    servers = [api.api_http.DoubleServer((address, port), ApiHandler, double) for address in addresses]
+    log(f"listening on {', '.join(f'{a}:{port}' for a in addresses)} (API double)")
+    return servers
 
 
 # -------------------------------------------------------------------------- startup
 
 REQUIRED_ENV = {
-    "librechat": ("MONGO_URI", "CREDS_KEY", "CREDS_IV", "JWT_SECRET", "JWT_REFRESH_SECRET", "DOMAIN_SERVER"),
-    "mongodb": ("MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"),
+    # librechat, mongodb: what upstream refuses is in librechat_double.py and mongodb_double.py
     "meilisearch": ("MEILI_MASTER_KEY",),
-    "nextcloud": ("MYSQL_HOST", "MYSQL_PASSWORD", "NEXTCLOUD_ADMIN_PASSWORD", "REDIS_HOST"),
+    # nextcloud: none; like upstream it starts without them and is not installed (nextcloud_double.py)
     "onlyoffice": ("JWT_SECRET",),
 }
 PORTS = {"librechat": 3080, "mongodb": 27017, "meilisearch": 7700, "nextcloud": 80, "onlyoffice": 80,
@@ -213,15 +239,12 @@ PORTS = {"librechat": 3080, "mongodb": 27017, "meilisearch": 7700, "nextcloud": 
 def dependencies() -> list[tuple[str, int]]:
     env = os.environ
     deps: list[tuple[str, int]] = []
-    if SERVICE == "librechat":
-        rest = env["MONGO_URI"].split("@", 1)[-1].split("/", 1)[0]
-        host, _, port = rest.partition(":")
-        deps.append((host, int(port or 27017)))
+    if SERVICE == "librechat":  # MongoDB: librechat_double.start() connects as the driver does
         if env.get("SEARCH") == "true" and env.get("MEILI_HOST"):
             hostport = urlsplit(env["MEILI_HOST"])
             deps.append((hostport.hostname or "", hostport.port or 7700))
     elif SERVICE == "nextcloud":
-        deps += [(env["MYSQL_HOST"], 3306), (env["REDIS_HOST"], 6379)]
+        deps += [(h, p) for h, p in ((env.get("MYSQL_HOST"), 3306), (env.get("REDIS_HOST"), 6379)) if h]
     return deps
 
 
@@ -237,14 +260,6 @@ def wait_for(host: str, port: int, timeout: float = 300) -> None:
                 log(f"gave up waiting for {host}:{port}: {exc}")
                 sys.exit(1)
             time.sleep(1)
-
-
-def tcp_listener(port: int) -> None:
-    """A TCP port that accepts and closes connections (MongoDB's wire protocol is not needed)."""
-    srv = socket.create_server(("0.0.0.0", port), reuse_port=True)
-    while True:
-        conn, _ = srv.accept()
-        conn.close()
 
 
 def stop(*_: object) -> None:
@@ -266,23 +281,23 @@ def main(argv: list[str]) -> None:
     if missing:
         log(f"missing required environment: {', '.join(missing)}")
         sys.exit(1)
-    if argv[1:2] == ["crond"] or SERVICE in ("watchtower", "nextcloud-cron"):
+    if SERVICE == "nextcloud-cron":
+        service_module().crond()  # /cron.sh: runs the image's crontab, never returns
+    if argv[1:2] == ["crond"] or SERVICE == "nextcloud-cron":
         log("running (no port; stays up)")
         while True:
             time.sleep(3600)
     for host, port in dependencies():
         wait_for(host, port)
+    if hasattr(module := service_module(), "start"):
+        module.start()  # the upstream entrypoint's work before the server starts
     port = int(os.environ.get("AINI_DOUBLE_PORT") or PORTS[SERVICE])
     host = os.environ.get("AINI_DOUBLE_HOST", "0.0.0.0")
     if SERVICE in API_MODULES:
-        server = api_server(host, port)
-        log(f"listening on {host}:{port} (API double)")
-        server.serve_forever()
-    if SERVICE == "mongodb":
-        threading.Thread(target=tcp_listener, args=(port,), daemon=True).start()
-        log(f"listening on :{port} (TCP only)")
-        while True:
-            time.sleep(3600)
+        first, *more = api_servers(argv)
+        for extra in more:
+            threading.Thread(target=extra.serve_forever, daemon=True).start()
+        first.serve_forever()
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     log(f"listening on :{port}")

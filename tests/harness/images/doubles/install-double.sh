@@ -3,64 +3,65 @@
 # and entrypoints call, where the upstream image provides them.
 set -euo pipefail
 service=$1
+
+# The tools the catalog's health checks may call: exactly those of the upstream image
+# (UPSTREAM.md, "tools"), busybox applets for an Alpine-based image, curl where upstream
+# installs it. A check that calls a tool upstream lacks then fails here too.
+busybox_tools() { for t in "$@"; do ln -sf /bin/busybox "/usr/local/bin/$t"; done; }
+with_curl() { ln -sf /opt/aini-double/bin/curl /usr/local/bin/curl; }
+case "$service" in
+  consul)       busybox_tools wget; with_curl ;;   # alpine + curl
+  vault)        busybox_tools wget ;;              # alpine (vault, openbao)
+  librechat)    busybox_tools wget ;;              # node:alpine
+  meilisearch)  busybox_tools wget; with_curl ;;   # alpine + curl
+  socket-proxy) busybox_tools wget ;;              # haproxy:alpine
+  nextcloud)    with_curl ;;                       # php:apache (Debian), curl only
+  onlyoffice)   with_curl ;;                       # Ubuntu, curl
+  mongodb|watchtower) ;;                           # neither wget nor curl
+  *) echo "install-double.sh: unknown service $service" >&2; exit 2 ;;
+esac
+
+# The image's user and the directories its Dockerfile creates for it (UPSTREAM.md): the
+# double's start-up (hashicorp_start.py) applies the entrypoint's ownership rules to them.
+image_user() {  # name, then the directories it owns
+  local name=$1; shift
+  groupadd -g 1000 "$name" && useradd -u 100 -g 1000 -M -d /nonexistent -s /sbin/nologin "$name"
+  mkdir -p "$@" && chown "$name:$name" "$@"
+}
+case "$service${2:+-$2}" in
+  consul)        image_user consul /consul/data /consul/config ;;
+  vault)         image_user vault /vault/config /vault/logs /vault/file ;;
+  vault-openbao) image_user openbao /openbao/config /openbao/logs /openbao/file ;;
+esac
+
 case "$service" in
   mongodb)
-    # The catalog checks MongoDB with `mongosh --quiet --eval "db.adminCommand('ping').ok"`.
-    cat > /usr/local/bin/mongosh <<'SH'
-#!/bin/bash
-# mongosh of the MongoDB TEST DOUBLE: answers only the ping evaluation, by checking that
-# the double's port accepts a TCP connection.
-case "$*" in
-  *ping*) if exec 3<>/dev/tcp/127.0.0.1/27017; then echo 1; exit 0; fi; exit 1 ;;
-  *) echo "mongosh (AINI test double): only the ping evaluation is supported" >&2; exit 2 ;;
-esac
-SH
+    # docker-library/mongo 8.0/Dockerfile: mongodb is UID/GID 999 and owns /data/db and
+    # /data/configdb (so a fresh named volume there starts mongodb-owned, as upstream's).
+    groupadd --gid 999 --system mongodb
+    useradd --uid 999 --system --gid mongodb --home-dir /data/db mongodb
+    mkdir -p /data/db /data/configdb && chown -R mongodb:mongodb /data/db /data/configdb
+    # mongosh for the catalog's `mongosh --quiet --eval "db.adminCommand('ping').ok"`: a
+    # real ping over the double's protocol (mongodb_double.py), not a bare TCP connect.
+    printf '#!/bin/sh\nexec python3 /opt/aini-double/mongodb_double.py mongosh "$@"\n' > /usr/local/bin/mongosh
     chmod 0755 /usr/local/bin/mongosh ;;
+  librechat)
+    # LibreChat's Dockerfile: node:alpine's node (UID/GID 1000) owns /app, and
+    # `mkdir -p /app/client/public/images /app/logs /app/uploads` runs as node. /app/data is
+    # not in that list (a volume there starts root-owned); librechat_double.py runs as node.
+    groupadd --gid 1000 node && useradd --uid 1000 --gid node -M -d /home/node -s /sbin/nologin node
+    mkdir -p /app/client/public/images /app/logs /app/uploads /app/api && chown -R node:node /app ;;
+  watchtower) ;;  # FROM scratch: nothing but the binary; it runs as root for the socket
   nextcloud)
-    # nextcloud-cron runs the same image with `entrypoint: /cron.sh`; upstream's runs
-    # `busybox crond`, and the catalog's check greps PID 1's command line for crond.
-    cat > /cron.sh <<'SH'
-#!/bin/sh
-export AINI_DOUBLE=nextcloud-cron
-exec python3 /opt/aini-double/double.py crond
-SH
-    chmod 0755 /cron.sh
-    # `php occ` of the Nextcloud TEST DOUBLE: only the app commands AINI's post-deploy step
-    # uses (app:list --output=json, app:install, app:enable), with upstream's exit codes
-    # (install of an installed app fails), state kept in the html volume like upstream's
-    # apps/ directory. Every call is appended to a log, so tests can see what ran.
-    cat > /usr/local/bin/php <<'PY'
-#!/usr/bin/python3
-import json, os, sys
-STATE = "/var/www/html/.aini-double-apps.json"
-args = sys.argv[1:]
-if args[:1] != ["occ"] or os.getcwd() != "/var/www/html":
-    sys.exit("php (AINI test double): only `php occ ...` in /var/www/html is supported")
-if os.geteuid() != 33:
-    sys.exit("Console has to be executed with the user that owns the file config/config.php")
-apps = json.load(open(STATE)) if os.path.exists(STATE) else {"enabled": {}, "disabled": {}}
-with open("/var/www/html/.aini-double-occ.log", "a") as log:
-    log.write(" ".join(args[1:]) + "\n")
-cmd, rest = (args[1:2] or [""])[0], args[2:]
-if cmd == "app:list" and "--output=json" in rest:
-    print(json.dumps(apps))
-elif cmd == "app:install" and rest:
-    if rest[0] in apps["enabled"] or rest[0] in apps["disabled"]:
-        sys.exit(f"{rest[0]} already installed")
-    apps["enabled"][rest[0]] = "9.11.0"
-    print(f"{rest[0]} 9.11.0 installed\n{rest[0]} enabled")
-elif cmd == "app:enable" and rest:
-    if rest[0] in apps["enabled"]:
-        print(f"{rest[0]} already enabled")
-    elif rest[0] in apps["disabled"]:
-        apps["enabled"][rest[0]] = apps["disabled"].pop(rest[0])
-        print(f"{rest[0]} enabled")
-    else:
-        sys.exit(f"App not found: {rest[0]}")
-else:
-    sys.exit(f"occ (AINI test double): {cmd} is not supported")
-json.dump(apps, open(STATE, "w"))
-PY
+    # Upstream's layout (/usr/src/nextcloud, /var/www owned www-data:root, the www-data
+    # crontab) and its entrypoint, `php occ`, cron.php and /cron.sh: nextcloud_double.py.
+    # /var/www/html/config is NOT created here: on a fresh volume only the entrypoint (or
+    # the runtime, for a file mounted inside it) creates it, as upstream.
+    python3 /opt/aini-double/nextcloud_double.py build
+    printf '#!/bin/sh\nexec python3 /opt/aini-double/nextcloud_double.py php "$@"\n' > /usr/local/bin/php
     chmod 0755 /usr/local/bin/php
-    mkdir -p /var/www/html/config && chown -R www-data:www-data /var/www/html ;;
+    # nextcloud-cron runs the same image with `entrypoint: /cron.sh`; upstream's runs
+    # `busybox crond -f -L /dev/stdout`, and the catalog's check greps PID 1's command line for crond.
+    printf '#!/bin/sh\nexport AINI_DOUBLE=nextcloud-cron\nexec python3 /opt/aini-double/double.py crond\n' > /cron.sh
+    chmod 0755 /cron.sh ;;
 esac
