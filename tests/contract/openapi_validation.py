@@ -25,7 +25,9 @@ from typing import Any
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPEC_PATH = Path(os.environ.get("HCLOUD_OPENAPI_SPEC", "/work/shared/reference/hcloud-openapi.json"))
+# Kept in the repository beside the simulator (MIT, licence file alongside) so that a clone runs alone.
+SPEC_PATH = Path(os.environ.get("HCLOUD_OPENAPI_SPEC",
+                                Path(__file__).resolve().parents[1] / "harness" / "hcloud_sim" / "hcloud-openapi.json"))
 API_HOST = "https://api.hetzner.cloud"
 
 

@@ -61,7 +61,6 @@ def test_status_of_the_healthy_stack(stack: Stack, figures):
             assert row["cert_days_left"] > 0, row
         else:
             assert row["url"] is None and row["cert_issuer"] is None
-    assert seconds < 10, f"aini status took {seconds:.1f} s"
 
     table, _ = aini_status(stack)
     assert table.returncode == 0, table.stdout + table.stderr

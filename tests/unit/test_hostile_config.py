@@ -4,8 +4,6 @@ corruption), so exit 2 is the only right answer."""
 
 from __future__ import annotations
 
-import time
-
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -78,34 +76,31 @@ raw_documents = st.one_of(
 def run_validate(tmp_path, text: str):
     path = tmp_path / "aini.yml"
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
-    start = time.monotonic()
-    result = runner.invoke(app, ["-c", str(path), "validate"])
-    return result, time.monotonic() - start
+    return runner.invoke(app, ["-c", str(path), "validate"])
 
 
-def assert_refused(result, seconds):
+def assert_refused(result):
     output = result.output
     assert result.exit_code == 2, output
     assert "Traceback" not in output, output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert output.startswith("error: "), output
-    assert seconds < 1.0, f"took {seconds:.2f}s"
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(doc=corruptions)
 def test_corrupted_documents_exit_2(tmp_path, doc):
     text = yaml.safe_dump(doc) if isinstance(doc, dict) else yaml.safe_dump(doc)
-    assert_refused(*run_validate(tmp_path, text))
+    assert_refused(run_validate(tmp_path, text))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=raw_documents)
 def test_hostile_yaml_exits_2(tmp_path, text):
-    assert_refused(*run_validate(tmp_path, text))
+    assert_refused(run_validate(tmp_path, text))
 
 
 def test_the_valid_base_is_accepted(tmp_path):
     """The corruptions start from this document: it must itself be valid."""
-    result, _ = run_validate(tmp_path, yaml.safe_dump(VALID))
+    result = run_validate(tmp_path, yaml.safe_dump(VALID))
     assert result.exit_code == 0, result.output

@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Self
 
@@ -337,12 +336,9 @@ def test_refused_and_silent_endpoints_are_reported_not_raised_and_bounded():
     # A listener that never answers the handshake: each host times out, all at once.
     with socket.create_server(("127.0.0.1", 0), backlog=32) as silent:
         hosts = [f"h{i}.localhost" for i in range(10)]
-        start = time.monotonic()
         results = status.check_certificates(hosts, ("127.0.0.1", silent.getsockname()[1]), timeout=0.5)
-        seconds = time.monotonic() - start
     assert sorted(results) == hosts
     assert all("within 0.5 s" in (r.error or "") for r in results.values()), results
-    assert seconds < 2.0, f"10 silent hosts took {seconds:.2f} s: not concurrent"
 
 
 def test_plain_http_on_the_https_port_is_a_handshake_failure():
@@ -468,17 +464,17 @@ def test_remote_status_errors_are_one_line(tmp_path):
     assert "target.ssh_key" in result.stderr
 
 
-def test_status_of_the_whole_stack_is_fast(project, tls_server):
-    """Two docker calls and one TLS handshake per routed host, concurrently: well under a second."""
+def test_status_of_the_whole_stack_is_two_docker_calls_and_one_handshake_per_host(project, tls_server):
+    """Its wall time is a figure of bench/bounds.py, not asserted here."""
     config = validate_data(yaml.safe_load((project / "aini.yml").read_text()), "t")
-    start = time.monotonic()
-    report = status.collect(config, project, FakeDocker(healthy_rows(config)), TOOLS)
-    seconds = time.monotonic() - start
+    fake = FakeDocker(healthy_rows(config))
+    report = status.collect(config, project, fake, TOOLS)
+    assert [argv[1] for argv in fake.calls] == ["ps", "inspect"]
+    assert sorted(set(tls_server.sni)) == sorted(localca.hostnames(config))
     assert report.ok and len(report.services) == len(catalog.enabled(config))
     out = io.StringIO()
     status.render_table(report, Console(width=250, file=out))
     assert "FAIL" not in out.getvalue() and "services healthy" in out.getvalue()
-    assert seconds < 1.5, f"status took {seconds:.2f} s"
 
 
 def test_control_plane_overlay_marks_a_sealed_vault_and_critical_checks():

@@ -1,6 +1,8 @@
 """`aini secrets`: which secret a KEY names, what may be rotated, values never from argv."""
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 
@@ -40,6 +42,28 @@ def test_rotation_refuses_what_would_lose_data_or_lock_a_service_out():
     assert len(new) == 64
 
 
+def on_a_terminal(argv: list[str], cwd, env: dict | None = None) -> tuple[int, str, str]:
+    """Run argv with stdout on a pseudo-terminal (stdin empty, stderr a pipe): exit code,
+    what reached the terminal, stderr."""
+    master, slave = pty.openpty()
+    with subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave,
+                          stderr=subprocess.PIPE) as proc:
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        err = proc.stderr.read()
+        code = proc.wait(60)
+    return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+
 def test_cli_secrets_take_no_value_in_argv_and_get_refuses_a_terminal(tmp_path):
     (tmp_path / "aini.yml").write_text(yaml.safe_dump({"domain": "localhost", "email": "a@example.com",
                                                          "target": {"kind": "local"}}))
@@ -54,3 +78,12 @@ def test_cli_secrets_take_no_value_in_argv_and_get_refuses_a_terminal(tmp_path):
     assert r.returncode == 2 and "librechat has no secret NOPE" in r.stderr and "Traceback" not in r.stderr
     r = aini("secrets", "rotate", "n8n", "N8N_ENCRYPTION_KEY")
     assert r.returncode == 2 and "must not be rotated" in r.stderr
+
+    # The refusal comes before Vault is asked: nothing is deployed here, and the message is
+    # about the terminal, not about Vault.
+    code, shown, err = on_a_terminal([sys.executable, "-m", "aini", "secrets", "get", "n8n", "N8N_ENCRYPTION_KEY"],
+                                     cwd=tmp_path)
+    assert code == 2 and shown == "", (code, shown, err)
+    assert "stdout is a terminal: pipe it (aini secrets get S K | ...) or add --show" in err
+    r = aini("secrets", "get", "n8n", "N8N_ENCRYPTION_KEY")  # a pipe passes the check and reaches Vault's lookup
+    assert r.returncode != 0 and "stdout is a terminal" not in r.stderr and "Traceback" not in r.stderr
