@@ -15,13 +15,8 @@ import pytest
 from tests.harness.doubles import import_double
 from tests.harness.endpoints import HttpEndpoint, TcpEndpoint
 
-from .helpers import wait_for
-from .test_vault_double import (
-    Answer,
-    _free_port,
-    start_double_process,
-    stop_double_process,
-)
+from .helpers import free_port, start_double_process, stop_double_process, wait_for
+from .test_vault_double import Answer
 from .test_vault_double import call as _call
 
 consul_api = import_double("consul_api")
@@ -312,7 +307,7 @@ def test_state_survives_a_restart_and_checks_run_again(tmp_path: Path):
 
 
 def test_the_image_entrypoint_serves_the_api_with_the_double_header(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_double_process("consul", tmp_path, port)
     try:

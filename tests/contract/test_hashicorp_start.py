@@ -8,7 +8,6 @@ Containers run on this machine's Docker engine (the world fails, never skips, wi
 """
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,17 +22,9 @@ from aini.render.networks import FIXED_IPS, PROXY_SUBNET
 from tests.harness import stack_images
 from tests.harness.world import build_or_fail
 from tests.unit.conftest import config_of, seed_store
+from tests.contract.helpers import docker
 
 pytestmark = pytest.mark.sandbox
-
-
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    from tests.harness.sandbox import docker_cli
-
-    r = subprocess.run([docker_cli(), *args], capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args[:3])} failed: {r.stderr}")
-    return r
 
 
 @pytest.fixture(scope="module")

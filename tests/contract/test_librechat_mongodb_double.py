@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -23,11 +22,7 @@ sys.path.insert(0, str(DOUBLES))
 import librechat_double  # noqa: E402
 import mongodb_double  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .helpers import free_port, start_double_process, stop_double_process  # noqa: E402
 
 
 def _env(service: str, data: Path, port: int, **extra: str) -> dict[str, str]:
@@ -37,26 +32,10 @@ def _env(service: str, data: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 def start_mongodb(data: Path, port: int, **env: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, str(DOUBLES / "double.py")], env=_env("mongodb", data, port, **env),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise AssertionError(process.stdout.read().decode())
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError("mongodb double did not listen")
+    return start_double_process("mongodb", data, port, env=_env("mongodb", data, port, **env), argv=())
 
 
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=10)
-    return out.decode()
+stop = stop_double_process
 
 
 def run_librechat(data: Path, port: int, mongo_uri: str, timeout: float = 20, **env: str) -> tuple[int | None, str]:
@@ -80,7 +59,7 @@ def run_librechat(data: Path, port: int, mongo_uri: str, timeout: float = 20, **
 
 @pytest.fixture
 def mongo(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     password = secrets.token_urlsafe(18)
     (tmp_path / "db").mkdir()
     process = start_mongodb(tmp_path / "db", port, MONGO_INITDB_ROOT_USERNAME="librechat",
@@ -118,7 +97,7 @@ def test_initdb_creates_the_root_user_in_admin_and_a_wrong_password_gets_code_18
 def test_a_second_start_with_other_credentials_keeps_the_first_user(tmp_path: Path):
     data = tmp_path / "db"
     data.mkdir()
-    port = _free_port()
+    port = free_port()
     first, second = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     stop(start_mongodb(data, port, MONGO_INITDB_ROOT_USERNAME="librechat", MONGO_INITDB_ROOT_PASSWORD=first))
     process = start_mongodb(data, port, MONGO_INITDB_ROOT_USERNAME="other", MONGO_INITDB_ROOT_PASSWORD=second)
@@ -135,7 +114,7 @@ def test_a_second_start_with_other_credentials_keeps_the_first_user(tmp_path: Pa
 
 def test_only_one_of_the_initdb_variables_is_refused(tmp_path: Path):
     result = subprocess.run([sys.executable, str(DOUBLES / "double.py")], capture_output=True, text=True, timeout=20,
-                            env=_env("mongodb", tmp_path, _free_port(), MONGO_INITDB_ROOT_USERNAME="librechat"))
+                            env=_env("mongodb", tmp_path, free_port(), MONGO_INITDB_ROOT_USERNAME="librechat"))
     assert result.returncode == 1
     assert "both must be specified for a user to be created" in result.stderr
 
@@ -150,7 +129,7 @@ def test_mongosh_pings_the_double_and_refuses_credentials_in_argv(mongo):
                              text=True, env=env, timeout=10)
     assert refused.returncode == 2
     down = subprocess.run([*mongosh, "db.adminCommand('ping').ok"], capture_output=True, text=True, timeout=10,
-                          env={**os.environ, "AINI_DOUBLE_PORT": str(_free_port())})
+                          env={**os.environ, "AINI_DOUBLE_PORT": str(free_port())})
     assert down.returncode == 1
 
 
@@ -186,25 +165,25 @@ def test_librechat_starts_only_with_the_credentials_and_authsource_of_the_root_u
     base = f"mongodb://librechat:{password}@127.0.0.1:{port}/LibreChat"
     app = tmp_path / "app"
     app.mkdir()
-    rc, log = run_librechat(app, _free_port(), base + "?authSource=admin")
+    rc, log = run_librechat(app, free_port(), base + "?authSource=admin")
     assert rc is None and "Connected to MongoDB" in log, log
     # Without authSource the driver authenticates against LibreChat, where no user exists.
-    rc, log = run_librechat(app, _free_port(), base)
+    rc, log = run_librechat(app, free_port(), base)
     assert rc == 1 and "MongoServerError: Authentication failed. (code 18" in log, log
-    rc, log = run_librechat(app, _free_port(), f"mongodb://librechat:wrong@127.0.0.1:{port}/LibreChat?authSource=admin")
+    rc, log = run_librechat(app, free_port(), f"mongodb://librechat:wrong@127.0.0.1:{port}/LibreChat?authSource=admin")
     assert rc == 1 and "Authentication failed." in log
     assert password not in log
 
 
 def test_librechat_without_mongo_uri_is_refused(tmp_path: Path):
-    rc, log = run_librechat(tmp_path, _free_port(), "")
+    rc, log = run_librechat(tmp_path, free_port(), "")
     assert rc == 1 and "Please define the MONGO_URI environment variable" in log
 
 
 def test_missing_credentials_are_generated_into_the_temp_file_as_upstream(mongo, tmp_path: Path):
     port, password, _, _ = mongo
     temp = tmp_path / "data" / ".env.temp"
-    rc, log = run_librechat(tmp_path, _free_port(), f"mongodb://librechat:{password}@127.0.0.1:{port}/x?authSource=admin",
+    rc, log = run_librechat(tmp_path, free_port(), f"mongodb://librechat:{password}@127.0.0.1:{port}/x?authSource=admin",
                             CREDS_KEY="", LIBRECHAT_TEMP_CREDENTIALS_PATH=str(temp))
     assert rc is None, log
     assert "Generated temporary credentials for CREDS_KEY" in log

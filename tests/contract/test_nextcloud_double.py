@@ -21,6 +21,7 @@ import pytest
 
 from aini.catalog.nextcloud import IMAGE_CONFIG_DIR, NEXTCLOUD, ONLYOFFICE_CONFIG
 from tests.harness import stack_images
+from tests.contract.helpers import docker
 
 GOLDEN_CONFIG = Path(__file__).parents[1] / "unit" / "golden" / "default" / "nextcloud" / ONLYOFFICE_CONFIG
 # MariaDB's and Redis's ports, so that the double's dependency wait is real TCP.
@@ -31,13 +32,6 @@ LISTENER = ("import socket, threading\n"
             "        s.accept()[0].close()\n"
             "threading.Thread(target=serve, args=(6379,), daemon=True).start()\n"
             "serve(3306)\n")
-
-
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {args[0]} failed: {result.stderr[-2000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import free_port
+
 DOUBLE = Path(__file__).parents[1] / "harness" / "images" / "doubles" / "double.py"
 
 
@@ -44,12 +46,6 @@ def hs256_claims(token: str, secret: str) -> dict | None:
     head, body, mac = token.split(".")
     want = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
     return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))) if want == mac else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Double:

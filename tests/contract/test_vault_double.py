@@ -8,11 +8,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,8 +19,8 @@ import pytest
 
 from tests.harness.doubles import import_double
 
-REPO = Path(__file__).resolve().parents[2]
-DOUBLES = REPO / "tests" / "harness" / "images" / "doubles"
+from .helpers import free_port, start_double_process, stop_double_process
+
 
 
 vault_api = import_double("vault_api")
@@ -524,39 +519,8 @@ def test_approle_bound_cidrs_limit_logins_and_the_tokens_they_give(vault):
 # ------------------------------------------------------------- the doubles image entrypoint
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_double_process(service: str, data_dir: Path, port: int, mode: str = "normal") -> subprocess.Popen:
-    """double.py as the doubles image runs it (python3 double.py server), on a local port."""
-    env = {**os.environ, "AINI_DOUBLE": service, "AINI_DOUBLE_MODE": mode, "AINI_DOUBLE_HOST": "127.0.0.1",
-           "AINI_DOUBLE_PORT": str(port), "AINI_DOUBLE_DATA": str(data_dir), "PYTHONDONTWRITEBYTECODE": "1"}
-    process = subprocess.Popen([sys.executable, str(DOUBLES / "double.py"), "server"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise AssertionError(process.stdout.read().decode() if process.stdout else "double exited")
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"{service} double did not listen within 15 s")
-
-
-def stop_double_process(process: subprocess.Popen) -> str:
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=10)
-    return out.decode()
-
-
 def test_the_image_entrypoint_serves_the_api_and_a_process_restart_seals(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_double_process("vault", tmp_path, port)
     try:
@@ -580,7 +544,7 @@ def test_the_image_entrypoint_serves_the_api_and_a_process_restart_seals(tmp_pat
 
 
 def test_the_image_entrypoint_in_broken_mode_fails_its_health_endpoint(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     process = start_double_process("vault", tmp_path, port, mode="broken")
     try:
         assert call(f"http://127.0.0.1:{port}", "GET", "/v1/sys/health").status == 500
