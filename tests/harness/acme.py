@@ -97,8 +97,8 @@ class PebbleWorld:
 
     http_port: where Pebble's VA connects for HTTP-01 (on the address DNS gives the name);
     listen: the address Pebble's ACME API binds: 127.0.0.1, 0.0.0.0 or one address (e.g. the
-      Docker bridge gateway) so containers reach it;
-    extra_ips: more addresses the listener certificate names (e.g. a Docker bridge gateway);
+      sandbox network's gateway, sandbox.WORLD_GATEWAY) so containers reach it;
+    extra_ips: more addresses the listener certificate names (e.g. the sandbox network's gateway);
     default_ipv4: the A record challtestsrv gives every name unless add_a() says otherwise.
     """
 
