@@ -26,11 +26,14 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aini import deploy, localca, status  # noqa: E402
 from aini.cli import app  # noqa: E402
 from aini.config import validate_data  # noqa: E402
 from aini.controlplane import breakglass as bg  # noqa: E402
-from tests.unit.test_status import (  # noqa: E402
+from aini import project as aini_project  # noqa: E402
+from aini.deploy import record  # noqa: E402
+from aini.ops import status  # noqa: E402
+from aini.infra import localca  # noqa: E402
+from tests.unit.ops.test_status import (  # noqa: E402
     TOOLS, FakeDocker, TlsServer, deployed_manifest, healthy_rows, local_data)
 
 RUNS = 5
@@ -117,11 +120,11 @@ def status_figures(tmp: Path) -> dict:
     with TlsServer(certs.cert, certs.key) as server:
         data = local_data(https_port=server.port)
         project = tmp / "project"
-        deploy_dir = project / ".aini" / deploy.DEPLOYED_DIR
+        deploy_dir = project / ".aini" / aini_project.DEPLOYED_DIR
         deploy_dir.mkdir(parents=True)
         (project / "aini.yml").write_text(yaml.safe_dump(data))
         config = validate_data(data, "bench")
-        (deploy_dir / deploy.DEPLOYED_MANIFEST).write_text(json.dumps(deployed_manifest(config)))
+        (deploy_dir / record.DEPLOYED_MANIFEST).write_text(json.dumps(deployed_manifest(config)))
 
         def collect():
             report = status.collect(config, project, FakeDocker(healthy_rows(config)), TOOLS)

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import yaml
+from aini.deploy import record  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aini import deploy  # noqa: E402
 from tests.e2e.stack import Stack, foreign_resources, free_port, stack_config  # noqa: E402
 from tests.harness import stack_images  # noqa: E402
 from tests.harness.docker_engine import ensure_engine  # noqa: E402
@@ -66,7 +66,7 @@ def main(out: Path) -> dict:
             figures["status_seconds"] = status_seconds(stack, docker)
 
             # The floor: the same files, from empty volumes, straight through compose.
-            order = json.loads((stack.deploy_dir / deploy.DEPLOYED_MANIFEST).read_text())["order"]
+            order = json.loads((stack.deploy_dir / record.DEPLOYED_MANIFEST).read_text())["order"]
             for group in reversed(order):
                 stack.compose(group, "down", "--volumes", "--timeout", "5")
             floor: dict = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aini import provision  # noqa: E402
+from aini.infra import provision  # noqa: E402
 from aini.config import validate_data  # noqa: E402
 from tests.contract.helpers import ssh_public_key  # noqa: E402
 from tests.harness.hcloud_sim import Simulator  # noqa: E402

@@ -401,22 +401,21 @@ class AiniConfig(Model):
             raise ValueError("domain 'localhost' only works with target.kind 'local'")
         if self.services.onlyoffice.enabled and not self.services.nextcloud.enabled:
             raise ValueError("services.onlyoffice needs services.nextcloud: enable Nextcloud or disable OnlyOffice")
-        from .catalog import CATALOG, subdomain_of
-
-        owners: dict[str, str] = {}
-        for spec in CATALOG:
-            if spec.route and spec.enabled(self):
-                sub = subdomain_of(spec, self)
-                if sub in owners:
-                    raise ValueError(
-                        f"services.{spec.group}.subdomain: '{sub}' is already used by {owners[sub]}; choose another"
-                    )
-                owners[sub] = spec.group
-        return self
+        return self  # what needs the catalog (subdomains in use) is aini.catalog.checks
 
     @property
     def tls_challenge(self) -> str:
         return self.tls.challenge or ("local" if self.target.kind == "local" else "http")
+
+    @property
+    def local_target(self) -> LocalTarget | None:
+        """The local target (its bind address and ports), or None when the stack runs on a server."""
+        return self.target if isinstance(self.target, LocalTarget) else None
+
+    @property
+    def https_port(self) -> int:
+        """Where browsers reach Traefik's HTTPS: the local target's https_port, else 443."""
+        return self.target.https_port if isinstance(self.target, LocalTarget) else 443
 
 
 # --- loading -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aini import cloud
+from aini.infra import hetzner as cloud
 from aini.config import validate_data
 from aini.errors import AiniError, InputError
 

@@ -12,7 +12,7 @@ from aini.config import validate_data
 from aini.controlplane import bootstrap, breakglass
 from aini.controlplane.vault import VaultClient
 from aini.errors import AiniError, InputError
-from aini.secrets import SecretStore
+from aini.store import SecretStore
 from tests.harness.doubles import import_double
 
 vault_api = import_double("vault_api")

@@ -18,7 +18,7 @@ import pytest
 
 from aini import catalog
 from aini.render.bundle import render
-from aini.render.networks import FIXED_IPS, PROXY_SUBNET
+from aini.catalog.networks import FIXED_IPS, PROXY_SUBNET
 from tests.harness import stack_images
 from tests.harness.world import build_or_fail
 from tests.unit.conftest import config_of, seed_store

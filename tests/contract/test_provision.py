@@ -13,7 +13,8 @@ import threading
 
 import pytest
 
-from aini import cloud, provision
+from aini.infra import hetzner as cloud
+from aini.infra import provision
 from aini.config import validate_data
 from aini.errors import AiniError, InputError
 

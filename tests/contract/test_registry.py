@@ -19,7 +19,7 @@ from aini.controlplane import Request, registry
 from aini.controlplane.consul import ConsulClient, ConsulError
 from aini.errors import AiniError
 from aini.render import bundle
-from aini.secrets import SecretStore
+from aini.store import SecretStore
 from tests.harness.doubles import import_double
 from tests.harness.endpoints import HttpEndpoint
 

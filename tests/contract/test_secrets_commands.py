@@ -14,14 +14,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from aini import catalog, deploy, vaultops
+from aini import catalog
 from aini.cli import app
 from aini.config import validate_data
 from aini.controlplane import bootstrap
 from aini.controlplane.vault import VaultClient
-from aini.secrets import SecretStore
+from aini.store import SecretStore
+from aini.ops import secrets as vaultops
+from aini.ops import up as ops_up
+from aini.sites import local as sites_local
 from tests.harness.doubles import import_double
-from tests.unit.test_vaultops import on_a_terminal
+from tests.unit.ops.test_secrets import on_a_terminal
 
 vault_api = import_double("vault_api")
 PASSPHRASE = {"AINI_BREAKGLASS_PASSPHRASE": "contract-test-passphrase"}
@@ -29,8 +32,8 @@ DATA = {"domain": "localhost", "email": "a@example.com", "target": {"kind": "loc
 
 # A separate process cannot be monkeypatched: this one points the local site's Vault at the
 # double (its URL from the environment; an address, not a secret), then runs the CLI.
-CLI_AT_DOUBLE = ("import os, sys; from aini import deploy; "
-                 "deploy.LocalSite.endpoint = lambda self, address, port: os.environ['AINI_TEST_VAULT_URL']; "
+CLI_AT_DOUBLE = ("import os, sys; from aini.sites import local as sites_local; "
+                 "sites_local.LocalSite.endpoint = lambda self, address, port: os.environ['AINI_TEST_VAULT_URL']; "
                  "from aini.cli import app; sys.argv[0] = 'aini'; app()")
 
 
@@ -66,7 +69,7 @@ def world(tmp_path: Path, monkeypatch) -> Iterator[World]:
         client, _ = bootstrap.ensure_vault(VaultClient(server.url), project, [s.name for s in specs],
                                            bootstrap.Passphrase(environ=PASSPHRASE))
         assert bootstrap.sync_secrets(client, store, specs).pushed
-        monkeypatch.setattr(deploy.LocalSite, "endpoint", lambda self, address, port: server.url)
+        monkeypatch.setattr(sites_local.LocalSite, "endpoint", lambda self, address, port: server.url)
         yield World(project, config, server.url, client)
     finally:
         server.stop()
@@ -142,11 +145,11 @@ def test_a_successful_rotate_stores_a_new_value_in_vault_and_the_working_copy_th
 
     # The redeploy itself is the e2e tests' (a real stack); here: it runs once, after both
     # stores hold the new value, so the env files it renders carry it.
-    def up_local(config, project_dir):
-        redeploys.append(SecretStore(Path(project_dir) / ".aini").get("librechat_jwt_secret"))
+    def up_local(project):
+        redeploys.append(SecretStore(project.aini_dir).get("librechat_jwt_secret"))
         return SimpleNamespace(touched=["librechat"])
 
-    monkeypatch.setattr(deploy, "up_local", up_local)
+    monkeypatch.setattr(ops_up, "up_local", up_local)
     result = world.aini("secrets", "rotate", "librechat", "JWT_SECRET")
     assert result.exit_code == 0, result.output
     assert result.output == "Rotated librechat_jwt_secret.\nRedeployed: librechat.\n"

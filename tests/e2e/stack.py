@@ -17,9 +17,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aini import catalog, deploy
+from aini import catalog
 from aini.config import validate_data
-from aini.secrets import STORE_DIR, SecretStore
+from aini.project import STORE_DIR
+from aini.store import SecretStore
+from aini import project as aini_project
+from aini.project import Project
+from aini.deploy import apply
+from aini.docker import compose as compose_cmds
+from aini.ops import up as ops_up
+from aini.sites import local as sites_local
 
 PROJECT = "e2e"
 LABEL = f"aini.project={PROJECT}"
@@ -82,7 +89,7 @@ class Stack:
 
     @property
     def deploy_dir(self) -> Path:
-        return self.project_dir / STORE_DIR / deploy.DEPLOYED_DIR
+        return self.project_dir / STORE_DIR / aini_project.DEPLOYED_DIR
 
     @property
     def ca(self) -> Path:
@@ -92,12 +99,12 @@ class Stack:
         # Traefik on loopback and free ports (aini.yml's local target), never the machine's 80/443.
         self.data["target"].update(bind="127.0.0.1", http_port=self.http_port, https_port=self.https_port)
 
-    def up(self, data: dict | None = None, wait_timeout: int = WAIT, console=None, **kw) -> deploy.DeployResult:
+    def up(self, data: dict | None = None, wait_timeout: int = WAIT, console=None, **kw) -> apply.DeployResult:
         """Deploy `data` (default: the stack's own aini.yml)."""
         from aini.controlplane.bootstrap import Passphrase
 
         config = validate_data(data, "e2e aini.yml") if data is not None else self.config
-        return deploy.up_local(config, self.project_dir, wait_timeout=wait_timeout, console=console,
+        return ops_up.up_local(Project(config, self.project_dir), wait_timeout=wait_timeout, console=console,
                                passphrase=Passphrase(environ=PASSPHRASE_ENV), **kw)
 
     def host(self, service: str) -> str:
@@ -168,8 +175,8 @@ class Stack:
         return {name: (cid, state) for name, cid, state in rows}
 
     def compose(self, group: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        argv = [*deploy.compose_base(deploy.find_tools(), self.deploy_dir, group), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=deploy.subprocess_env())
+        argv = [*compose_cmds.compose_base(sites_local.find_tools(), self.deploy_dir, group), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=sites_local.subprocess_env())
 
     def teardown(self) -> None:
         """Every container, volume and network this stack made (volumes included)."""

@@ -21,9 +21,9 @@ from aini import catalog
 from aini.controlplane import breakglass
 from aini.controlplane.bootstrap import secret_paths
 from aini.controlplane.vault import VaultClient
-from aini.deploy import DeployError
+from aini.deploy.diagnose import DeployError
 from aini.errors import AiniError
-from aini.render.networks import FIXED_IPS
+from aini.catalog.networks import FIXED_IPS
 from tests.e2e.stack import PASSPHRASE, PASSPHRASE_ENV, Stack
 from tests.harness import stack_images
 
@@ -364,6 +364,8 @@ def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):
     assert proc.returncode == 0, out + err
     deployed = json.loads(out)["deployed"]
     assert deployed and set(deployed.values()) == {"unchanged"}, deployed
+    lines = json.loads(out)["deploy_plan"]  # what `aini up` would do, read from the engine
+    assert lines == [f"= {group:<14} skip unchanged" for group in deployed], lines
     # The same project with one setting changed: only n8n's group differs from the record.
     changed = json.loads(json.dumps(stack.data))
     changed["services"] = {"n8n": {"timezone": "Europe/Vienna"}}
@@ -373,6 +375,8 @@ def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):
                        capture_output=True, text=True, timeout=120, env={**os.environ, "AINI_DOCKER": stack.docker})
     assert r.returncode == 0, r.stderr
     assert {g: v for g, v in json.loads(r.stdout)["deployed"].items() if v != "unchanged"} == {"n8n": "changed"}
+    lines = [line for line in json.loads(r.stdout)["deploy_plan"] if not line.endswith("skip unchanged")]
+    assert lines[0] == "+ n8n            up   changed" and lines[1].startswith("images: ") and len(lines) == 2, lines
 
 
 def test_secrets_set_redeploys_only_what_uses_the_key_and_never_shows_the_value(stack: Stack):

@@ -13,7 +13,7 @@ import pytest
 
 from aini import catalog
 from aini.controlplane import breakglass
-from aini.status import fetch_certificate
+from aini.ops.status import fetch_certificate
 from tests.e2e.conftest import _merge_figures
 from tests.e2e.server import DOMAIN, ServerStack, server_world
 from tests.e2e.stack import PASSPHRASE

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from aini.errors import AiniError
-from aini.runner import run_playbook
+from aini.infra.ansible import run_playbook
 from hosttools import assert_one_line_error, module_hosts, run_up, write_project
 from tests.harness import sandbox
 
@@ -103,7 +103,7 @@ def test_hetzner_target_without_a_token_says_what_to_export(tmp_path, monkeypatc
 
 
 def test_scrubber_hides_every_line_of_a_secret():
-    from aini.runner import HIDDEN, scrubber
+    from aini.infra.ansible import HIDDEN, scrubber
 
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQyNTUxOQAAACBnb3Jk\n-----END OPENSSH PRIVATE KEY-----\n"
     scrub = scrubber([key, "s3cr3t-value", "", "abc"])
@@ -113,7 +113,7 @@ def test_scrubber_hides_every_line_of_a_secret():
 
 
 def test_hidden_results_say_so_instead_of_showing_anything():
-    from aini.runner import _Failure, _result_message, failure_message
+    from aini.infra.ansible import _Failure, _result_message, failure_message
 
     assert _result_message({"censored": "the output has been hidden", "msg": "x"}) == \
         "details hidden: the task handles secrets"

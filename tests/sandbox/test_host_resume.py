@@ -81,7 +81,8 @@ def test_killed_run_is_finished_by_the_next(sandbox_key, tmp_path):
 def test_admin_user_without_sudo_yet_is_passed_over(sandbox_host, tmp_path):
     """A run stopped after the admin's key was authorised but before its sudoers entry:
     the admin logs in but cannot configure anything, so the next run goes in as root."""
-    from aini.host import SshAccess, find_login
+    from aini.infra.server import find_login
+    from aini.sites.ssh import SshAccess
 
     pub = sandbox_host.key.with_suffix(".pub").read_text()
     sandbox_host.exec("sh", "-c", f"useradd -m -s /bin/bash {ADMIN} && install -d -o {ADMIN} -m 700 /home/{ADMIN}/.ssh"

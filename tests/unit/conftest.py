@@ -13,7 +13,7 @@ import yaml
 
 from aini import catalog
 from aini.config import validate_data
-from aini.secrets import SecretStore
+from aini.store import SecretStore
 
 BASE = {"domain": "example.com", "email": "admin@example.com"}
 

@@ -1,6 +1,7 @@
 import pytest
 
 from aini.config import AiniConfig, json_schema, parse_yaml, validate_data
+from aini.catalog.checks import validate
 from aini.errors import ConfigError
 
 from .conftest import BASE, config_of
@@ -8,7 +9,7 @@ from .conftest import BASE, config_of
 
 def problems(data) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        validate_data(data, "aini.yml")
+        validate(data, "aini.yml")
     return info.value.problems
 
 

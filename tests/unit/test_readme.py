@@ -1,13 +1,13 @@
 from pathlib import Path
 
-from aini.docs import service_table, with_table
+from aini.catalog.docs import service_table, with_table
 
 README = Path(__file__).parents[2] / "README.md"
 
 
 def test_readme_service_table_is_generated_from_the_catalog():
     text = README.read_text()
-    assert with_table(text) == text, "run: .venv/bin/python -m aini.docs README.md"
+    assert with_table(text) == text, "run: .venv/bin/python -m aini.catalog.docs README.md"
     assert "nickfedor/watchtower" in service_table()
 
 

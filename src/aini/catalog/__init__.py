@@ -57,7 +57,7 @@ def vault_of(specs: list[ServiceSpec]) -> ServiceSpec | None:
 
 
 def context(config: AiniConfig) -> Context:
-    return Context(config, frozenset(spec.name for spec in enabled(config)))
+    return Context(config, frozenset(spec.name for spec in enabled(config)), _BY_NAME)
 
 
 def groups(specs: list[ServiceSpec]) -> dict[str, list[ServiceSpec]]:

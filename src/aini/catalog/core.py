@@ -1,7 +1,7 @@
 """The control plane: Traefik (the only container facing the internet), Consul and Vault."""
 
-from ..render import traefik as traefik_config
-from ..render.networks import FIXED_IPS
+from . import traefik as traefik_config
+from .networks import FIXED_IPS
 from .model import Backup, Context, Files, HealthCheck, Route, Secret, ServiceSpec, UserSecret, Volume
 
 TRAEFIK = ServiceSpec(

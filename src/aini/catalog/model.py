@@ -173,24 +173,20 @@ class Context:
 
     config: AiniConfig
     enabled: frozenset[str]
+    entries: Mapping[str, ServiceSpec]  # the whole catalog by name, in deploy order
 
     def host(self, name: str) -> str:
-        from . import by_name
-
-        return by_name(name).container
+        return self.entries[name].container
 
     def subdomain(self, name: str) -> str:
-        from . import by_name
-
-        return subdomain_of(by_name(name), self.config)
+        return subdomain_of(self.entries[name], self.config)
 
     def fqdn(self, name: str) -> str:
         return f"{self.subdomain(name)}.{self.config.domain}"
 
     def url(self, name: str) -> str:
         """What a browser opens: the local target may serve HTTPS on another port."""
-        target = self.config.target
-        port = f":{target.https_port}" if target.kind == "local" and target.https_port != 443 else ""
+        port = f":{self.config.https_port}" if self.config.https_port != 443 else ""
         return f"https://{self.fqdn(name)}{port}"
 
     def on(self, name: str) -> bool:

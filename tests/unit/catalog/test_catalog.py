@@ -1,0 +1,74 @@
+import re
+
+import pytest
+
+from aini import catalog
+from aini.catalog.model import Ref
+from aini.config import IMAGE_RE
+
+from ..conftest import config_of
+
+ALL_ON = config_of(services={"n8n": {"database": "postgres"}, "nextcloud": {"s3": {"bucket": "my-files"}}}, tls={"challenge": "dns"})
+OPENBAO = config_of(services={"vault": {"flavor": "openbao"}})
+
+
+def test_every_entry_is_pinned_to_an_exact_version():
+    for spec in catalog.CATALOG:
+        match = IMAGE_RE.match(spec.pinned)
+        assert match and match["tag"] == spec.version, spec.name
+        assert not re.search(r"latest|stable|^\d+$|^v?\d+\.\d+$", spec.version), f"{spec.name}: {spec.version} is not exact"
+
+
+def test_entries_have_sane_budgets_and_unique_names():
+    assert len({s.name for s in catalog.CATALOG}) == len(catalog.CATALOG)
+    for spec in catalog.CATALOG:
+        assert 0 < spec.mem_reservation <= spec.mem_limit, spec.name
+
+
+def test_watchtower_is_the_maintained_fork_and_databases_are_monitor_only():
+    assert catalog.by_name("watchtower").image.endswith("nickfedor/watchtower")
+    for spec in catalog.CATALOG:
+        if spec.role in ("database", "search", "cache"):
+            assert spec.update == "monitor", spec.name
+
+
+@pytest.mark.parametrize("config", [config_of(), ALL_ON, OPENBAO])
+def test_every_secret_reference_is_declared_by_an_enabled_entry(config):
+    specs = catalog.enabled(config)
+    ctx = catalog.context(config)
+    declared = {s.name for s in catalog.secrets_for(specs)} | {s.name for s in catalog.user_secrets_for(specs)}
+    for spec in specs:
+        for key, value in spec.env(ctx).items():
+            if isinstance(value, Ref):
+                assert value.secret in declared, f"{spec.name}.{key} -> {value.secret}"
+        for dep in spec.depends_on:
+            catalog.by_name(dep)  # a dependency names a catalog entry
+
+
+def test_shared_secrets_are_one_secret():
+    specs = catalog.enabled(config_of())
+    names = [s.name for s in catalog.secrets_for(specs)]
+    assert names.count("onlyoffice_jwt_secret") == 1 and names.count("meili_master_key") == 1
+    jwt_users = [s.name for s in specs if any(x.name == "onlyoffice_jwt_secret" for x in s.secrets)]
+    assert jwt_users == ["nextcloud", "onlyoffice"]
+
+
+def test_options_switch_entries():
+    names = lambda cfg: {s.name for s in catalog.enabled(cfg)}  # noqa: E731
+    assert "n8n-postgres" not in names(config_of()) and "n8n-postgres" in names(ALL_ON)
+    assert "meilisearch" not in names(config_of(services={"librechat": {"search": False}}))
+    assert {"openbao"} <= names(OPENBAO) and "vault" not in names(OPENBAO)
+    assert names(config_of(services={"nextcloud": {"enabled": False}, "onlyoffice": {"enabled": False}})).isdisjoint(
+        {"nextcloud", "mariadb", "redis", "nextcloud-cron", "onlyoffice"}
+    )
+
+
+def test_never_rotate_keys_are_marked():
+    frozen = {s.name for spec in catalog.CATALOG for s in spec.secrets if not s.rotatable}
+    assert frozen == {"librechat_creds_key", "librechat_creds_iv", "n8n_encryption_key"}
+
+
+def test_secret_lengths_match_upstream_formats():
+    secrets = {s.name: s for spec in catalog.CATALOG for s in spec.secrets}
+    assert (secrets["librechat_creds_key"].length, secrets["librechat_creds_key"].alphabet) == (64, "hex")
+    assert (secrets["librechat_creds_iv"].length, secrets["librechat_creds_iv"].alphabet) == (32, "hex")

@@ -1,0 +1,23 @@
+"""What the deploy tests share: tools with fixed paths, a manifest of named groups, and the
+deployed record a local site holds."""
+
+from __future__ import annotations
+
+from aini.deploy import record
+from aini.docker import cmd as docker_cmd
+from aini.sites import local as sites_local
+
+TOOLS = docker_cmd.Tools(("docker",), ("/opt/compose",))
+
+
+def deployed_at(root) -> dict | None:
+    return record.parse_deployed(sites_local.LocalSite(root).read(record.DEPLOYED_MANIFEST))
+
+
+def manifest(**groups) -> dict:
+    return {
+        "project": "p",
+        "order": list(groups),
+        "groups": {g: {"hash": h, "services": [g], "images": {g: f"img/{g}:1"}} for g, h in groups.items()},
+        "files": {},
+    }

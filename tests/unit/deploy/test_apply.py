@@ -1,0 +1,168 @@
+"""The executor with a fake engine: groups in order, no secret in an argv, networks, post-deploy steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from aini import catalog
+from aini.catalog.nextcloud import ENABLE_ONLYOFFICE
+from aini.config import validate_data
+from aini.deploy import apply, diagnose, record
+from aini.deploy import plan as deploy_plan
+from aini.docker import cmd as docker_cmd
+from aini.docker import compose as compose_cmds
+from aini.docker import engine
+from aini.infra import localca
+from aini.ops import plan as ops_plan
+from aini.render import bundle
+from aini.sites import local as sites_local
+from aini.store import SecretStore
+
+from tests.unit.deploy.common import TOOLS, deployed_at, manifest
+
+
+def test_render_then_sync_a_real_bundle(tmp_path):
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    m = json.loads(files[bundle.MANIFEST].content)
+    p = deploy_plan.plan(m, None, {}, apply._composes(files))
+    assert [a.group for a in p.actions] == m["order"]
+    # the traefik group creates the proxy network; the deploy creates each internal one
+    # before the first group, so Consul (second in order) can join them all
+    assert {(n.name, n.internal) for n in p.networks} == {(f"aini-{g}", True) for g in ("librechat", "nextcloud", "netdata")}
+    consul = apply._composes(files)["consul"]
+    assert set(consul["services"]["consul"]["networks"]) == {"proxy", "librechat-internal", "nextcloud-internal",
+                                                             "netdata-internal"}
+    assert consul["networks"]["nextcloud-internal"] == {"name": "aini-nextcloud", "external": True}
+    assert set(apply._composes(files)["librechat"]["services"]["mongodb"]["networks"]) == {"internal"}
+    sites_local.sync_files({k: v for k, v in files.items() if k != bundle.MANIFEST}, tmp_path / "d")
+    assert (tmp_path / "d/n8n/n8n.env").stat().st_mode & 0o777 == 0o600
+
+
+def test_deploy_runs_groups_in_order_and_never_puts_a_secret_in_argv(tmp_path):
+    """The executor against a recording runner: what it would run, as data."""
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    manifest_ = json.loads(files[bundle.MANIFEST].content)
+    order = manifest_["order"]
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd):
+        calls.append(cmd.argv)
+        return subprocess.CompletedProcess(cmd.argv, 0, "", "")
+
+    out = io.StringIO()
+    result = apply.deploy(files, sites_local.LocalSite(tmp_path / "deployed", run), store.values(), tools=TOOLS,
+                           console=Console(file=out, width=200))
+    assert [g.group for g in result.groups] == order
+    ups = [c for c in calls if "up" in c]
+    assert [c[c.index("--project-name") + 1] for c in ups] == [f"aini-{g}" for g in order]
+    inspected = [c[5:] for c in calls if c[1:3] == ("image", "inspect")]
+    wanted = {img for g in manifest_["groups"].values() for img in g["images"].values()}
+    assert len(inspected) == 1 and sorted(inspected[0]) == sorted(wanted)  # one command, before any group
+    everything = " ".join(" ".join(c) for c in calls) + out.getvalue()
+    for value in store.values():
+        assert value not in everything
+    assert (tmp_path / "deployed" / "manifest.json").exists()
+    # Run again with everything "running": nothing but two read-only queries.
+    calls.clear()
+
+    def run_all_up(cmd):
+        calls.append(cmd.argv)
+        if cmd.argv[1] == "ps":
+            rows = [f"{s.group}\t{s.name}\trunning\t{s.container}" for s in catalog.enabled(config)]
+            return subprocess.CompletedProcess(cmd.argv, 0, "\n".join(rows), "")
+        if cmd.argv[1] == "network":  # were it missing, the traefik group would run to create it
+            return subprocess.CompletedProcess(cmd.argv, 0, "bridge\naini-proxy\n", "")
+        return subprocess.CompletedProcess(cmd.argv, 0, "", "")
+
+    again = apply.deploy(files, sites_local.LocalSite(tmp_path / "deployed", run_all_up), store.values(), tools=TOOLS,
+                          console=Console(file=io.StringIO()))
+    assert again.touched == [] and [c[1] for c in calls] == ["network", "ps"]
+
+
+def test_a_group_taken_down_takes_its_internal_network_along(tmp_path):
+    store = SecretStore(tmp_path / ".aini")
+
+    def bundle_of(**services):
+        config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                                "services": services}, "t")
+        store.ensure(catalog.secrets_for(catalog.enabled(config)))
+        return config, bundle.render(config, store)
+
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd):
+        calls.append(cmd.argv)
+        if cmd.argv[1] == "ps":
+            rows = [f"{s.group}\t{s.name}\trunning\t{s.container}" for s in catalog.enabled(config)]
+            return subprocess.CompletedProcess(cmd.argv, 0, "\n".join(rows), "")
+        return subprocess.CompletedProcess(cmd.argv, 0, "", "")
+
+    config, files = bundle_of()
+    apply.deploy(files, sites_local.LocalSite(tmp_path / "deployed", run), (), tools=TOOLS, console=Console(file=io.StringIO()))
+    created = [c[-1] for c in calls if c[1:3] == ("network", "create")]
+    assert sorted(created) == ["aini-librechat", "aini-netdata", "aini-nextcloud"]  # before the first group
+    assert calls.index(next(c for c in calls if c[1:3] == ("network", "create"))) < calls.index(
+        next(c for c in calls if "up" in c))
+    calls.clear()
+    _, without = bundle_of(netdata={"enabled": False})
+    result = apply.deploy(without, sites_local.LocalSite(tmp_path / "deployed", run), (), tools=TOOLS, console=Console(file=io.StringIO()))
+    # Traefik loses a route, Consul a network; the rest stays as it is
+    assert [(g.group, g.action) for g in result.groups if g.action != "skip"] == [
+        ("traefik", "up"), ("consul", "up"), ("netdata", "down")]
+    removed = [c for c in calls if c[1:3] == ("network", "rm")]
+    assert removed == [("docker", "network", "rm", "aini-netdata")]
+    assert calls.index(removed[0]) > calls.index(next(c for c in calls if "down" in c))  # after its containers
+
+
+def test_post_deploy_steps_run_after_their_group_and_a_failure_names_them(tmp_path):
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    php = files["nextcloud/onlyoffice.config.php"].content
+    assert "getenv('AINI_ONLYOFFICE_JWT_SECRET')" in php and not files["nextcloud/onlyoffice.config.php"].private
+    assert not any(v in php for v in store.values())
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd, fail=False):
+        calls.append(cmd.argv)
+        bad = fail and "exec" in cmd.argv
+        return subprocess.CompletedProcess(cmd.argv, 1 if bad else 0, "", "App not found: onlyoffice" if bad else "")
+
+    apply.deploy(files, sites_local.LocalSite(tmp_path / "d", run), store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
+    execs = [c for c in calls if "exec" in c]
+    assert execs == [("docker", "exec", "--user", "www-data", "--workdir", "/var/www/html", "aini-nextcloud", "sh",
+                      "-c", ENABLE_ONLYOFFICE)]
+    nextcloud_up = next(i for i, c in enumerate(calls) if "aini-nextcloud" in c and "up" in c)
+    assert calls.index(execs[0]) == nextcloud_up + 1  # right after its group came up healthy
+
+    calls.clear()
+    with pytest.raises(diagnose.DeployError, match="(?s)enable the OnlyOffice connector app.*App not found") as err:
+        apply.deploy(files, sites_local.LocalSite(tmp_path / "e", lambda c: run(c, fail=True)), store.values(), tools=TOOLS,
+                      console=Console(file=io.StringIO()))
+    assert err.value.group == "nextcloud"
+    assert "nextcloud" not in deployed_at(tmp_path / "e")["groups"]  # retried on the next run
+
+
+def test_without_onlyoffice_nextcloud_has_no_step_and_no_connector_config(tmp_path):
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                            "services": {"onlyoffice": {"enabled": False}}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    assert "nextcloud/onlyoffice.config.php" not in files
+    assert "post_deploy" not in json.loads(files[bundle.MANIFEST].content)["groups"]["nextcloud"]
