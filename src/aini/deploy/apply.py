@@ -128,7 +128,8 @@ def _healthy_after_up(tools: Tools, site: Site, group: str, deadline: float) -> 
         rows = parse_ps(site.run(compose_ps_cmd(tools, site.root, group)).stdout)
         if not unhealthy(rows):
             return True
-        if time.monotonic() >= deadline or any(r.get("State") not in ("running", "restarting") for r in rows):
+        if time.monotonic() >= deadline or any(r.get("State") not in ("running", "restarting")
+                                               or r.get("Health") == "unhealthy" for r in rows):
             return False
         time.sleep(2)
 
@@ -204,7 +205,7 @@ def deploy(
                 r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout))
                 if r.returncode == 0 and action.recreate:
                     r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
-                healthy = r.returncode == 0  # VERIFY-LATER
+                healthy = r.returncode == 0 and _healthy_after_up(tools, site, action.group, deadline)
             if not healthy:
                 deployed = record(site, deployed, manifest, action.group, None)
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")

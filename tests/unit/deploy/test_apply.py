@@ -148,7 +148,8 @@ def test_post_deploy_steps_run_after_their_group_and_a_failure_names_them(tmp_pa
     assert execs == [("docker", "exec", "--user", "www-data", "--workdir", "/var/www/html", "aini-nextcloud", "sh",
                       "-c", ENABLE_ONLYOFFICE)]
     nextcloud_up = next(i for i, c in enumerate(calls) if "aini-nextcloud" in c and "up" in c)
-    assert calls.index(execs[0]) == nextcloud_up + 1  # right after its group came up healthy
+    assert "ps" in calls[nextcloud_up + 1]  # compose's --wait checked: every container running and healthy
+    assert calls.index(execs[0]) == nextcloud_up + 2  # right after its group came up healthy
 
     calls.clear()
     with pytest.raises(diagnose.DeployError, match="(?s)enable the OnlyOffice connector app.*App not found") as err:
@@ -166,3 +167,31 @@ def test_without_onlyoffice_nextcloud_has_no_step_and_no_connector_config(tmp_pa
     files = bundle.render(config, store)
     assert "nextcloud/onlyoffice.config.php" not in files
     assert "post_deploy" not in json.loads(files[bundle.MANIFEST].content)["groups"]["nextcloud"]
+
+
+def test_a_group_compose_calls_up_is_checked_again_and_fails_when_a_container_is_not_healthy(tmp_path):
+    """`up --wait` returned 0 while the container it had recreated was still starting, then
+    failed its checks (seen in CI): the deploy asks `compose ps` itself and names it."""
+    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                            "services": {n: {"enabled": False} for n in ("librechat", "n8n", "nextcloud", "onlyoffice", "netdata",
+                                                                          "watchtower", "consul", "vault")}}, "t")
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog.secrets_for(catalog.enabled(config)))
+    files = bundle.render(config, store)
+    states = iter(["starting", "unhealthy"])
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd):
+        calls.append(cmd.argv)
+        if "ps" in cmd.argv and "--project-name" in cmd.argv:
+            row = {"Name": "aini-traefik", "State": "running", "Health": next(states, "unhealthy"), "Status": "Up"}
+            return subprocess.CompletedProcess(cmd.argv, 0, json.dumps(row) + "\n", "")
+        return subprocess.CompletedProcess(cmd.argv, 0, "", "")
+
+    with pytest.raises(diagnose.DeployError) as err:
+        apply.deploy(files, sites_local.LocalSite(tmp_path / "d", run), store.values(), tools=TOOLS, wait_timeout=600,
+                     console=Console(file=io.StringIO()))
+    assert err.value.group == "traefik" and err.value.containers == ["aini-traefik"]
+    assert "aini-traefik is running (unhealthy; Up)" in str(err.value)
+    assert "traefik" not in (deployed_at(tmp_path / "d") or {}).get("groups", {})
+    assert sum(1 for c in calls if "ps" in c and "--project-name" in c) == 3  # starting, unhealthy, diagnose
