@@ -365,7 +365,7 @@ def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):
     deployed = json.loads(out)["deployed"]
     assert deployed and set(deployed.values()) == {"unchanged"}, deployed
     lines = json.loads(out)["deploy_plan"]  # what `aini up` would do, read from the engine
-    assert lines == [f"= {group:<14} skip unchanged" for group in deployed], lines
+    assert sorted(lines) == sorted(f"= {group:<14} skip unchanged" for group in deployed), lines
     # The same project with one setting changed: only n8n's group differs from the record.
     changed = json.loads(json.dumps(stack.data))
     changed["services"] = {"n8n": {"timezone": "Europe/Vienna"}}

@@ -33,6 +33,7 @@ from ..docker.engine import (
 )
 from ..errors import AiniError
 from ..render.bundle import MANIFEST, Bundle, manifest_of
+from ..render.manifest import Manifest
 from .diagnose import DeployError, _indent, diagnose, missing_images_message, scrub, unhealthy
 from .plan import DeployPlan, _own_networks, plan
 from .record import DEPLOYED_MANIFEST, parse_deployed, record
@@ -78,7 +79,7 @@ def _old_composes(site: Site, groups: Iterable[str]) -> dict[str, dict]:
     return result
 
 
-def ensure_images(tools: Tools, images: Sequence[str], manifest: Mapping, run: Runner,
+def ensure_images(tools: Tools, images: Sequence[str], manifest: Manifest, run: Runner,
                   pull_timeout: float = DEFAULT_PULL_TIMEOUT, console: Console | None = None) -> list[str]:
     """Pull what is not on the engine; stop before touching any group when an image cannot
     be had. Returns the images pulled."""
@@ -109,8 +110,10 @@ def observe(files: Bundle, site: Site, tools: Tools) -> DeployPlan:
     if networks.returncode != 0:
         raise AiniError(f"the Docker engine does not answer: {networks.stderr.strip()[:300]}")
     composes = _composes(files)
-    return plan(manifest, parse_deployed(site.read(DEPLOYED_MANIFEST)), _running(tools, manifest["project"], site.run),
-                composes, _old_composes(site, composes), networks.stdout.split())
+    deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
+    return plan(manifest, Manifest.from_dict(deployed) if deployed else None,
+                _running(tools, manifest.project, site.run), composes, _old_composes(site, composes),
+                networks.stdout.split())
 
 
 def _running(tools: Tools, project: str, run: Runner) -> dict[str, set[str]]:
@@ -170,7 +173,7 @@ def deploy(
 
         ensure_images(tools, the_plan.images, manifest, site.run, pull_timeout, console)
         for net in the_plan.networks:
-            r = site.run(network_create_cmd(tools, net, manifest["project"]))
+            r = site.run(network_create_cmd(tools, net, manifest.project))
             if r.returncode != 0 and "already exists" not in r.stderr:
                 raise AiniError(f"cannot create the network {net.name}: {r.stderr.strip()[:300]}")
 
@@ -193,7 +196,7 @@ def deploy(
                     if r.returncode != 0 and "No such network" not in r.stderr:
                         console.print(f"[yellow]! network {name} left in place: {r.stderr.strip()[:200]}[/yellow]")
                 site.remove(action.group)
-                deployed = record(site, deployed, manifest, action.group, None)
+                deployed = record(site, deployed, manifest.document, action.group, None)
                 console.print(f"[yellow]- {action.group:<12} removed[/yellow] ({time.monotonic() - t0:.1f}s)")
                 result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
                 continue
@@ -207,25 +210,25 @@ def deploy(
                     r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
                 healthy = r.returncode == 0 and _healthy_after_up(tools, site, action.group, deadline)
             if not healthy:
-                deployed = record(site, deployed, manifest, action.group, None)
+                deployed = record(site, deployed, manifest.document, action.group, None)
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")
                 raise diagnose(tools, site.root, action.group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
-            for step in manifest["groups"][action.group].get("post_deploy", []):
+            for step in manifest.groups[action.group].post_deploy:
                 with _progress(console, f"{action.group}: {step['description'] or 'post-deploy step'}"):
                     r = site.run(exec_cmd(tools, step))
                 if r.returncode != 0:
                     # Not recorded as deployed: the next run brings the group up and retries.
-                    deployed = record(site, deployed, manifest, action.group, None)
+                    deployed = record(site, deployed, manifest.document, action.group, None)
                     output = scrub((r.stdout + r.stderr).strip()[-1500:], secrets)
                     raise DeployError(f"group '{action.group}' is up, but its step '{step['description']}' in "
                                       f"{step['container']} failed (exit {r.returncode}):\n{_indent(output)}\n"
                                       "Fix the cause and run the command again.", action.group, [step["container"]])
-            deployed = record(site, deployed, manifest, action.group, manifest["groups"][action.group]["hash"])
+            deployed = record(site, deployed, manifest.document, action.group, manifest.groups[action.group].hash)
             seconds = time.monotonic() - t0
             console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
             result.groups.append(GroupResult(action.group, "up", action.reason, seconds))
     result.seconds = time.monotonic() - started
-    console.print(f"Deployed {len(result.touched)} of {len(manifest['order'])} groups in {result.seconds:.1f}s.")
+    console.print(f"Deployed {len(result.touched)} of {len(manifest.order)} groups in {result.seconds:.1f}s.")
     return result
 
 

@@ -13,6 +13,7 @@ from ..docker.cmd import Runner, Tools
 from ..docker.compose import compose_ps_cmd, parse_ps
 from ..docker.engine import LOG_LINES, inspect_state_cmd, logs_cmd
 from ..errors import AiniError
+from ..render.manifest import Manifest
 
 
 class DeployError(AiniError):
@@ -35,8 +36,8 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def missing_images_message(missing: Mapping[str, str], manifest: Mapping) -> str:
-    owners = {img: name for g in manifest["groups"].values() for name, img in g["images"].items()}
+def missing_images_message(missing: Mapping[str, str], manifest: Manifest) -> str:
+    owners = manifest.owners()
     lines = ["these images are not on the Docker engine and could not be pulled:"]
     for image, reason in missing.items():
         lines.append(f"  - {owners.get(image, '?')}: {image} ({reason})")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..docker.engine import NetworkSpec
+from ..render.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class DeployPlan:
     def changed(self) -> list[str]:
         return [a.group for a in self.actions if a.action != "skip"]
 
-    def only(self, groups: Iterable[str], manifest: Mapping) -> DeployPlan:
+    def only(self, groups: Iterable[str], manifest: Manifest) -> DeployPlan:
         """Just these groups brought up (the control plane before the applications); nothing
         else touched, nothing taken down."""
         wanted = set(groups)
@@ -50,8 +51,8 @@ class DeployPlan:
 
 
 def plan(
-    manifest: Mapping,
-    deployed: Mapping | None,
+    manifest: Manifest,
+    deployed: Manifest | None,
     running: Mapping[str, set[str]],
     composes: Mapping[str, Mapping],
     old_composes: Mapping[str, Mapping] | None = None,
@@ -64,20 +65,19 @@ def plan(
     `docker rm`): compose recreates nothing that is already as wanted, so this is safe.
     `running` maps group -> names of its services whose container runs."""
     old_composes = old_composes or {}
-    deployed_groups = (deployed or {}).get("groups", {})
-    deployed_files = (deployed or {}).get("files", {})
+    deployed_groups = deployed.groups if deployed else {}
+    deployed_files = deployed.files if deployed else {}
     existing = set(existing_networks)
     actions: list[GroupAction] = []
-    for group in manifest["order"]:
-        info = manifest["groups"][group]
-        wanted = info["hash"]
+    for group in manifest.order:
+        info = manifest.groups[group]
         before = deployed_groups.get(group)
-        missing = sorted(set(info["services"]) - running.get(group, set()))
+        missing = sorted(set(info.services) - running.get(group, set()))
         if before is None:
             actions.append(GroupAction(group, "up", "new"))
-        elif before.get("hash") != wanted:
+        elif before.hash != info.hash:
             recreate = _mount_changes(group, composes.get(group, {}), old_composes.get(group),
-                                      manifest.get("files", {}), deployed_files)
+                                      manifest.files, deployed_files)
             actions.append(GroupAction(group, "up", "changed", recreate))
         elif missing:
             actions.append(GroupAction(group, "up", f"not running: {', '.join(missing)}"))
@@ -86,8 +86,7 @@ def plan(
 
     networks: list[NetworkSpec] = []
     defined = _networks_defined(composes)
-    declared = {n["name"]: n for n in manifest.get("networks", {}).values()} if isinstance(
-        manifest.get("networks"), dict) else {}
+    declared = {n["name"]: n for n in manifest.networks.values()}
     for name in sorted(_external_networks(composes) | set(declared)):
         if name in existing:
             continue
@@ -102,16 +101,15 @@ def plan(
                 actions[i] = GroupAction(owner, "up", f"network {name} missing")
 
     for group in reversed(list(deployed_groups)):
-        if group not in manifest["groups"]:
+        if group not in manifest.groups:
             actions.append(GroupAction(group, "down", "no longer in the bundle"))
 
     return DeployPlan(tuple(actions), _images(actions, manifest), tuple(networks))
 
 
-def _images(actions: Iterable[GroupAction], manifest: Mapping) -> tuple[str, ...]:
+def _images(actions: Iterable[GroupAction], manifest: Manifest) -> tuple[str, ...]:
     """Every image the groups to bring up need, in order, each once."""
-    return tuple(dict.fromkeys(image for a in actions if a.action == "up"
-                               for image in manifest["groups"][a.group]["images"].values()))
+    return manifest.images(a.group for a in actions if a.action == "up")
 
 
 def _external_networks(composes: Mapping[str, Mapping]) -> set[str]:
@@ -123,9 +121,9 @@ def _external_networks(composes: Mapping[str, Mapping]) -> set[str]:
     return names
 
 
-def _own_networks(old_compose: Mapping, manifest: Mapping) -> list[str]:
+def _own_networks(old_compose: Mapping, manifest: Manifest) -> list[str]:
     """The internal network a group taken down used, unless the bundle still declares it."""
-    declared = {n["name"] for n in (manifest.get("networks") or {}).values()}
+    declared = {n["name"] for n in manifest.networks.values()}
     internal = ((old_compose.get("networks") or {}).get("internal") or {}).get("name")
     return [internal] if internal and internal not in declared else []
 

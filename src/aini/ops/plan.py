@@ -168,13 +168,13 @@ def deployed_diff(project: Project) -> list[tuple[str, str]]:
     config = project.config
     if not config.services.consul.enabled:
         raise AiniError("services.consul is disabled: there is no deploy record to compare with")
-    manifest = bundle.manifest_of(_rendered_from_store(project))
+    desired = bundle.manifest_of(_rendered_from_store(project)).hashes()
     token = State.load(project.root).consul_deploy_token
     if not token:
         raise AiniError("this machine has no Consul deploy token for the project yet; run aini up first")
     with site_for(project) as site:
         deployed = registry.deployed_hashes(registry.consul_at(site, token))
-    return diff_groups({g: info["hash"] for g, info in manifest["groups"].items()}, deployed)
+    return diff_groups(desired, deployed)
 
 
 def deploy_preview(project: Project) -> DeployPlan:

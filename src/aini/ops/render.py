@@ -35,5 +35,5 @@ def render_bundle(project: Project, out: Path) -> RenderResult:
     files = bundle.render(project.config, store)
     store.save()  # before the bundle: every value in it must be recoverable from the store
     bundle.write(files, out)
-    groups = {name: group["hash"] for name, group in bundle.manifest_of(files)["groups"].items()}
+    groups = bundle.manifest_of(files).hashes()
     return RenderResult(out.resolve(), len(files), groups, generated, imported)

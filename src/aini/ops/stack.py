@@ -65,9 +65,8 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
     manifest = bundle.manifest_of(files)
     # Every image before anything starts: a missing application image must not be found
     # only after Vault was initialised.
-    every = list(dict.fromkeys(i for g in manifest["groups"].values() for i in g["images"].values()))
-    ensure_images(tools, every, manifest, site.run, pull_timeout, console)
-    order = manifest["order"]
+    ensure_images(tools, manifest.images(), manifest, site.run, pull_timeout, console)
+    order = manifest.order
     core = order[: order.index(vault_spec.group) + 1]
     first = deploy(files, site, store.values(), only=core, **common)
 
@@ -126,7 +125,7 @@ def _consul(project: Project, site: Site, files, key, console: Console) -> dict:
         deploy_token = client.with_token(management).ensure_deploy_token()
         state.consul_deploy_token, state.consul_deploy_accessor = deploy_token.secret_id, deploy_token.accessor_id
         state.save(project_dir)
-    manifest = bundle.manifest_of(files)
+    manifest = bundle.manifest_of(files).document  # Consul's records are built from the JSON as written
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     deploy_client = client.with_token(state.consul_deploy_token)
     synced = registry.sync(deploy_client, config, manifest, now)

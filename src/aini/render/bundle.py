@@ -19,13 +19,13 @@ from ..errors import InputError
 from ..project import write_private
 from ..yamltext import dump
 from . import compose
+from .manifest import MANIFEST, Manifest
 
 if TYPE_CHECKING:
     from ..catalog.model import Context, ServiceSpec
     from ..config import AiniConfig
     from ..store import SecretStore
 
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,6 @@ def read_bundle(directory: Path) -> Bundle:
     return files
 
 
-def manifest_of(files: Bundle) -> dict:
-    """The bundle's manifest, parsed: order, groups (hash, services, images, post-deploy
-    steps), networks and file hashes."""
-    return json.loads(files[MANIFEST].content)
+def manifest_of(files: Bundle) -> Manifest:
+    """The bundle's manifest, parsed (once per bundle)."""
+    return Manifest.parse(files[MANIFEST].content)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aini.deploy import record
 from aini.docker import cmd as docker_cmd
+from aini.render.manifest import Manifest
 from aini.sites import local as sites_local
 
 TOOLS = docker_cmd.Tools(("docker",), ("/opt/compose",))
@@ -21,3 +22,7 @@ def manifest(**groups) -> dict:
         "groups": {g: {"hash": h, "services": [g], "images": {g: f"img/{g}:1"}} for g, h in groups.items()},
         "files": {},
     }
+
+
+def typed(document: dict) -> Manifest:
+    return Manifest.from_dict(document)

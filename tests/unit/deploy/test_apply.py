@@ -26,7 +26,7 @@ from aini.render import bundle
 from aini.sites import local as sites_local
 from aini.store import SecretStore
 
-from tests.unit.deploy.common import TOOLS, deployed_at, manifest
+from tests.unit.deploy.common import TOOLS, deployed_at, manifest, typed
 
 
 def test_render_then_sync_a_real_bundle(tmp_path):
@@ -35,7 +35,7 @@ def test_render_then_sync_a_real_bundle(tmp_path):
     store.ensure(catalog.secrets_for(catalog.enabled(config)))
     files = bundle.render(config, store)
     m = json.loads(files[bundle.MANIFEST].content)
-    p = deploy_plan.plan(m, None, {}, apply._composes(files))
+    p = deploy_plan.plan(typed(m), None, {}, apply._composes(files))
     assert [a.group for a in p.actions] == m["order"]
     # the traefik group creates the proxy network; the deploy creates each internal one
     # before the first group, so Consul (second in order) can join them all

@@ -26,7 +26,7 @@ from aini.render import bundle
 from aini.sites import local as sites_local
 from aini.store import SecretStore
 
-from tests.unit.deploy.common import TOOLS, deployed_at, manifest
+from tests.unit.deploy.common import TOOLS, deployed_at, manifest, typed
 
 
 def test_scrub_removes_secret_values_and_parts_of_derived_ones():
@@ -37,6 +37,6 @@ def test_scrub_removes_secret_values_and_parts_of_derived_ones():
 
 def test_missing_images_message_names_them_and_explains_the_settings():
     m = manifest(nextcloud="a")
-    text = diagnose.missing_images_message({"img/nextcloud:1": "not found"}, m)
+    text = diagnose.missing_images_message({"img/nextcloud:1": "not found"}, typed(m))
     assert "nextcloud: img/nextcloud:1 (not found)" in text
     assert "mirror:" in text and "overrides:" in text and "nextcloud: registry.example.com/nextcloud:1" in text

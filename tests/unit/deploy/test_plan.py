@@ -26,11 +26,11 @@ from aini.render import bundle
 from aini.sites import local as sites_local
 from aini.store import SecretStore
 
-from tests.unit.deploy.common import TOOLS, deployed_at, manifest
+from tests.unit.deploy.common import TOOLS, deployed_at, manifest, typed
 
 
 def test_plan_first_deploy_brings_everything_up_in_order():
-    p = deploy_plan.plan(manifest(traefik="a", n8n="b"), None, {}, {})
+    p = deploy_plan.plan(typed(manifest(traefik="a", n8n="b")), None, {}, {})
     assert [(a.group, a.action, a.reason) for a in p.actions] == [("traefik", "up", "new"), ("n8n", "up", "new")]
     assert p.images == ("img/traefik:1", "img/n8n:1")
 
@@ -39,14 +39,14 @@ def test_plan_skips_unchanged_running_groups_and_redeploys_stopped_ones():
     m = manifest(traefik="a", n8n="b", vault="c")
     deployed = manifest(traefik="a", n8n="x", vault="c")
     running = {"traefik": {"traefik"}, "n8n": {"n8n"}}
-    p = deploy_plan.plan(m, deployed, running, {})
+    p = deploy_plan.plan(typed(m), typed(deployed), running, {})
     assert [(a.group, a.action) for a in p.actions] == [("traefik", "skip"), ("n8n", "up"), ("vault", "up")]
     assert p.actions[2].reason == "not running: vault"
     assert p.images == ("img/n8n:1", "img/vault:1")
 
 
 def test_plan_takes_down_groups_no_longer_in_the_bundle():
-    p = deploy_plan.plan(manifest(traefik="a"), manifest(traefik="a", onlyoffice="o"), {"traefik": {"traefik"}}, {})
+    p = deploy_plan.plan(typed(manifest(traefik="a")), typed(manifest(traefik="a", onlyoffice="o")), {"traefik": {"traefik"}}, {})
     assert [(a.group, a.action) for a in p.actions] == [("traefik", "skip"), ("onlyoffice", "down")]
     assert p.images == ()
 
@@ -57,10 +57,10 @@ def test_plan_recreates_services_whose_mounted_file_changed():
     m["files"] = {"consul/consul.hcl": "2", "consul/compose.yml": "1"}
     old = manifest(consul="old")
     old["files"] = {"consul/consul.hcl": "1", "consul/compose.yml": "1"}
-    p = deploy_plan.plan(m, old, {"consul": {"consul"}}, {"consul": compose}, {"consul": compose})
+    p = deploy_plan.plan(typed(m), typed(old), {"consul": {"consul"}}, {"consul": compose}, {"consul": compose})
     assert p.actions[0].recreate == ("consul",)
     changed = {"services": {"consul": {**compose["services"]["consul"], "image": "d"}}}
-    p = deploy_plan.plan(m, old, {"consul": {"consul"}}, {"consul": changed}, {"consul": compose})
+    p = deploy_plan.plan(typed(m), typed(old), {"consul": {"consul"}}, {"consul": changed}, {"consul": compose})
     assert p.actions[0].recreate == ()  # compose recreates it anyway
 
 
@@ -72,9 +72,9 @@ def test_plan_networks_created_by_their_group_or_by_the_deploy_step():
     }
     m = manifest(traefik="a", n8n="b")
     running = {"traefik": {"traefik"}, "n8n": {"n8n"}}
-    p = deploy_plan.plan(m, m, running, composes, existing_networks=["aini-shared"])
+    p = deploy_plan.plan(typed(m), typed(m), running, composes, existing_networks=["aini-shared"])
     assert [(a.group, a.action, a.reason) for a in p.actions][0] == ("traefik", "up", "network aini-proxy missing")
-    p = deploy_plan.plan(m, m, running, composes, existing_networks=["aini-proxy"])
+    p = deploy_plan.plan(typed(m), typed(m), running, composes, existing_networks=["aini-proxy"])
     assert p.networks == (engine.NetworkSpec("aini-shared"),)
     assert engine.network_create_cmd(TOOLS, engine.NetworkSpec("n", "10.1.0.0/24"), "p").argv == (
         "docker", "network", "create", "--label", "aini.project=p", "--subnet", "10.1.0.0/24", "n")
@@ -90,7 +90,7 @@ def test_the_plan_as_text_in_the_order_it_runs():
     deployed = manifest(traefik="a", consul="old", n8n="b", vault="c", onlyoffice="o")
     deployed["files"] = {"consul/consul.hcl": "1"}
     running = {"traefik": {"traefik"}, "consul": {"consul"}, "n8n": {"n8n"}}
-    p = deploy_plan.plan(m, deployed, running, composes, composes, existing_networks=["aini-proxy"])
+    p = deploy_plan.plan(typed(m), typed(deployed), running, composes, composes, existing_networks=["aini-proxy"])
     assert p.lines() == [
         "+ network aini-shared 10.88.0.0/24 internal",
         "= traefik        skip unchanged",
@@ -104,14 +104,14 @@ def test_the_plan_as_text_in_the_order_it_runs():
 
 def test_nothing_to_do_is_one_line_per_group():
     m = manifest(traefik="a", n8n="b")
-    p = deploy_plan.plan(m, m, {"traefik": {"traefik"}, "n8n": {"n8n"}}, {})
+    p = deploy_plan.plan(typed(m), typed(m), {"traefik": {"traefik"}, "n8n": {"n8n"}}, {})
     assert p.lines() == ["= traefik        skip unchanged", "= n8n            skip unchanged"]
     assert p.changed == []
 
 
 def test_only_the_control_plane_keeps_its_groups_and_their_images():
-    p = deploy_plan.plan(manifest(traefik="a", vault="b", n8n="c"), manifest(old="x"), {}, {})
-    assert p.only(["traefik", "vault"], manifest(traefik="a", vault="b", n8n="c")).lines() == [
+    p = deploy_plan.plan(typed(manifest(traefik="a", vault="b", n8n="c")), typed(manifest(old="x")), {}, {})
+    assert p.only(["traefik", "vault"], typed(manifest(traefik="a", vault="b", n8n="c"))).lines() == [
         "+ traefik        up   new",
         "+ vault          up   new",
         "images: img/traefik:1, img/vault:1",
