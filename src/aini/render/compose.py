@@ -137,6 +137,11 @@ def _labels(spec: ServiceSpec, ctx: Context) -> dict[str, str]:
     return labels
 
 
+def volume_name(volume: str) -> str:
+    """The Docker volume behind a catalog volume (one name on every engine: backups find it)."""
+    return f"aini-{volume}"
+
+
 def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: set[str],
             internal: Mapping[str, str]) -> dict:
     """`internal`: every enabled group's internal network (internal_networks)."""
@@ -164,5 +169,5 @@ def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: 
         doc["networks"] = networks
     volumes = sorted({v.name for s in specs for v in s.volumes if not v.name.startswith(("/", "./"))})
     if volumes:
-        doc["volumes"] = {v: {"name": f"aini-{v}", "labels": owner} for v in volumes}
+        doc["volumes"] = {v: {"name": volume_name(v), "labels": owner} for v in volumes}
     return doc

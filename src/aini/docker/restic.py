@@ -1,0 +1,211 @@
+"""restic commands as data, run from the pinned restic image on the site's engine, and the
+parsers of their JSON output. No I/O here.
+
+Facts relied on (restic 0.18.0, checked by running Debian trixie's build; upstream docs
+075_scripting "Exit codes" and the backup command's help):
+- exit 0 ok; 1 failed, no snapshot; 3 backup read only part of its sources (a snapshot was
+  made, incomplete); 10 no repository at that location; 11 the repository is locked;
+  12 wrong password; 130 interrupted. Unknown codes are failures.
+- `backup --stdin --stdin-filename NAME` stores stdin as /NAME; NAME may not contain a
+  directory (`a/b` fails with "unable to save snapshot: open /a").
+- `backup --stdin-from-command -- CMD...` makes no snapshot when CMD exits non-zero (exit 1);
+  plain `--stdin` cannot know that its writer failed.
+- `--json`: backup prints a final {"message_type":"summary", ..., "snapshot_id"} line;
+  errors print {"message_type":"exit_error","code":N,"message":...}; `snapshots --json`
+  prints one array of {id, short_id, time, paths, hostname, tags, summary{...}}.
+- The password and the repository's credentials come from the environment (RESTIC_PASSWORD,
+  RESTIC_REPOSITORY, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), here from a 0600 env file on
+  the site: never in an argv.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .cmd import Cmd, Tools
+
+EXIT_MEANING = {
+    1: "failed",
+    3: "some source data could not be read (an incomplete snapshot was made)",
+    10: "there is no restic repository at that location",
+    11: "the repository is locked by another restic process",
+    12: "wrong repository password",
+    130: "interrupted",
+}
+CACHE_VOLUME = "aini-restic-cache"
+DATA_ROOT = "/data"  # where volumes are mounted in the restic container: /data/<service>/<volume>
+
+
+@dataclass(frozen=True)
+class Repository:
+    """How a restic container reaches the repository: its image, the env file on the site
+    (RESTIC_REPOSITORY, RESTIC_PASSWORD and the backend's credentials) and the host name
+    its snapshots carry."""
+
+    image: str
+    env_file: str
+    host: str = "aini"
+    network: str | None = None  # a Docker network to join (a rest-server or S3 on it); else the default bridge
+
+
+def restic(tools: Tools, repo: Repository, *args: str, mounts: Sequence[tuple[str, str, bool]] = (),
+           stdin: bool = False, timeout: float = 3600) -> Cmd:
+    """`docker run --rm` of the restic image with `args`; `mounts` are (volume, target, read_only)."""
+    argv = [*tools.docker, "run", "--rm", "--env-file", repo.env_file,
+            "-e", "RESTIC_CACHE_DIR=/cache", "-v", f"{CACHE_VOLUME}:/cache"]
+    if stdin:
+        argv.append("-i")
+    if repo.network:
+        argv += ["--network", repo.network]
+    for volume, target, read_only in mounts:
+        argv += ["-v", f"{volume}:{target}{':ro' if read_only else ''}"]
+    return Cmd((*argv, repo.image, *args), timeout=timeout)
+
+
+def tags(service: str) -> tuple[str, ...]:
+    return ("--tag", "aini", "--tag", f"service={service}")
+
+
+def init_cmd(tools: Tools, repo: Repository) -> Cmd:
+    return restic(tools, repo, "init", "--json", timeout=300)
+
+
+def backup_volumes_cmd(tools: Tools, repo: Repository, service: str, volumes: Iterable[str]) -> Cmd:
+    """The service's volumes, mounted read-only, as one snapshot of /data/<service>."""
+    mounts = [(v, f"{DATA_ROOT}/{service}/{v}", True) for v in volumes]
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service), f"{DATA_ROOT}/{service}",
+                  mounts=mounts)
+
+
+def backup_stdin_cmd(tools: Tools, repo: Repository, service: str, filename: str) -> Cmd:
+    """stdin (a dump streamed in) as /<filename> of a snapshot of its own."""
+    if "/" in filename:
+        raise ValueError(f"restic stores stdin under a bare file name, not {filename!r}")
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service), "--stdin",
+                  "--stdin-filename", filename, stdin=True)
+
+
+def snapshots_cmd(tools: Tools, repo: Repository, service: str | None = None) -> Cmd:
+    extra = ("--tag", f"service={service}") if service else ("--tag", "aini")
+    return restic(tools, repo, "snapshots", "--json", *extra, timeout=300)
+
+
+def forget_cmd(tools: Tools, repo: Repository, daily: int, weekly: int, monthly: int) -> Cmd:
+    """Retention per service (the snapshots of one service are one group), then prune."""
+    return restic(tools, repo, "forget", "--json", "--prune", "--tag", "aini", "--group-by", "host,tags",
+                  "--keep-daily", str(daily), "--keep-weekly", str(weekly), "--keep-monthly", str(monthly))
+
+
+def forget_snapshot_cmd(tools: Tools, repo: Repository, snapshot_id: str) -> Cmd:
+    """One snapshot removed: a dump whose writer failed after restic had stored what it sent."""
+    return restic(tools, repo, "forget", snapshot_id, timeout=300)
+
+
+def check_cmd(tools: Tools, repo: Repository, read_data_percent: int | None = None) -> Cmd:
+    extra = ("--read-data-subset", f"{read_data_percent}%") if read_data_percent else ()
+    return restic(tools, repo, "check", *extra, timeout=6 * 3600)
+
+
+def dump_cmd(tools: Tools, repo: Repository, snapshot: str, filename: str) -> Cmd:
+    """A stored dump streamed to stdout (restored into its database without a file in between)."""
+    return restic(tools, repo, "dump", snapshot, f"/{filename}")
+
+
+def restore_volumes_cmd(tools: Tools, repo: Repository, snapshot: str, service: str, volumes: Iterable[str]) -> Cmd:
+    """The snapshot's /data/<service> written back into the service's volumes (mounted writable)."""
+    mounts = [(v, f"{DATA_ROOT}/{service}/{v}", False) for v in volumes]
+    return restic(tools, repo, "restore", snapshot, "--target", "/", "--include", f"{DATA_ROOT}/{service}",
+                  "--delete", mounts=mounts)
+
+
+def pipe_cmd(first: Cmd, second: Cmd) -> Cmd:
+    """`first | second` on the site, failing when either fails (bash's pipefail). The argvs
+    travel as positional parameters, never through a shell string: nothing in them is parsed."""
+    script = 'set -o pipefail; n=$1; shift; "${@:1:n}" | "${@:n+1}"'
+    return Cmd(("bash", "-c", script, "aini-pipe", str(len(first.argv)), *first.argv, *second.argv),
+               timeout=max(first.timeout, second.timeout))
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: dt.datetime
+    service: str
+    paths: tuple[str, ...]
+    size: int | None = None  # bytes processed when it was made
+    tags: tuple[str, ...] = field(default=())
+
+
+def parse_snapshots(stdout: str) -> list[Snapshot]:
+    """`snapshots --json`, oldest first; entries that are not AINI's are left out."""
+    try:
+        rows = json.loads(stdout or "[]")
+    except ValueError:
+        return []
+    result = []
+    for row in rows if isinstance(rows, list) else []:
+        tags = tuple(row.get("tags") or ())
+        service = next((t.split("=", 1)[1] for t in tags if t.startswith("service=")), None)
+        if not service or not row.get("id"):
+            continue
+        summary = row.get("summary") or {}
+        result.append(Snapshot(row["id"], row.get("short_id") or row["id"][:8], _time(row.get("time")), service,
+                               tuple(row.get("paths") or ()), summary.get("total_bytes_processed"), tags))
+    return sorted(result, key=lambda s: s.time)
+
+
+def latest_by_service(snapshots: Iterable[Snapshot]) -> dict[str, Snapshot]:
+    latest: dict[str, Snapshot] = {}
+    for snap in snapshots:
+        if snap.service not in latest or snap.time >= latest[snap.service].time:
+            latest[snap.service] = snap
+    return latest
+
+
+def parse_summary(stdout: str) -> Mapping | None:
+    """The final summary of `backup --json` (it carries snapshot_id), None when there is none."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("message_type") == "summary":
+            return message
+    return None
+
+
+def error_line(returncode: int, stdout: str, stderr: str) -> str:
+    """One line for a failed restic command: its own message when it printed one, else the
+    meaning of its exit code."""
+    for line in reversed((stdout + "\n" + stderr).splitlines()):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("message_type") == "exit_error":
+            return (str(message.get("message", "")).splitlines() or [""])[0].removeprefix("Fatal: ")[:300]
+    text = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    meaning = EXIT_MEANING.get(returncode, f"exit {returncode}")
+    return f"{meaning}: {text[:300]}" if text and returncode not in (10, 11, 12) else meaning
+
+
+def _time(value: object) -> dt.datetime:
+    text = str(value or "1970-01-01T00:00:00Z")
+    # restic writes nanoseconds; Python reads at most microseconds.
+    head, _, rest = text.partition(".")
+    if rest:
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return dt.datetime.fromtimestamp(0, dt.UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

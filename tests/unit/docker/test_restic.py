@@ -1,0 +1,117 @@
+"""restic commands as data and the parsers of restic 0.18's real output (captured in
+restic/, see its README); the pipe runs in a real bash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aini.docker import restic
+from aini.docker.cmd import Cmd, Tools
+
+CAPTURED = Path(__file__).parent / "restic"
+TOOLS = Tools(("docker",), ())
+REPO = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env")
+
+
+def test_a_volume_backup_mounts_read_only_and_takes_secrets_from_the_env_file():
+    cmd = restic.backup_volumes_cmd(TOOLS, REPO, "n8n", ["aini-n8n-data"])
+    assert cmd.argv == (
+        "docker", "run", "--rm", "--env-file", "/opt/aini/backup/restic.env", "-e", "RESTIC_CACHE_DIR=/cache",
+        "-v", "aini-restic-cache:/cache", "-v", "aini-n8n-data:/data/n8n/aini-n8n-data:ro", "restic/restic:0.18.0",
+        "backup", "--json", "--host", "aini", "--tag", "aini", "--tag", "service=n8n", "/data/n8n",
+    )
+
+
+def test_a_dump_is_read_from_stdin_under_a_bare_file_name():
+    cmd = restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "nextcloud.sql")
+    assert "-i" in cmd.argv[: cmd.argv.index(REPO.image)]
+    assert cmd.argv[-3:] == ("--stdin", "--stdin-filename", "nextcloud.sql")
+    assert cmd.argv[cmd.argv.index("--stdin-filename") + 1] == "nextcloud.sql"
+    with pytest.raises(ValueError, match="bare file name"):
+        restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "mariadb/nextcloud.sql")
+
+
+def test_retention_is_per_service_and_prunes():
+    cmd = restic.forget_cmd(TOOLS, REPO, 7, 4, 6)
+    assert cmd.argv[cmd.argv.index(REPO.image) + 1:] == (
+        "forget", "--json", "--prune", "--tag", "aini", "--group-by", "host,tags",
+        "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6",
+    )
+
+
+def test_a_restore_writes_the_service_volumes_back_and_deletes_what_the_snapshot_lacks():
+    cmd = restic.restore_volumes_cmd(TOOLS, REPO, "f0774d4e", "n8n", ["aini-n8n-data"])
+    assert "aini-n8n-data:/data/n8n/aini-n8n-data" in cmd.argv  # writable
+    assert cmd.argv[cmd.argv.index(REPO.image) + 1:] == (
+        "restore", "f0774d4e", "--target", "/", "--include", "/data/n8n", "--delete")
+
+
+def test_check_reads_a_subset_of_the_data_when_asked():
+    assert restic.check_cmd(TOOLS, REPO).argv[-1] == "check"
+    assert restic.check_cmd(TOOLS, REPO, 5).argv[-3:] == ("check", "--read-data-subset", "5%")
+
+
+def test_no_secret_and_no_repository_location_in_any_argv():
+    repo = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env", network="aini-backup")
+    for cmd in (restic.init_cmd(TOOLS, repo), restic.snapshots_cmd(TOOLS, repo),
+                restic.dump_cmd(TOOLS, repo, "latest", "nextcloud.sql")):
+        text = " ".join(cmd.argv)
+        assert "RESTIC_PASSWORD" not in text and "s3:" not in text and "AWS_" not in text
+        assert "--network aini-backup" in text
+
+
+def test_snapshots_are_parsed_from_restics_output_oldest_first():
+    snaps = restic.parse_snapshots((CAPTURED / "snapshots.json").read_text())
+    assert [s.service for s in snaps] == ["n8n", "mariadb", "n8n"]
+    assert all(len(s.id) == 64 and s.id.startswith(s.short_id) for s in snaps)
+    assert snaps[0].paths == ("/data/n8n",) and snaps[1].paths == ("/nextcloud.sql",)
+    assert snaps[1].size == len("CREATE TABLE t (i int);\n")
+    assert snaps[0].time < snaps[1].time < snaps[2].time and snaps[0].time.tzinfo is not None
+    latest = restic.latest_by_service(snaps)
+    assert latest["n8n"] == snaps[2] and latest["mariadb"] == snaps[1]
+
+
+def test_snapshots_of_others_and_damaged_output_are_left_out():
+    foreign = [{"id": "a" * 64, "short_id": "aaaaaaaa", "time": "2026-01-01T00:00:00Z", "tags": ["mine"]}]
+    assert restic.parse_snapshots(json.dumps(foreign)) == []
+    assert restic.parse_snapshots("not json") == [] and restic.parse_snapshots("") == []
+
+
+def test_the_summary_names_the_snapshot_a_backup_made():
+    for name in ("backup-volumes.jsonl", "backup-stdin.jsonl"):
+        summary = restic.parse_summary((CAPTURED / name).read_text())
+        assert summary and len(summary["snapshot_id"]) == 64
+    assert restic.parse_summary((CAPTURED / "backup-command-failed.jsonl").read_text()) is None
+
+
+@pytest.mark.parametrize(("name", "code", "line"), [
+    ("wrong-password.jsonl", 12, "wrong password or no key found"),
+    ("no-repository.jsonl", 10, "repository does not exist: unable to open config file: stat /tmp/w/none/config: "
+                                "no such file or directory"),
+    ("backup-command-failed.jsonl", 1, "unable to save snapshot: failed to save /n8n.pgdump: Fatal: command failed: "
+                                       "exit status 3"),
+])
+def test_errors_are_one_line_from_restics_own_message(name, code, line):
+    assert restic.error_line(code, (CAPTURED / name).read_text(), "") == line
+
+
+def test_errors_without_a_message_say_what_the_exit_code_means():
+    assert restic.error_line(11, "", "unable to create lock in backend") == \
+        "the repository is locked by another restic process"
+    assert restic.error_line(1, "", "boom\n") == "failed: boom"
+    assert restic.error_line(77, "", "") == "exit 77"
+
+
+def run(cmd: Cmd, data: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd.argv), input=data, capture_output=True, timeout=30)
+
+
+def test_the_pipe_passes_bytes_and_fails_when_either_side_fails():
+    ok = run(restic.pipe_cmd(Cmd(("printf", "%s", "a b;$(x)")), Cmd(("cat",))))
+    assert ok.returncode == 0 and ok.stdout == b"a b;$(x)"  # no word of either argv was parsed
+    assert run(restic.pipe_cmd(Cmd(("sh", "-c", "echo partial; exit 3")), Cmd(("cat",)))).returncode == 3
+    assert run(restic.pipe_cmd(Cmd(("echo", "x")), Cmd(("sh", "-c", "cat >/dev/null; exit 4")))).returncode == 4
