@@ -97,7 +97,7 @@ def plan(
 
     def action() -> None:
         project = load()
-        result = plans.make(project.config, set(SecretStore(project.aini_dir).names()))
+        result = plans.overview(project.config, set(SecretStore(project.aini_dir).names()))
         infra = plans.cloud_plan(project)
         diff = plans.deployed_diff(project) if deployed else None
         preview = plans.deploy_preview(project) if deployed else None

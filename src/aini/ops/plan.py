@@ -44,7 +44,9 @@ class SecretRow:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Overview:
+    """What `aini plan` shows without connecting anywhere: services, secrets, memory."""
+
     target: str
     services: list[ServiceRow]
     secrets: list[SecretRow]
@@ -80,7 +82,7 @@ def check_project(project: Project) -> tuple[list[ServiceSpec], str]:
     return check(project.config), project.config.target.kind
 
 
-def make(config: AiniConfig, stored: set[str]) -> Plan:
+def overview(config: AiniConfig, stored: set[str]) -> Overview:
     specs = check(config)
     ctx = catalog.context(config)
     rows = [
@@ -118,7 +120,7 @@ def make(config: AiniConfig, stored: set[str]) -> Plan:
         warnings.append("the server's memory is checked on the host at `aini up`")
     if config.tls.staging:
         warnings.append("tls.staging is on: browsers will not trust the certificates")
-    return Plan(config.target.kind, rows, secrets, budget, warnings)
+    return Overview(config.target.kind, rows, secrets, budget, warnings)
 
 
 def _referenced_secrets(specs: list[ServiceSpec], ctx: catalog.Context) -> dict[str, bool]:
