@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,20 @@ class Repository:
     env_file: str
     host: str = "aini"
     network: str | None = None  # a Docker network to join (a rest-server or S3 on it); else the default bridge
+
+
+def env_file(values: Mapping[str, str]) -> str:
+    """The 0600 file `docker run --env-file` reads: `NAME=value` lines taken literally (docker
+    strips no quotes and reads no multi-line values: docker/cli#3630, #4665), so a value with a
+    line break or NUL is refused rather than cut."""
+    lines = []
+    for name, value in values.items():
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        if any(c in value for c in "\n\r\0"):
+            raise ValueError(f"the value of {name} holds a line break or NUL; an env file cannot carry it")
+        lines.append(f"{name}={value}\n")
+    return "".join(lines)
 
 
 def restic(tools: Tools, repo: Repository, *args: str, mounts: Sequence[tuple[str, str, bool]] = (),

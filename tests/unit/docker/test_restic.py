@@ -115,3 +115,12 @@ def test_the_pipe_passes_bytes_and_fails_when_either_side_fails():
     assert ok.returncode == 0 and ok.stdout == b"a b;$(x)"  # no word of either argv was parsed
     assert run(restic.pipe_cmd(Cmd(("sh", "-c", "echo partial; exit 3")), Cmd(("cat",)))).returncode == 3
     assert run(restic.pipe_cmd(Cmd(("echo", "x")), Cmd(("sh", "-c", "cat >/dev/null; exit 4")))).returncode == 4
+
+
+def test_the_env_file_is_literal_lines_and_refuses_what_docker_would_cut():
+    text = restic.env_file({"RESTIC_REPOSITORY": "s3:https://fsn1.example.com/bucket/aini",
+                            "RESTIC_PASSWORD": "p'a\"s s=$x"})
+    assert text == "RESTIC_REPOSITORY=s3:https://fsn1.example.com/bucket/aini\nRESTIC_PASSWORD=p'a\"s s=$x\n"
+    for bad in ({"RESTIC_PASSWORD": "a\nB=c"}, {"RESTIC_PASSWORD": "a\rb"}, {"restic": "x"}, {"A-B": "x"}):
+        with pytest.raises(ValueError):
+            restic.env_file(bad)
