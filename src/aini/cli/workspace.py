@@ -135,13 +135,13 @@ def up(
 ) -> None:
     """Provision (hetzner), configure the server and deploy the stack; on the local target, deploy on this Docker engine."""
     from ..infra.ansible import ConsoleProgress  # lazy: startup time
-    from ..infra.server import UpOptions  # lazy: startup time
+    from ..infra.server import UpOptions, UpResult  # lazy: startup time
     from ..ops.up import up_any  # lazy: startup time
 
     def action() -> None:
         options = UpOptions(docker_source, compose_plugin, deploy=not host_only, wait_timeout=wait_timeout)
         result = up_any(load(), options, ConsoleProgress())
-        if not hasattr(result, "host"):  # the local target: a deploy on this engine
+        if not isinstance(result, UpResult):  # the local target: a deploy on this engine
             touched = ", ".join(result.touched) or "none (nothing changed)"
             print(f"Deployed on the local Docker engine in {result.seconds:.0f} s; groups updated: {touched}.")
             return
