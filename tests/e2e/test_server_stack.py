@@ -5,14 +5,20 @@ The tests run in file order against one server (module fixture); each leaves it 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import ssl
+import tempfile
 import time
 
 import pytest
 
 from aini import catalog
 from aini.controlplane import breakglass
+from aini.docker.cmd import Cmd
+from aini.ops.targets import site_for
+from aini.project import Project
 from aini.ops.status import fetch_certificate
 from tests.e2e.conftest import _merge_figures
 from tests.e2e.server import DOMAIN, ServerStack, server_world
@@ -203,3 +209,22 @@ def test_status_reads_the_server_over_ssh(server: ServerStack):
     assert set(rows) == {s.name for s in catalog.enabled(server.config)}
     assert all(row["ok"] for row in rows.values()), [row for row in rows.values() if not row["ok"]]
     assert "Pebble" in rows["librechat"]["cert_issuer"] and rows["librechat"]["cert_days_left"] > 0
+
+
+def test_the_server_site_streams_bytes_both_ways_without_holding_them(server: ServerStack):
+    """Site.stream over SSH (what backups stand on): 4 MiB of every byte value to a root-only
+    file through sudo, back out again, equal; a failure keeps its exit code and stderr."""
+    data = os.urandom(4 << 20)
+    path = "/opt/aini/stream-test"
+    with site_for(Project(server.config, server.project_dir)) as site, \
+            tempfile.TemporaryFile() as src, tempfile.TemporaryFile() as dst:
+        src.write(data)
+        src.seek(0)
+        r = site.stream(Cmd(("sh", "-c", f"umask 077 && cat > {path} && sha256sum {path} >&2")), stdin=src)
+        assert r.returncode == 0 and r.stdout is None and hashlib.sha256(data).hexdigest() in r.stderr, r.stderr
+        r = site.stream(Cmd(("cat", path)), stdout=dst)
+        dst.seek(0)
+        assert r.returncode == 0 and dst.read() == data
+        r = site.stream(Cmd(("sh", "-c", "echo refused >&2; exit 3")))
+        assert (r.returncode, r.stderr.strip()) == (3, "refused")
+        assert site.run(Cmd(("rm", "-f", path))).returncode == 0

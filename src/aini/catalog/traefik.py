@@ -18,7 +18,7 @@ LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 RESOLVER = "le"
 USERS_FILE = "/etc/traefik/users"
-LOCAL_CERT = "/etc/traefik/certs/local.crt"  # written by the local CA at deploy (aini.localca)
+LOCAL_CERT = "/etc/traefik/certs/local.crt"  # written by the local CA at deploy (aini.infra.localca)
 LOCAL_KEY = "/etc/traefik/certs/local.key"
 # tls.acme_ca, for a private ACME server's HTTPS endpoint. lego, Traefik's ACME client, then trusts
 # only the files in LEGO_CA_CERTIFICATES for talking to the ACME server (they replace the system roots).

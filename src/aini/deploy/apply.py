@@ -105,12 +105,14 @@ def ensure_images(tools: Tools, images: Sequence[str], manifest: Manifest, run: 
 
 def observe(files: Bundle, site: Site, tools: Tools) -> DeployPlan:
     """What the site runs and holds, read-only, turned into the plan for `files`."""
-    manifest = manifest_of(files)
+    return _plan_on(site, tools, files, manifest_of(files), parse_deployed(site.read(DEPLOYED_MANIFEST)))
+
+
+def _plan_on(site: Site, tools: Tools, files: Bundle, manifest: Manifest, deployed: Mapping | None) -> DeployPlan:
     networks = site.run(networks_cmd(tools))
     if networks.returncode != 0:
         raise AiniError(f"the Docker engine does not answer: {networks.stderr.strip()[:300]}")
     composes = _composes(files)
-    deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
     return plan(manifest, Manifest.from_dict(deployed) if deployed else None,
                 _running(tools, manifest.project, site.run), composes, _old_composes(site, composes),
                 networks.stdout.split())
@@ -162,7 +164,7 @@ def deploy(
     result = DeployResult()
     with site.lock():
         deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
-        the_plan = observe(files, site, tools)
+        the_plan = _plan_on(site, tools, files, manifest, deployed)
         if only is not None:
             the_plan = the_plan.only(only, manifest)
         if not the_plan.changed:

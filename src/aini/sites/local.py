@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -57,15 +57,28 @@ def subprocess_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
 
 
-def run_cmd(cmd: Cmd) -> subprocess.CompletedProcess:
+def spawn(argv: Sequence[str], timeout: float, env: Mapping[str, str], *, cwd: str | None = None,
+          data: bytes = b"", stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None,
+          missing: str | None = None) -> subprocess.CompletedProcess:
+    """The one place a process starts on this machine. Its input is `data`, or the file
+    `stdin`; its output is captured as text, or streamed into the file `stdout` (then the
+    result's stdout is None). Exit 124 when it ran out of time; AiniError(`missing`) when
+    the program is not installed."""
     try:
-        return subprocess.run(list(cmd.argv), capture_output=True, text=True, timeout=cmd.timeout,
-                              cwd=cmd.cwd, env=subprocess_env(), stdin=subprocess.DEVNULL)
+        r = subprocess.run(list(argv), input=None if stdin else data, stdin=stdin,
+                           stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, cwd=cwd,
+                           env=dict(env))
     except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return subprocess.CompletedProcess(cmd.argv, 124, out, f"timed out after {cmd.timeout:.0f}s")
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) and not stdout else ""
+        return subprocess.CompletedProcess(argv, 124, None if stdout else out, f"timed out after {timeout:.0f}s")
     except FileNotFoundError:
-        raise AiniError(f"{cmd.argv[0]} is not installed") from None
+        raise AiniError(missing or f"{argv[0]} is not installed") from None
+    out = None if stdout else r.stdout.decode(errors="replace")
+    return subprocess.CompletedProcess(argv, r.returncode, out, r.stderr.decode(errors="replace"))
+
+
+def run_cmd(cmd: Cmd) -> subprocess.CompletedProcess:
+    return spawn(cmd.argv, cmd.timeout, subprocess_env(), cwd=cmd.cwd)
 
 
 @dataclass
@@ -78,14 +91,8 @@ class LocalSite:
 
     def stream(self, cmd: Cmd, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
                ) -> subprocess.CompletedProcess:
-        try:
-            r = subprocess.run(list(cmd.argv), stdin=stdin or subprocess.DEVNULL, stdout=stdout or subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, timeout=cmd.timeout, cwd=cmd.cwd, env=subprocess_env())
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(cmd.argv, 124, None, f"timed out after {cmd.timeout:.0f}s")
-        except FileNotFoundError:
-            raise AiniError(f"{cmd.argv[0]} is not installed") from None
-        return subprocess.CompletedProcess(cmd.argv, r.returncode, None, r.stderr.decode(errors="replace"))
+        return spawn(cmd.argv, cmd.timeout, subprocess_env(), cwd=cmd.cwd, stdin=stdin,
+                     stdout=stdout or subprocess.DEVNULL)  # type: ignore[arg-type]
 
     @contextlib.contextmanager
     def lock(self):

@@ -25,6 +25,7 @@ from typing import IO
 from ..docker.cmd import Cmd, Tools
 from ..errors import AiniError
 from .base import FileLike
+from .local import spawn
 
 REMOTE_BASE = PurePosixPath("/opt/aini")
 REMOTE_ROOT = REMOTE_BASE / "deployed"
@@ -111,19 +112,11 @@ class SshSite:
     def sudo(self, argv: Iterable[str]) -> str:
         return "sudo -n " + shlex.join(list(argv))
 
-    def _exec(self, remote: str, timeout: float, data: bytes | None = None) -> subprocess.CompletedProcess:
-        argv = self.ssh_argv(remote)
-        try:
-            r = subprocess.run(argv, input=data if data is not None else b"", capture_output=True,
-                               timeout=timeout, env=_ssh_env())
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-            return subprocess.CompletedProcess(argv, 124, out, f"timed out after {timeout:.0f}s")
-        except FileNotFoundError:
-            raise AiniError("the ssh client is not installed here (apt-get install openssh-client)") from None
-        result = subprocess.CompletedProcess(argv, r.returncode, r.stdout.decode(errors="replace"),
-                                             r.stderr.decode(errors="replace"))
-        if r.returncode == 255:  # ssh itself failed, not the command
+    def _exec(self, remote: str, timeout: float, data: bytes = b"", stdin: IO[bytes] | None = None,
+              stdout: IO[bytes] | None = None) -> subprocess.CompletedProcess:
+        result = spawn(self.ssh_argv(remote), timeout, _ssh_env(), data=data, stdin=stdin, stdout=stdout,
+                       missing="the ssh client is not installed here (apt-get install openssh-client)")
+        if result.returncode == 255:  # ssh itself failed, not the command
             raise AiniError(f"lost the SSH connection to {self.access.where}: "
                             f"{(result.stderr.strip().splitlines() or ['no answer'])[-1][:200]}; run the command again")
         return result
@@ -171,19 +164,8 @@ class SshSite:
 
     def stream(self, cmd: Cmd, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
                ) -> subprocess.CompletedProcess:
-        argv = self.ssh_argv(self.sudo(cmd.argv))
-        try:
-            r = subprocess.run(argv, stdin=stdin or subprocess.DEVNULL, stdout=stdout or subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, timeout=cmd.timeout, env=_ssh_env())
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(cmd.argv, 124, None, f"timed out after {cmd.timeout:.0f}s")
-        except FileNotFoundError:
-            raise AiniError("the ssh client is not installed here (apt-get install openssh-client)") from None
-        stderr = r.stderr.decode(errors="replace")
-        if r.returncode == 255:
-            raise AiniError(f"lost the SSH connection to {self.access.where}: "
-                            f"{(stderr.strip().splitlines() or ['no answer'])[-1][:200]}; run the command again")
-        return subprocess.CompletedProcess(cmd.argv, r.returncode, None, stderr)
+        return self._exec(self.sudo(cmd.argv), cmd.timeout, stdin=stdin,
+                          stdout=stdout or subprocess.DEVNULL)  # type: ignore[arg-type]
 
     def write(self, rel: str, text: str) -> None:
         target = shlex.quote(str(self.root / rel))

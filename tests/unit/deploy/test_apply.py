@@ -26,14 +26,11 @@ from aini.render import bundle
 from aini.sites import local as sites_local
 from aini.store import SecretStore
 
-from tests.unit.deploy.common import TOOLS, deployed_at, manifest, typed
+from tests.unit.deploy.common import TOOLS, deployed_at, local_bundle, manifest, typed
 
 
 def test_render_then_sync_a_real_bundle(tmp_path):
-    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
-    store = SecretStore(tmp_path / ".aini")
-    store.ensure(catalog.secrets_for(catalog.enabled(config)))
-    files = bundle.render(config, store)
+    config, store, files = local_bundle(tmp_path)
     m = json.loads(files[bundle.MANIFEST].content)
     p = deploy_plan.plan(typed(m), None, {}, apply._composes(files))
     assert [a.group for a in p.actions] == m["order"]
@@ -51,10 +48,7 @@ def test_render_then_sync_a_real_bundle(tmp_path):
 
 def test_deploy_runs_groups_in_order_and_never_puts_a_secret_in_argv(tmp_path):
     """The executor against a recording runner: what it would run, as data."""
-    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
-    store = SecretStore(tmp_path / ".aini")
-    store.ensure(catalog.secrets_for(catalog.enabled(config)))
-    files = bundle.render(config, store)
+    config, store, files = local_bundle(tmp_path)
     manifest_ = json.loads(files[bundle.MANIFEST].content)
     order = manifest_["order"]
     calls: list[tuple[str, ...]] = []
@@ -129,10 +123,7 @@ def test_a_group_taken_down_takes_its_internal_network_along(tmp_path):
 
 
 def test_post_deploy_steps_run_after_their_group_and_a_failure_names_them(tmp_path):
-    config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}}, "t")
-    store = SecretStore(tmp_path / ".aini")
-    store.ensure(catalog.secrets_for(catalog.enabled(config)))
-    files = bundle.render(config, store)
+    config, store, files = local_bundle(tmp_path)
     php = files["nextcloud/onlyoffice.config.php"].content
     assert "getenv('AINI_ONLYOFFICE_JWT_SECRET')" in php and not files["nextcloud/onlyoffice.config.php"].private
     assert not any(v in php for v in store.values())
