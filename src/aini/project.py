@@ -38,14 +38,6 @@ class Project:
     def ca_dir(self) -> Path:
         return self.aini_dir / CA_DIR
 
-    @property
-    def known_hosts(self) -> Path:
-        return ensure_private(self.aini_dir) / KNOWN_HOSTS
-
-    @property
-    def ssh_ports(self) -> Path:
-        return ensure_private(self.aini_dir) / SSH_PORTS
-
 
 def private_dir(root: Path) -> Path:
     """`.aini/` of the project whose aini.yml is in `root` (not created)."""
