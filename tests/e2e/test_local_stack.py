@@ -431,6 +431,78 @@ def test_a_sealed_vault_keeps_services_running_and_is_reported_until_unsealed(st
     assert proc.returncode == 0, out + err
 
 
+def _mariadb(stack: Stack, query: str) -> str:
+    return stack.docker_cmd("exec", "aini-mariadb", "sh", "-c",
+                            f'MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot -N nextcloud -e "{query}"').strip()
+
+
+def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:
+    proc = _aini(stack, *args)
+    out, err = _finish(proc, timeout=900)
+    return proc.returncode, out, err
+
+
+def test_backup_and_restore_bring_back_nextcloud_and_n8n_as_they_were(stack: Stack, figures, tmp_path_factory):
+    """`aini backup`, `aini backup list` and `aini restore` through the CLI, with the real
+    restic, MariaDB and n8n: a row, a file in each volume, and maintenance mode undone."""
+    repository = tmp_path_factory.mktemp("restic") / "repository"
+    stack.data["backup"] = {"repository": str(repository)}
+    try:
+        _mariadb(stack, "CREATE TABLE aini_e2e (v TEXT); INSERT INTO aini_e2e VALUES ('before')")
+        stack.docker_cmd("exec", "aini-n8n", "sh", "-c", "echo before > /home/node/.n8n/aini-e2e-marker")
+        stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo before > /var/www/html/aini-e2e-marker")
+        start = time.monotonic()
+        code, out, err = _cli(stack, "backup", "--only", "nextcloud", "--only", "n8n")
+        backup_seconds = time.monotonic() - start
+        assert code == 0, out + err
+        assert "maintenance:mode --on" in err and "stopping aini-n8n" in err  # progress on stderr
+        rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+        assert {"n8n", "mariadb", "nextcloud"} <= set(rows) and "FAILED" not in out
+        run = out.strip().splitlines()[-1].split()[1].rstrip(":")
+        assert stack.store.get("restic_password") and stack.store.get("restic_password") not in out + err
+
+        code, out, err = _cli(stack, "backup", "list", "--json")
+        assert code == 0, err
+        listed = json.loads(out)
+        assert {(s["service"], s["run"]) for s in listed} == {("n8n", run), ("mariadb", run), ("nextcloud", run)}
+
+        # Changes after the backup: the restore undoes them (a new file is deleted, too).
+        _mariadb(stack, "UPDATE aini_e2e SET v = 'after'")
+        stack.docker_cmd("exec", "aini-n8n", "sh", "-c", "echo after > /home/node/.n8n/aini-e2e-marker")
+        stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo new > /var/www/html/aini-e2e-later")
+
+        code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "--confirm", "not-the-project")
+        assert code == 2 and "nothing was restored" in err
+        assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
+
+        start = time.monotonic()
+        code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "--confirm", "e2e")
+        restore_seconds = time.monotonic() - start
+        assert code == 0, out + err
+        assert f"to run {run}" in out
+        safety = out.split("is run ")[1].split()[0]
+        assert _mariadb(stack, "SELECT v FROM aini_e2e") == "before"
+        assert stack.docker_cmd("exec", "aini-n8n", "cat", "/home/node/.n8n/aini-e2e-marker").strip() == "before"
+        assert stack.docker_cmd("exec", "aini-nextcloud", "cat", "/var/www/html/aini-e2e-marker").strip() == "before"
+        assert stack.docker_run("exec", "aini-nextcloud", "test", "-e", "/var/www/html/aini-e2e-later").returncode == 1
+        # The copy was taken in maintenance mode; the restored Nextcloud is out of it and serves.
+        r = stack.wait_https(stack.host("nextcloud"), "/status.php", ok=lambda r: '"maintenance":false' in r.text)
+        assert '"installed":true' in r.text
+        stack.wait_https(stack.host("n8n"), "/healthz")
+
+        # The safety backup holds what the restore overwrote.
+        code, out, err = _cli(stack, "restore", "mariadb", "--snapshot", safety, "--confirm", "e2e")
+        assert code == 0, out + err
+        assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
+        figures({"backup_nextcloud_n8n_seconds": round(backup_seconds, 1),
+                 "restore_nextcloud_n8n_seconds": round(restore_seconds, 1)})
+    finally:
+        del stack.data["backup"]
+        _mariadb(stack, "DROP TABLE IF EXISTS aini_e2e")
+        stack.docker_cmd("exec", "aini-n8n", "rm", "-f", "/home/node/.n8n/aini-e2e-marker", check=False)
+        stack.docker_cmd("exec", "aini-nextcloud", "rm", "-f", "/var/www/html/aini-e2e-marker", check=False)
+
+
 def test_disabled_service_has_no_route(stack: Stack):
     before = stack.containers()
     data = json.loads(json.dumps(stack.data))

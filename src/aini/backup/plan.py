@@ -1,18 +1,24 @@
-"""What a backup of the enabled services consists of, decided from the catalog alone: per
-service its volumes (mounted read-only into restic) and its dump (a command run in its
-container, streamed into restic; never a file on the server). Pure: the commands are data.
+"""What a backup of the enabled services consists of, decided from the catalog alone, and
+the commands that take and restore it. Pure: the commands are data, a Site runs them.
 
-Services with neither are listed with the catalog's reason (a cache, an index rebuilt from
-its database, metrics history)."""
+The unit of consistency is a group (one compose project): its `before` hooks (Nextcloud's
+maintenance mode) run and its `stop` containers stop before any of its members is saved,
+and everything is undone after the last one. Per service: its volumes, mounted read-only
+into restic as one snapshot, and its dump, a command run in its container whose stdout is
+streamed into restic (never a file on the server). Services with neither are listed with
+the catalog's reason (a cache, an index rebuilt from its database, metrics history)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import catalog
+from ..catalog.model import Backup
 from ..config import AiniConfig
 from ..docker import restic
 from ..docker.cmd import Cmd, Tools
+from ..errors import InputError
 from ..render.compose import volume_name
 
 
@@ -22,20 +28,36 @@ class Item:
     group: str
     container: str
     volumes: tuple[str, ...]  # Docker volume names
-    dump: str | None  # a shell command in the container; its stdout is the dump
-    dump_file: str | None
-    notes: str = ""
+    backup: Backup
+
+    @property
+    def dump(self) -> bool:
+        return bool(self.backup.dump)
 
 
-def items(config: AiniConfig) -> list[Item]:
-    """The enabled services with something to save, in deploy order."""
+def items(config: AiniConfig, only: Sequence[str] = ()) -> list[Item]:
+    """The enabled services with something to save, in deploy order; `only`: service or
+    group names (a group stands for all its members)."""
+    enabled = catalog.enabled(config)
+    if only:
+        known = {s.name for s in enabled} | {s.group for s in enabled}
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise InputError(f"no enabled service or group named {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
     result = []
-    for spec in catalog.enabled(config):
+    for spec in enabled:
         b = spec.backup
-        if b.volumes or b.dump:
-            result.append(Item(spec.name, spec.group, spec.container, tuple(volume_name(v) for v in b.volumes),
-                               b.dump, b.dump_file, b.notes))
+        if (b.volumes or b.dump) and (not only or spec.name in only or spec.group in only):
+            result.append(Item(spec.name, spec.group, spec.container, tuple(volume_name(v) for v in b.volumes), b))
     return result
+
+
+def by_group(chosen: Iterable[Item]) -> dict[str, list[Item]]:
+    groups: dict[str, list[Item]] = {}
+    for item in chosen:
+        groups.setdefault(item.group, []).append(item)
+    return groups
 
 
 def not_saved(config: AiniConfig) -> dict[str, str]:
@@ -44,19 +66,72 @@ def not_saved(config: AiniConfig) -> dict[str, str]:
             if not (s.backup.volumes or s.backup.dump)}
 
 
-def dump_cmd(tools: Tools, item: Item) -> Cmd:
-    """The dump, run in the service's container: it reads its credentials from the container's
-    environment, so no secret is in this argv."""
-    assert item.dump is not None
-    return Cmd((*tools.docker, "exec", item.container, "sh", "-c", item.dump), timeout=3600)
+def in_container(tools: Tools, item: Item, script: str, stdin: bool = False, timeout: float = 3600) -> Cmd:
+    """A catalog command run in the service's container: it reads its credentials from the
+    container's environment, so no secret is in this argv."""
+    return Cmd((*tools.docker, "exec", *(("-i",) if stdin else ()), "-u", item.backup.user, item.container,
+                "sh", "-c", script), timeout=timeout)
 
 
-def commands(tools: Tools, repo: restic.Repository, item: Item) -> list[Cmd]:
+def stop_cmd(tools: Tools, containers: Sequence[str]) -> Cmd:
+    return Cmd((*tools.docker, "stop", "--time", "60", *containers), timeout=300)
+
+
+def start_cmd(tools: Tools, containers: Sequence[str]) -> Cmd:
+    return Cmd((*tools.docker, "start", *containers), timeout=300)
+
+
+def backup_cmds(tools: Tools, repo: restic.Repository, item: Item, run: str) -> list[Cmd]:
     """One snapshot for the volumes, one for the dump (`dump | restic backup --stdin`)."""
     cmds = []
     if item.volumes:
-        cmds.append(restic.backup_volumes_cmd(tools, repo, item.service, item.volumes))
-    if item.dump and item.dump_file:
-        cmds.append(restic.pipe_cmd(dump_cmd(tools, item), restic.backup_stdin_cmd(tools, repo, item.service,
-                                                                                   item.dump_file)))
+        cmds.append(restic.backup_volumes_cmd(tools, repo, item.service, run, item.volumes))
+    if item.backup.dump and item.backup.dump_file:
+        cmds.append(restic.pipe_cmd(in_container(tools, item, item.backup.dump),
+                                    restic.backup_stdin_cmd(tools, repo, item.service, run, item.backup.dump_file)))
     return cmds
+
+
+def restore_cmds(tools: Tools, repo: restic.Repository, item: Item, snapshots: Sequence[restic.Snapshot]
+                 ) -> list[Cmd]:
+    """The volumes written back from their snapshot (the container stopped), the dump streamed
+    from the repository into the running database: `restic dump | docker exec -i ... restore`."""
+    cmds = []
+    for snap in snapshots:
+        if snap.dump:
+            assert item.backup.dump_file and item.backup.restore
+            cmds.append(restic.pipe_cmd(restic.dump_cmd(tools, repo, snap.id, item.backup.dump_file),
+                                        in_container(tools, item, item.backup.restore, stdin=True)))
+        else:
+            cmds.append(restic.restore_volumes_cmd(tools, repo, snap.id, item.service, item.volumes))
+    return cmds
+
+
+def wanted(item: Item) -> set[bool]:
+    """The kinds of snapshot a complete backup of the item has (True: its dump)."""
+    return ({False} if item.volumes else set()) | ({True} if item.dump else set())
+
+
+def pick_run(chosen: Sequence[Item], snapshots: Sequence[restic.Snapshot], run: str | None = None
+             ) -> tuple[str, dict[str, list[restic.Snapshot]]]:
+    """The run to restore (the given one, else the latest complete for every chosen item) and
+    each item's snapshots in it. `run` may also be a snapshot id (or its prefix): its run."""
+    if run:
+        match = [s for s in snapshots if s.id.startswith(run) or s.run == run]
+        runs = {s.run for s in match}
+        if not runs:
+            raise InputError(f"no snapshot or run '{run}' in the repository (aini backup list shows them)")
+        if len(runs) > 1:
+            raise InputError(f"'{run}' matches several runs; give more of the id")
+        candidates = [runs.pop()]
+    else:
+        candidates = sorted({s.run for s in snapshots if s.run}, reverse=True)
+    for candidate in candidates:
+        picked = {i.service: [s for s in snapshots if s.run == candidate and s.service == i.service] for i in chosen}
+        if all({s.dump for s in picked[i.service]} >= wanted(i) for i in chosen):
+            return candidate, picked
+        if run:
+            missing = [i.service for i in chosen if not {s.dump for s in picked[i.service]} >= wanted(i)]
+            raise InputError(f"run {candidate} has no complete backup of {', '.join(missing)}")
+    raise InputError(f"no run in the repository has a complete backup of "
+                     f"{', '.join(i.service for i in chosen)} (aini backup list shows what there is)")

@@ -81,7 +81,8 @@ CONSUL = ServiceSpec(
     # -config-dir=/consul/config`, so the config directory is not named again here.
     command=("agent",),
     route=Route("consul", 8500, admin=True),
-    backup=Backup(volumes=("consul-data",), notes="consistent copy: consul snapshot save (needs the ACL token)"),
+    # A file copy of live raft data is not a backup; the API snapshot is not built yet.
+    backup=Backup(notes="not yet: its raft snapshot"),
 )
 
 
@@ -129,7 +130,7 @@ VAULT = ServiceSpec(
     files=Files(_vault_hcl("/vault/file"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
     command=("server",),
     route=Route("vault", 8200, admin=True),
-    backup=Backup(volumes=("vault-data",), notes="consistent copy: vault operator raft snapshot save"),
+    backup=Backup(notes="not yet: its raft snapshot (secrets are in .aini/ too)"),
     update="monitor",
 )
 
@@ -156,6 +157,6 @@ OPENBAO = ServiceSpec(
     ),
     command=("server",),
     route=Route("vault", 8200, admin=True),
-    backup=Backup(volumes=("openbao-data",), notes="consistent copy: bao operator raft snapshot save"),
+    backup=Backup(notes="not yet: its raft snapshot (secrets are in .aini/ too)"),
     update="monitor",
 )

@@ -70,6 +70,14 @@ LIBRECHAT = ServiceSpec(
     backup=Backup(volumes=("librechat-images", "librechat-uploads", "librechat-data")),
 )
 
+def _mongo_tool(command: str) -> str:
+    """A MongoDB tool as root of the admin database; the password goes through a private file
+    the tool reads with --config, not argv (argv shows in the host's process list)."""
+    return ('umask 077; f=$(mktemp); printf \'password: "%s"\\n\' "$MONGO_INITDB_ROOT_PASSWORD" > "$f"; '
+            f'{command} -u "$MONGO_INITDB_ROOT_USERNAME" --authenticationDatabase admin --config "$f"; '
+            'rc=$?; rm -f "$f"; exit $rc')
+
+
 MONGODB = ServiceSpec(
     name="mongodb",
     group="librechat",
@@ -90,11 +98,9 @@ MONGODB = ServiceSpec(
     secrets=(Secret("mongodb_password", 32, "alnum", set_at_init=True),),
     volumes=(Volume("librechat-mongodb", "/data/db"),),
     backup=Backup(
-        # The password goes through a private file, not argv (argv shows in the host's process list).
-        dump='umask 077; f=$(mktemp); printf \'password: "%s"\\n\' "$MONGO_INITDB_ROOT_PASSWORD" > "$f"; '
-        'mongodump --quiet --archive --gzip -u "$MONGO_INITDB_ROOT_USERNAME" --authenticationDatabase admin '
-        '--config "$f"; rc=$?; rm -f "$f"; exit $rc',
+        dump=_mongo_tool("mongodump --quiet --archive --gzip"),
         dump_file="mongodb.archive.gz",
+        restore=_mongo_tool("mongorestore --quiet --archive --gzip --drop"),
     ),
     update="monitor",
 )

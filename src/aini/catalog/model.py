@@ -115,7 +115,34 @@ class Backup:
     volumes: tuple[str, ...] = ()
     dump: str | None = None
     dump_file: str | None = None
+    restore: str | None = None  # the shell command that reads `dump_file` on stdin and loads it
+    # Around the volume copy, for a consistent one: commands run in the container (Nextcloud's
+    # maintenance mode), or the container stopped (an SQLite file written while it runs).
+    before: str | None = None
+    after: str | None = None
+    stop: bool = False
+    user: str = "root"  # who runs dump, restore, before and after
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.dump) != bool(self.dump_file) or bool(self.dump) != bool(self.restore):
+            raise ValueError("a dump needs its dump_file and its restore command")
+        if bool(self.before) != bool(self.after):
+            raise ValueError("before and after come in pairs")
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An image AINI runs for a task rather than as a service (restic for backups): pinned
+    like a service's, and replaced by the same `images.mirror` / `images.overrides`."""
+
+    name: str
+    image: str
+    version: str
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.image}:{self.version}"
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,9 @@ N8N = ServiceSpec(
     volumes=(Volume("n8n-data", "/home/node/.n8n"),),
     depends_on=("n8n-postgres",),
     route=Route("n8n", 5678),
-    backup=Backup(volumes=("n8n-data",), notes="SQLite database and settings live in n8n-data"),
+    # With SQLite the database is a file n8n writes while it runs: stopped, the copy is consistent.
+    backup=Backup(volumes=("n8n-data",), stop=True,
+                  notes="settings, the encryption key and (SQLite) the database; stopped for the copy"),
 )
 
 N8N_POSTGRES = ServiceSpec(
@@ -77,6 +79,9 @@ N8N_POSTGRES = ServiceSpec(
     env=lambda ctx: {"POSTGRES_USER": "n8n", "POSTGRES_DB": "n8n", "POSTGRES_PASSWORD": Ref("n8n_postgres_password")},
     secrets=(Secret("n8n_postgres_password", 32, "alnum", set_at_init=True),),
     volumes=(Volume("n8n-postgres", "/var/lib/postgresql/data"),),
-    backup=Backup(dump="pg_dump -U n8n --format=custom n8n", dump_file="n8n.pgdump"),
+    # The local socket trusts local users in the upstream image (initdb --auth-local=trust):
+    # no password needed inside the container.
+    backup=Backup(dump="pg_dump -U n8n --format=custom n8n", dump_file="n8n.pgdump",
+                  restore="pg_restore -U n8n -d n8n --clean --if-exists --no-owner --single-transaction"),
     update="monitor",
 )

@@ -164,7 +164,11 @@ NEXTCLOUD = ServiceSpec(
         (PostDeploy(ENABLE_ONLYOFFICE, "www-data", "enable the OnlyOffice connector app", "/var/www/html"),)
         if ctx.on("onlyoffice") else ()
     ),
-    backup=Backup(volumes=("nextcloud-html",), notes="maintenance mode on around the copy"),
+    # Maintenance mode around the copy: no client writes while files and database are saved.
+    backup=Backup(volumes=("nextcloud-html",), user="www-data",
+                  before="cd /var/www/html && php occ maintenance:mode --on",
+                  after="cd /var/www/html && php occ maintenance:mode --off",
+                  notes="maintenance mode on around the copy"),
 )
 
 NEXTCLOUD_CRON = ServiceSpec(
@@ -222,8 +226,10 @@ MARIADB = ServiceSpec(
     ),
     # MYSQL_PWD is read by the client from the environment: no password in argv.
     backup=Backup(
-        dump='MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb-dump -uroot --single-transaction --databases nextcloud',
+        dump='MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb-dump -uroot --single-transaction --add-drop-database '
+        '--databases nextcloud',
         dump_file="nextcloud.sql",
+        restore='MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot',
     ),
     update="monitor",
 )

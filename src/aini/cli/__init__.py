@@ -3,7 +3,8 @@ use case in aini.ops; app.py holds what they share, tables.py the Rich tables.""
 
 from __future__ import annotations
 
-from . import secrets, workspace  # noqa: F401 - they register their commands on the app
+from . import workspace  # noqa: F401, I001 - they register their commands on the app, in --help's order
+from . import backup, secrets  # noqa: F401, I001
 from .app import app
 
 

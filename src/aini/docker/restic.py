@@ -50,6 +50,7 @@ class Repository:
     env_file: str
     host: str = "aini"
     network: str | None = None  # a Docker network to join (a rest-server or S3 on it); else the default bridge
+    path: str | None = None  # a repository that is a directory on the site: mounted at the same path
 
 
 def env_file(values: Mapping[str, str]) -> str:
@@ -75,42 +76,49 @@ def restic(tools: Tools, repo: Repository, *args: str, mounts: Sequence[tuple[st
         argv.append("-i")
     if repo.network:
         argv += ["--network", repo.network]
+    if repo.path:
+        argv += ["-v", f"{repo.path}:{repo.path}"]
     for volume, target, read_only in mounts:
         argv += ["-v", f"{volume}:{target}{':ro' if read_only else ''}"]
     return Cmd((*argv, repo.image, *args), timeout=timeout)
 
 
-def tags(service: str) -> tuple[str, ...]:
-    return ("--tag", "aini", "--tag", f"service={service}")
+def tags(service: str, run: str) -> tuple[str, ...]:
+    """Every AINI snapshot is tagged with its service and its run (one `aini backup`): a
+    restore takes a service's snapshots of one run, so its files and its dump match."""
+    return ("--tag", "aini", "--tag", f"service={service}", "--tag", f"run={run}")
 
 
 def init_cmd(tools: Tools, repo: Repository) -> Cmd:
     return restic(tools, repo, "init", "--json", timeout=300)
 
 
-def backup_volumes_cmd(tools: Tools, repo: Repository, service: str, volumes: Iterable[str]) -> Cmd:
+def backup_volumes_cmd(tools: Tools, repo: Repository, service: str, run: str, volumes: Iterable[str]) -> Cmd:
     """The service's volumes, mounted read-only, as one snapshot of /data/<service>."""
     mounts = [(v, f"{DATA_ROOT}/{service}/{v}", True) for v in volumes]
-    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service), f"{DATA_ROOT}/{service}",
-                  mounts=mounts)
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service, run),
+                  f"{DATA_ROOT}/{service}", mounts=mounts)
 
 
-def backup_stdin_cmd(tools: Tools, repo: Repository, service: str, filename: str) -> Cmd:
+def backup_stdin_cmd(tools: Tools, repo: Repository, service: str, run: str, filename: str) -> Cmd:
     """stdin (a dump streamed in) as /<filename> of a snapshot of its own."""
     if "/" in filename:
         raise ValueError(f"restic stores stdin under a bare file name, not {filename!r}")
-    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service), "--stdin",
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service, run), "--stdin",
                   "--stdin-filename", filename, stdin=True)
 
 
 def snapshots_cmd(tools: Tools, repo: Repository, service: str | None = None) -> Cmd:
+    """This project's snapshots (its host name), of one service or all."""
     extra = ("--tag", f"service={service}") if service else ("--tag", "aini")
-    return restic(tools, repo, "snapshots", "--json", *extra, timeout=300)
+    return restic(tools, repo, "snapshots", "--json", "--host", repo.host, *extra, timeout=300)
 
 
 def forget_cmd(tools: Tools, repo: Repository, daily: int, weekly: int, monthly: int) -> Cmd:
-    """Retention per service (the snapshots of one service are one group), then prune."""
-    return restic(tools, repo, "forget", "--json", "--prune", "--tag", "aini", "--group-by", "host,tags",
+    """Retention per service and kind, then prune: grouped by paths (/data/<service> for
+    volumes, /<dump file> for a dump), not by tags, which differ on every run."""
+    return restic(tools, repo, "forget", "--json", "--prune", "--host", repo.host, "--tag", "aini",
+                  "--group-by", "host,paths",
                   "--keep-daily", str(daily), "--keep-weekly", str(weekly), "--keep-monthly", str(monthly))
 
 
@@ -156,6 +164,15 @@ class Snapshot:
     paths: tuple[str, ...]
     size: int | None = None  # bytes processed when it was made
     tags: tuple[str, ...] = field(default=())
+
+    @property
+    def run(self) -> str:
+        return next((t.split("=", 1)[1] for t in self.tags if t.startswith("run=")), "")
+
+    @property
+    def dump(self) -> bool:
+        """A dump streamed in (one file at the root), rather than a copy of volumes."""
+        return not any(p.startswith(DATA_ROOT + "/") for p in self.paths)
 
 
 def parse_snapshots(stdout: str) -> list[Snapshot]:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import catalog, sizing
+from ..catalog.backup import TOOLS
 from ..catalog.model import ServiceSpec, subdomain_of
 from ..config import AiniConfig
 from ..controlplane import registry
@@ -56,11 +57,14 @@ class Overview:
 
 def check(config: AiniConfig) -> list[ServiceSpec]:
     """Checks that need the catalog; raise InputError naming the field. Returns the enabled entries."""
-    unknown = sorted(set(config.images.overrides) - set(catalog.names()))
+    known = [*catalog.names(), *(tool.name for tool in TOOLS)]
+    unknown = sorted(set(config.images.overrides) - set(known))
     if unknown:
-        raise InputError(
-            f"images.overrides: unknown service {', '.join(unknown)}; known: {', '.join(catalog.names())}"
-        )
+        raise InputError(f"images.overrides: unknown service {', '.join(unknown)}; known: {', '.join(known)}")
+    repository = config.backup.repository or ""
+    if repository.startswith(("sftp:", "rclone:")):
+        raise InputError(f"backup.repository: {repository.split(':', 1)[0]}: repositories are not supported yet; "
+                         "use s3: (Hetzner Object Storage), rest: (a rest-server) or a directory path")
     specs = catalog.enabled(config)
     if config.target.kind == "hetzner":
         fit = sizing.budget(specs, config.target.server_type)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import catalog
+from ..catalog import backup as backup_catalog
 from ..project import Project
 from ..render import bundle
 from ..store import SecretStore
@@ -25,8 +26,9 @@ class RenderResult:
 def prepare_secrets(project: Project) -> tuple[SecretStore, list[str], list[str]]:
     specs = check(project.config)
     store = SecretStore(project.aini_dir)
-    generated = store.ensure(catalog.secrets_for(specs))
-    imported = store.import_from_env(catalog.user_secrets_for(specs))
+    config = project.config
+    generated = store.ensure([*catalog.secrets_for(specs), *backup_catalog.secrets(config)])
+    imported = store.import_from_env([*catalog.user_secrets_for(specs), *backup_catalog.user_secrets(config)])
     return store, generated, imported
 
 

@@ -11,7 +11,8 @@ from ..catalog.model import Ref
 from ..catalog.networks import FIXED_IPS, PROXY_DYNAMIC, PROXY_NETWORK, PROXY_SUBNET
 
 if TYPE_CHECKING:
-    from ..catalog.model import Context, EnvValue, ServiceSpec
+    from ..catalog.model import Context, EnvValue, ServiceSpec, Tool
+    from ..config import Images
 
 WATCHTOWER_ENABLE = "com.centurylinklabs.watchtower.enable"
 WATCHTOWER_MONITOR = "com.centurylinklabs.watchtower.monitor-only"
@@ -27,8 +28,11 @@ _JOINS_PROXY = {"nextcloud-cron"}
 
 
 def image_ref(spec: ServiceSpec, ctx: Context) -> str:
+    return pinned_ref(spec, ctx.config.images)
+
+
+def pinned_ref(spec: ServiceSpec | Tool, images: Images) -> str:
     """The pinned image, through the user's mirror or per-container override if any."""
-    images = ctx.config.images
     if spec.name in images.overrides:
         return images.overrides[spec.name]
     if images.mirror:

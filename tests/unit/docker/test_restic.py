@@ -18,27 +18,35 @@ REPO = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env")
 
 
 def test_a_volume_backup_mounts_read_only_and_takes_secrets_from_the_env_file():
-    cmd = restic.backup_volumes_cmd(TOOLS, REPO, "n8n", ["aini-n8n-data"])
+    cmd = restic.backup_volumes_cmd(TOOLS, REPO, "n8n", "20261127T033000Z", ["aini-n8n-data"])
     assert cmd.argv == (
         "docker", "run", "--rm", "--env-file", "/opt/aini/backup/restic.env", "-e", "RESTIC_CACHE_DIR=/cache",
         "-v", "aini-restic-cache:/cache", "-v", "aini-n8n-data:/data/n8n/aini-n8n-data:ro", "restic/restic:0.18.0",
-        "backup", "--json", "--host", "aini", "--tag", "aini", "--tag", "service=n8n", "/data/n8n",
+        "backup", "--json", "--host", "aini", "--tag", "aini", "--tag", "service=n8n", "--tag", "run=20261127T033000Z",
+        "/data/n8n",
     )
 
 
+def test_a_repository_on_a_path_is_mounted_at_the_same_path():
+    repo = restic.Repository("restic/restic:0.18.0", "/srv/restic.env", path="/var/backups/aini")
+    cmd = restic.snapshots_cmd(TOOLS, repo)
+    assert cmd.argv[cmd.argv.index("/var/backups/aini:/var/backups/aini") - 1] == "-v"
+    assert cmd.argv[cmd.argv.index(repo.image) + 1:] == ("snapshots", "--json", "--host", "aini", "--tag", "aini")
+
+
 def test_a_dump_is_read_from_stdin_under_a_bare_file_name():
-    cmd = restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "nextcloud.sql")
+    cmd = restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "r1", "nextcloud.sql")
     assert "-i" in cmd.argv[: cmd.argv.index(REPO.image)]
     assert cmd.argv[-3:] == ("--stdin", "--stdin-filename", "nextcloud.sql")
     assert cmd.argv[cmd.argv.index("--stdin-filename") + 1] == "nextcloud.sql"
     with pytest.raises(ValueError, match="bare file name"):
-        restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "mariadb/nextcloud.sql")
+        restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "r1", "mariadb/nextcloud.sql")
 
 
-def test_retention_is_per_service_and_prunes():
+def test_retention_is_per_service_and_kind_not_per_run_and_prunes():
     cmd = restic.forget_cmd(TOOLS, REPO, 7, 4, 6)
     assert cmd.argv[cmd.argv.index(REPO.image) + 1:] == (
-        "forget", "--json", "--prune", "--tag", "aini", "--group-by", "host,tags",
+        "forget", "--json", "--prune", "--host", "aini", "--tag", "aini", "--group-by", "host,paths",
         "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6",
     )
 

@@ -1,0 +1,88 @@
+"""`aini backup [list]` and `aini restore`: thin commands over aini.ops.backup."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from .app import app, err, load, run
+
+backup_app = typer.Typer(help="Back up the services' data with restic to backup.repository; list the snapshots.",
+                         invoke_without_command=True)
+app.add_typer(backup_app, name="backup")
+
+Only = Annotated[Optional[list[str]], typer.Option("--only", metavar="SERVICE|GROUP",
+                                                   help="Only this service or group (repeatable).")]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return "-"
+
+
+@backup_app.callback()
+def backup_now(ctx: typer.Context, only: Only = None) -> None:
+    """Back up now: each service's volumes and database dump, one restic snapshot each."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..ops import backup  # lazy: startup time
+
+    def action() -> int:
+        result = backup.backup(load(), only or (), say=err)
+        for s in result.services:
+            state = f"FAILED: {s.error}" if s.error else f"{','.join(s.snapshots)}  {_size(s.bytes)}"
+            print(f"{s.service:<15} {s.seconds:6.1f}s  {state}")
+        for group, seconds in result.windows.items():
+            print(f"{group}: stopped or in maintenance mode for {seconds:.1f}s")
+        for service, why in result.not_saved.items():
+            print(f"{service:<15} not backed up: {why}")
+        print(f"run {result.run}: {'ok' if result.ok else 'FAILED'}")
+        return 0 if result.ok else 1
+
+    run(action)
+
+
+@backup_app.command("list")
+def backup_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """The project's snapshots, newest run first: run, service, snapshot, time, size."""
+    from ..ops import backup  # lazy: startup time
+
+    def action() -> None:
+        snaps = sorted(backup.snapshots(load()), key=lambda s: (s.run, s.service), reverse=True)
+        if as_json:
+            print(json.dumps([{"run": s.run, "service": s.service, "id": s.id, "short_id": s.short_id,
+                               "time": s.time.isoformat(), "bytes": s.size, "paths": list(s.paths)}
+                              for s in snaps], indent=2))
+            return
+        if not snaps:
+            print("no snapshots yet (aini backup makes one)")
+        for s in snaps:
+            kind = "dump" if s.dump else "volumes"
+            print(f"{s.run}  {s.service:<15} {s.short_id}  {s.time:%Y-%m-%d %H:%M:%S}  {kind:<7} {_size(s.size)}")
+
+    run(action)
+
+
+@app.command()
+def restore(
+    services: Annotated[list[str], typer.Argument(metavar="SERVICE|GROUP...", help="What to restore.")],
+    snapshot: Annotated[Optional[str], typer.Option(help="A run or snapshot id (default: the latest complete run).")
+                        ] = None,
+    confirm: Annotated[Optional[str], typer.Option(help="The project name, to confirm without a prompt.")] = None,
+) -> None:
+    """Put services back to a backup run, after a safety backup of what they hold now."""
+    from ..ops import backup  # lazy: startup time
+
+    def action() -> None:
+        done = backup.restore(load(), services, confirm, typer.prompt, snapshot, say=err)
+        print(f"restored {', '.join(done.services)} to run {done.run} in {done.seconds:.0f}s; "
+              f"what they held before is run {done.safety_run}")
+
+    run(action)

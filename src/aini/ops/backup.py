@@ -1,0 +1,252 @@
+"""`aini backup`, `aini backup list` and `aini restore`: restic on the site's engine, from
+the pinned image, into `backup.repository`.
+
+The repository password and credentials reach restic through a 0600 env file in the site's
+root (never an argv, never the terminal). Backups and deploys take the same site lock, so
+neither sees the other's half-done work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .. import catalog
+from ..backup import plan
+from ..catalog import backup as backup_catalog
+from ..docker import restic
+from ..docker.cmd import Cmd, Tools
+from ..docker.compose import compose_up_cmd
+from ..errors import AiniError, InputError
+from ..project import Project
+from ..render.compose import pinned_ref
+from ..sites.base import Site
+from .render import prepare_secrets
+from .targets import site_for, tools_for
+
+ENV_FILE = "restic.env"
+HEALTH_WAIT = 300  # seconds a group may take to be healthy again after a restore
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Saved:
+    """One service's part of a run."""
+
+    service: str
+    group: str
+    snapshots: list[str] = field(default_factory=list)  # short ids
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class RunResult:
+    run: str
+    services: list[Saved]
+    windows: dict[str, float]  # group -> seconds it was stopped or in maintenance mode
+    not_saved: dict[str, str]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.error is None for s in self.services)
+
+
+@dataclass
+class Restored:
+    run: str
+    safety_run: str
+    services: list[str]
+    seconds: float
+
+
+def run_id(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def repository_env(project: Project) -> dict[str, str]:
+    """What restic reads from its env file: the repository, its password, its credentials."""
+    config = project.config
+    if not backup_catalog.enabled(config):
+        raise InputError("backup.repository is not set in aini.yml; backups are off "
+                         "(e.g. backup: {repository: 's3:https://fsn1.your-objectstorage.com/BUCKET/aini'})")
+    store, _, _ = prepare_secrets(project)
+    store.save()  # a generated repository password is kept before anything is encrypted with it
+    env = {"RESTIC_REPOSITORY": config.backup.repository or "",
+           "RESTIC_PASSWORD": store.get(backup_catalog.REPOSITORY_PASSWORD.name) or ""}
+    missing = []
+    for secret, variable, required in backup_catalog.credentials(config):
+        value = store.get(secret.name)
+        if value:
+            env[variable] = value
+        elif required:
+            missing.append(secret.env_var)
+    if missing:
+        raise InputError(f"backup.repository needs {' and '.join(missing)} in the environment once "
+                         "(aini keeps them in .aini/); they are not set")
+    return env
+
+
+def _repository(project: Project, site: Site) -> restic.Repository:
+    site.write(ENV_FILE, restic.env_file(repository_env(project)))
+    location = project.config.backup.repository or ""
+    return restic.Repository(pinned_ref(backup_catalog.RESTIC, project.config.images), str(site.root / ENV_FILE),
+                             host=project.config.project, path=location if location.startswith("/") else None)
+
+
+def _run(site: Site, cmd: Cmd, what: str) -> str:
+    r = site.run(cmd)
+    if r.returncode != 0:
+        raise AiniError(f"{what}: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
+    return r.stdout
+
+
+def snapshot_list(site: Site, tools: Tools, repo: restic.Repository, create: bool = False) -> list[restic.Snapshot]:
+    """The project's snapshots; with `create`, a missing repository is initialised first."""
+    r = site.run(restic.snapshots_cmd(tools, repo))
+    if r.returncode == 10 and create:
+        _run(site, restic.init_cmd(tools, repo), "restic init")
+        return []
+    if r.returncode != 0:
+        raise AiniError(f"backup repository: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
+    return restic.parse_snapshots(r.stdout)
+
+
+def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None) -> RunResult:
+    """One run: every chosen service's volumes and dump, group by group."""
+    chosen = plan.items(project.config, only)
+    with site_for(project) as site, site.lock():
+        tools = tools_for(project)
+        repo = _repository(project, site)
+        snapshot_list(site, tools, repo, create=True)
+        return backup_on(site, tools, repo, chosen, say, not_saved=plan.not_saved(project.config) if not only else {})
+
+
+def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequence[plan.Item], say: Say,
+               not_saved: dict[str, str] | None = None) -> RunResult:
+    run = run_id()
+    result = RunResult(run, [], {}, not_saved or {})
+    for group, members in plan.by_group(chosen).items():
+        saved, window = _backup_group(site, tools, repo, run, members, say)
+        result.services += saved
+        if window is not None:
+            result.windows[group] = window
+    return result
+
+
+def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, members: Sequence[plan.Item],
+                  say: Say) -> tuple[list[Saved], float | None]:
+    hooked = [m for m in members if m.backup.before]
+    stopped = [m.container for m in members if m.backup.stop]
+    saved = [Saved(m.service, m.group) for m in members]
+    quiet_since = time.monotonic() if hooked or stopped else None
+    entered: list[plan.Item] = []
+    try:
+        for m in hooked:
+            say(f"{m.service}: {m.backup.before}")
+            _run(site, plan.in_container(tools, m, m.backup.before or "", timeout=300), f"{m.service}: before backup")
+            entered.append(m)
+        if stopped:
+            say(f"stopping {', '.join(stopped)} for a consistent copy")
+            _run(site, plan.stop_cmd(tools, stopped), "docker stop")
+        for m, result in zip(members, saved):
+            _save(site, tools, repo, run, m, result, say)
+    except AiniError as exc:
+        for result in saved:
+            if not result.snapshots and result.error is None:
+                result.error = str(exc)
+    finally:
+        problems = []
+        if stopped:
+            r = site.run(plan.start_cmd(tools, stopped))
+            if r.returncode != 0:
+                problems.append(f"docker start {' '.join(stopped)}: {r.stderr.strip()[:300]}")
+        for m in reversed(entered):
+            r = site.run(plan.in_container(tools, m, m.backup.after or "", timeout=300))
+            if r.returncode != 0:
+                problems.append(f"{m.service}: {m.backup.after}: {r.stderr.strip()[:300]}")
+        window = time.monotonic() - quiet_since if quiet_since is not None else None
+        if problems:  # the service is left stopped or in maintenance mode: say so loudly
+            raise AiniError(f"after the backup of group {members[0].group}: " + "; ".join(problems))
+    return saved, window
+
+
+def _save(site: Site, tools: Tools, repo: restic.Repository, run: str, item: plan.Item, result: Saved,
+          say: Say) -> None:
+    start = time.monotonic()
+    for cmd in plan.backup_cmds(tools, repo, item, run):
+        say(f"{item.service}: saving {'its dump' if cmd.argv[0] == 'bash' else 'its volumes'}")
+        r = site.run(cmd)
+        summary = restic.parse_summary(r.stdout)
+        if r.returncode != 0:
+            if summary and summary.get("snapshot_id"):  # restic stored what a failed dump had sent
+                site.run(restic.forget_snapshot_cmd(tools, repo, str(summary["snapshot_id"])))
+            result.error = restic.error_line(r.returncode, "" if summary else r.stdout, r.stderr)
+            break
+        if summary:
+            result.snapshots.append(str(summary.get("snapshot_id", ""))[:8])
+            result.bytes += int(summary.get("total_bytes_processed") or 0)
+    result.seconds = time.monotonic() - start
+
+
+def snapshots(project: Project) -> list[restic.Snapshot]:
+    with site_for(project) as site:
+        tools = tools_for(project)
+        return snapshot_list(site, tools, _repository(project, site))
+
+
+def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Callable[[str], str],
+            run: str | None = None, say: Say = lambda _: None) -> Restored:
+    """The chosen services put back to one run: first a safety backup of what they hold now,
+    then per group the containers other than the databases stopped, volumes written back,
+    dumps loaded into the running databases, the group started and health-gated."""
+    config = project.config
+    chosen = plan.items(config, only)
+    if not chosen:
+        raise InputError("nothing to restore: none of those services keeps data")
+    start = time.monotonic()
+    with site_for(project) as site, site.lock():
+        tools = tools_for(project)
+        repo = _repository(project, site)
+        picked_run, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
+        names = ", ".join(i.service for i in chosen)
+        answer = confirm if confirm is not None else ask(
+            f"Restore {names} to run {picked_run}, overwriting their data? Type the project name '{config.project}'")
+        if answer != config.project:
+            raise InputError("confirmation did not match the project name; nothing was restored")
+        say(f"safety backup of {names} first")
+        safety = backup_on(site, tools, repo, chosen, say)
+        if not safety.ok:
+            failed = "; ".join(f"{s.service}: {s.error}" for s in safety.services if s.error)
+            raise AiniError(f"the safety backup failed, nothing was restored: {failed}")
+        for group, members in plan.by_group(chosen).items():
+            _restore_group(project, site, tools, repo, group, members, picked, say)
+    return Restored(picked_run, safety.run, [i.service for i in chosen], time.monotonic() - start)
+
+
+def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repository, group: str,
+                   members: Sequence[plan.Item], picked: dict[str, list[restic.Snapshot]], say: Say) -> None:
+    databases = {m.container for m in members if m.dump}
+    stop = [s.container for s in catalog.enabled(project.config) if s.group == group and s.container not in databases]
+    if stop:
+        say(f"{group}: stopping {', '.join(stop)}")
+        _run(site, plan.stop_cmd(tools, stop), "docker stop")
+    for m in members:
+        for cmd in plan.restore_cmds(tools, repo, m, picked[m.service]):
+            say(f"{m.service}: restoring {'its dump' if cmd.argv[0] == 'bash' else 'its volumes'}")
+            r = site.run(cmd)
+            if r.returncode != 0:
+                raise AiniError(f"restore of {m.service} failed ({r.stderr.strip()[-300:] or 'no message'}); "
+                                f"group {group} is left stopped; the safety backup holds what it had")
+    say(f"{group}: starting, waiting for it to be healthy")
+    if stop:
+        _run(site, plan.start_cmd(tools, stop), "docker start")
+    for m in members:  # the snapshot was taken in the state `before` put it in (maintenance mode)
+        if m.backup.after:
+            _run(site, plan.in_container(tools, m, m.backup.after, timeout=300), f"{m.service}: after restore")
+    r = site.run(compose_up_cmd(tools, site.root, group, HEALTH_WAIT))
+    if r.returncode != 0:
+        raise AiniError(f"group {group} did not become healthy after the restore: {r.stderr.strip()[-300:]}")
