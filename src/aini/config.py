@@ -7,6 +7,7 @@ silently turns a service off.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 import zoneinfo
@@ -26,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import cron
 from .errors import ConfigError
 
 MAX_CONFIG_BYTES = 256 * 1024
@@ -331,10 +333,16 @@ class Backup(Model):
         pattern=r"^(s3:|sftp:|rest:|rclone:|/)\S+$",
         description="A restic repository (s3:, sftp:, rest:, rclone: or an absolute path); none disables backups.",
     )
-    schedule: str = Field(default="30 3 * * *", description="5-field cron, host time.")
+    schedule: str = Field(default="30 3 * * *", max_length=200, description="5-field cron, host time.")
     retention: Retention = Retention()
 
-    _schedule = field_validator("schedule")(_cron(5))
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parsed = cron.parse(value)  # ValueError names the field
+        if parsed.longest_gap(dt.datetime(2026, 1, 1)) is None:
+            raise ValueError("runs less than twice in eight weeks; back up at least monthly")
+        return " ".join(value.split())
 
 
 class Images(Model):

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from aini import catalog
+from aini.catalog import backup as backup_catalog
 from aini.config import validate_data
 from aini.controlplane import bootstrap, breakglass
 from aini.controlplane.vault import VaultClient
 from aini.errors import AiniError, InputError
 from aini.store import SecretStore
 from tests.harness.doubles import import_double
+from tests.unit.conftest import config_of
 
 vault_api = import_double("vault_api")
 PASSPHRASE = {"AINI_BREAKGLASS_PASSPHRASE": "contract-test-passphrase"}
@@ -55,6 +57,14 @@ def test_first_run_initialises_keeps_material_encrypted_and_deploys_with_an_appr
         assert client.kv_get("n8n/n8n_encryption_key") == {"value": store.get("n8n_encryption_key")}
         assert client.kv_get("nextcloud/onlyoffice_jwt_secret")  # a shared secret lives with its first user
         assert bootstrap.sync_secrets(client, store, specs()).pushed == []  # nothing new the second time
+
+        # The backup repository's password belongs to no service: it is kept under backup/.
+        with_backup = config_of(backup={"repository": "/var/backups/aini"})
+        store.ensure(backup_catalog.secrets(with_backup))
+        extra = backup_catalog.vault_paths(with_backup)
+        assert extra == {"restic_password": "backup/restic_password"}
+        assert bootstrap.sync_secrets(client, store, specs(), extra).pushed == ["restic_password"]
+        assert client.kv_get("backup/restic_password") == {"value": store.get("restic_password")}
 
         # Vault wins: a value changed there (another operator's `aini secrets set`) is adopted here.
         client.kv_put("librechat/librechat_jwt_secret", {"value": "a" * 64})

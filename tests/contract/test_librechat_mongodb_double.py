@@ -283,3 +283,55 @@ def test_the_double_modules_never_print_a_password(tmp_path: Path):
     assert users.check("admin", "root", "s3cret-pw") is None
     assert users.check("admin", "root", "nope").startswith("AuthenticationFailed")
     assert users.check("LibreChat", "root", "s3cret-pw").startswith("UserNotFound")
+
+
+# ------------------------------------------------------------ mongodump / mongorestore
+
+
+def _tools_env(tmp_path: Path, port: int, user: str, password: str) -> dict[str, str]:
+    """The MongoDB container's environment for the catalog's dump and restore commands, with
+    the image's mongodump/mongorestore (the double's) on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("mongodump", "mongorestore"):
+        shim = bin_dir / tool
+        shim.write_text(f'#!/bin/sh\nexec {sys.executable} {DOUBLES / "mongodb_double.py"} {tool} "$@"\n')
+        shim.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "AINI_DOUBLE_PORT": str(port),
+            "MONGO_INITDB_ROOT_USERNAME": user, "MONGO_INITDB_ROOT_PASSWORD": password}
+
+
+def test_the_catalogs_dump_and_restore_round_trip_the_documents(mongo, tmp_path):
+    from aini import catalog
+
+    port, password, _, _ = mongo
+    backup = catalog.by_name("mongodb").backup
+    env = _tools_env(tmp_path, port, "librechat", password)
+    client = _client(port)
+    client.command({"authenticate": "librechat", "password": password, "$db": "admin"})
+    client.command({"insert": "conversations", "documents": [{"title": "kept"}], "$db": "LibreChat"})
+    dump = subprocess.run(["sh", "-c", backup.dump], env=env, capture_output=True, timeout=30)
+    assert dump.returncode == 0, dump.stderr
+    assert dump.stdout[:2] == b"\x1f\x8b" and password.encode() not in dump.stderr  # gzip; no password shown
+    client.command({"insert": "conversations", "documents": [{"title": "later"}], "$db": "LibreChat"})
+    restore = subprocess.run(["sh", "-c", backup.restore], env=env, input=dump.stdout, capture_output=True,
+                             timeout=30)
+    assert restore.returncode == 0, restore.stderr
+    assert client.command({"find": "conversations", "$db": "LibreChat"})["documents"] == [{"title": "kept"}]
+    client.close()
+
+
+def test_the_tools_refuse_a_wrong_password_unknown_options_and_a_plain_stream_read_as_gzip(mongo, tmp_path):
+    from aini import catalog
+
+    port, password, _, _ = mongo
+    backup = catalog.by_name("mongodb").backup
+    wrong = subprocess.run(["sh", "-c", backup.dump], env=_tools_env(tmp_path, port, "librechat", password + "x"),
+                           capture_output=True, timeout=30)
+    assert wrong.returncode == 1 and b"Authentication failed." in wrong.stderr and wrong.stdout == b""
+    env = _tools_env(tmp_path, port, "librechat", password)
+    argv = subprocess.run(["mongodump", "--archive", "-p", password], env=env, capture_output=True, timeout=30)
+    assert argv.returncode == 1 and b'unknown option "p"' in argv.stderr
+    plain = subprocess.run(["sh", "-c", backup.restore], env=env, input=b"not an archive", capture_output=True,
+                           timeout=30)
+    assert plain.returncode == 1 and b"does not appear to be a mongodump archive" in plain.stderr

@@ -442,41 +442,69 @@ def _cli(stack: Stack, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def test_backup_and_restore_bring_back_nextcloud_and_n8n_as_they_were(stack: Stack, figures, tmp_path_factory):
+def _mongo(stack: Stack, command: dict) -> dict:
+    """A command to the MongoDB double over its own protocol, as its root user (test only)."""
+    script = ("import json, os, sys; sys.path.insert(0, '/opt/aini-double'); import mongodb_double as m; "
+              "c = m.Client('127.0.0.1', 27017); c.command({'authenticate': os.environ['MONGO_INITDB_ROOT_USERNAME'], "
+              "'password': os.environ['MONGO_INITDB_ROOT_PASSWORD'], '$db': 'admin'}); "
+              "print(json.dumps(c.command(json.loads(sys.argv[1]))))")
+    return json.loads(stack.docker_cmd("exec", "aini-mongodb", "python3", "-c", script, json.dumps(command)))
+
+
+def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stack, figures, tmp_path_factory):
     """`aini backup`, `aini backup list` and `aini restore` through the CLI, with the real
-    restic, MariaDB and n8n: a row, a file in each volume, and maintenance mode undone."""
+    restic, MariaDB and n8n: a row, a document, a file in each volume, maintenance mode undone."""
     repository = tmp_path_factory.mktemp("restic") / "repository"
     stack.data["backup"] = {"repository": str(repository)}
     try:
         _mariadb(stack, "CREATE TABLE aini_e2e (v TEXT); INSERT INTO aini_e2e VALUES ('before')")
         stack.docker_cmd("exec", "aini-n8n", "sh", "-c", "echo before > /home/node/.n8n/aini-e2e-marker")
         stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo before > /var/www/html/aini-e2e-marker")
+        _mongo(stack, {"insert": "conversations", "documents": [{"title": "before"}], "$db": "LibreChat"})
         start = time.monotonic()
-        code, out, err = _cli(stack, "backup", "--only", "nextcloud", "--only", "n8n")
+        code, out, err = _cli(stack, "backup")
         backup_seconds = time.monotonic() - start
         assert code == 0, out + err
         assert "maintenance:mode --on" in err and "stopping aini-n8n" in err  # progress on stderr
         rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-        assert {"n8n", "mariadb", "nextcloud"} <= set(rows) and "FAILED" not in out
+        saved = {"traefik", "mongodb", "librechat", "n8n", "mariadb", "nextcloud"}
+        assert saved <= set(rows) and "FAILED" not in out
+        assert "redis           not backed up: a cache; not backed up" in out
         run = out.strip().splitlines()[-1].split()[1].rstrip(":")
         assert stack.store.get("restic_password") and stack.store.get("restic_password") not in out + err
+
+        windows = {line.split(":")[0]: float(line.split(" for ")[1].rstrip("s"))
+                   for line in out.splitlines() if "stopped or in maintenance mode for" in line}
+        assert set(windows) == {"n8n", "nextcloud"}
 
         code, out, err = _cli(stack, "backup", "list", "--json")
         assert code == 0, err
         listed = json.loads(out)
-        assert {(s["service"], s["run"]) for s in listed} == {("n8n", run), ("mariadb", run), ("nextcloud", run)}
+        assert {(s["service"], s["run"]) for s in listed} == {(name, run) for name in saved}
+        code, out, err = _cli(stack, "backup", "check", "--read-data", "100")
+        assert code == 0 and "the repository is intact (100% of its data read back)" in out, out + err
+        assert stack.containers()["aini-n8n"][1] == "running"  # started again, and healthy: backup waited
+        deadline = time.monotonic() + 60  # Consul's check of n8n turns passing on its next interval
+        while (status := _cli(stack, "status", "--json"))[0] != 0 and time.monotonic() < deadline:
+            time.sleep(3)
+        code, out, err = status
+        rows = {r["service"]: r for r in json.loads(out)["services"]}
+        assert code == 0, [(r["service"], r["reason"]) for r in rows.values() if not r["ok"]]
+        assert {name: rows[name]["backup"] for name in saved} == {name: "backed up 0 h ago" for name in saved}
+        assert rows["redis"]["backup"] is None
 
         # Changes after the backup: the restore undoes them (a new file is deleted, too).
         _mariadb(stack, "UPDATE aini_e2e SET v = 'after'")
         stack.docker_cmd("exec", "aini-n8n", "sh", "-c", "echo after > /home/node/.n8n/aini-e2e-marker")
         stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo new > /var/www/html/aini-e2e-later")
+        _mongo(stack, {"insert": "conversations", "documents": [{"title": "after"}], "$db": "LibreChat"})
 
         code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "--confirm", "not-the-project")
         assert code == 2 and "nothing was restored" in err
         assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
 
         start = time.monotonic()
-        code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "--confirm", "e2e")
+        code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "librechat", "--confirm", "e2e")
         restore_seconds = time.monotonic() - start
         assert code == 0, out + err
         assert f"to run {run}" in out
@@ -485,17 +513,21 @@ def test_backup_and_restore_bring_back_nextcloud_and_n8n_as_they_were(stack: Sta
         assert stack.docker_cmd("exec", "aini-n8n", "cat", "/home/node/.n8n/aini-e2e-marker").strip() == "before"
         assert stack.docker_cmd("exec", "aini-nextcloud", "cat", "/var/www/html/aini-e2e-marker").strip() == "before"
         assert stack.docker_run("exec", "aini-nextcloud", "test", "-e", "/var/www/html/aini-e2e-later").returncode == 1
+        found = _mongo(stack, {"find": "conversations", "$db": "LibreChat"})["documents"]
+        assert found == [{"title": "before"}]
         # The copy was taken in maintenance mode; the restored Nextcloud is out of it and serves.
         r = stack.wait_https(stack.host("nextcloud"), "/status.php", ok=lambda r: '"maintenance":false' in r.text)
         assert '"installed":true' in r.text
         stack.wait_https(stack.host("n8n"), "/healthz")
+        stack.wait_https(stack.host("librechat"), "/health")
 
         # The safety backup holds what the restore overwrote.
         code, out, err = _cli(stack, "restore", "mariadb", "--snapshot", safety, "--confirm", "e2e")
         assert code == 0, out + err
         assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
-        figures({"backup_nextcloud_n8n_seconds": round(backup_seconds, 1),
-                 "restore_nextcloud_n8n_seconds": round(restore_seconds, 1)})
+        figures({"backup_all_seconds": round(backup_seconds, 1),
+                 "backup_windows_seconds": windows,
+                 "restore_nextcloud_n8n_librechat_seconds": round(restore_seconds, 1)})
     finally:
         del stack.data["backup"]
         _mariadb(stack, "DROP TABLE IF EXISTS aini_e2e")

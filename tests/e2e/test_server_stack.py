@@ -228,3 +228,42 @@ def test_the_server_site_streams_bytes_both_ways_without_holding_them(server: Se
         r = site.stream(Cmd(("sh", "-c", "echo refused >&2; exit 3")))
         assert (r.returncode, r.stderr.strip()) == (3, "refused")
         assert site.run(Cmd(("rm", "-f", path))).returncode == 0
+
+
+def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerStack, figures):
+    """`aini backup` and `aini restore` from this machine, run on the server over SSH: the real
+    PostgreSQL's dump streamed into the real restic there, the password in a root-only file."""
+    assert server.server is not None
+    data = json.loads(json.dumps(server.data))
+    data["backup"] = {"repository": "/var/backups/aini-e2e"}
+    server.write_config(data)
+
+    def psql(query: str) -> str:
+        return server.docker_cmd("exec", "aini-n8n-postgres", "psql", "-U", "n8n", "-d", "n8n", "-tAc",
+                                 query).strip()
+
+    try:
+        psql("CREATE TABLE aini_e2e (v text); INSERT INTO aini_e2e VALUES ('before')")
+        start = time.monotonic()
+        r = server.aini("backup", "--only", "n8n", timeout=900)
+        backup_seconds = time.monotonic() - start
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        saved = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+        assert {"n8n-postgres", "n8n"} <= saved
+        out = server.server.exec("stat", "-c", "%a %U", "/opt/aini/restic.env").stdout.strip()
+        assert out == "600 root"
+        password = server.store.get("restic_password")
+        assert password and all(password not in text for text in server.log)
+
+        psql("UPDATE aini_e2e SET v = 'after'")
+        start = time.monotonic()
+        r = server.aini("restore", "n8n", "--confirm", server.config.project, timeout=900)
+        restore_seconds = time.monotonic() - start
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert psql("SELECT v FROM aini_e2e") == "before"
+        assert server.health()["aini-n8n"] == "healthy"
+        figures({"server_backup_n8n_seconds": round(backup_seconds, 1),
+                 "server_restore_n8n_seconds": round(restore_seconds, 1)})
+    finally:
+        server.write_config()
+        psql("DROP TABLE IF EXISTS aini_e2e")

@@ -81,14 +81,15 @@ def start_cmd(tools: Tools, containers: Sequence[str]) -> Cmd:
     return Cmd((*tools.docker, "start", *containers), timeout=300)
 
 
-def backup_cmds(tools: Tools, repo: restic.Repository, item: Item, run: str) -> list[Cmd]:
+def backup_cmds(tools: Tools, repo: restic.Repository, item: Item, run: str, safety: bool = False) -> list[Cmd]:
     """One snapshot for the volumes, one for the dump (`dump | restic backup --stdin`)."""
     cmds = []
     if item.volumes:
-        cmds.append(restic.backup_volumes_cmd(tools, repo, item.service, run, item.volumes))
+        cmds.append(restic.backup_volumes_cmd(tools, repo, item.service, run, item.volumes, safety))
     if item.backup.dump and item.backup.dump_file:
-        cmds.append(restic.pipe_cmd(in_container(tools, item, item.backup.dump),
-                                    restic.backup_stdin_cmd(tools, repo, item.service, run, item.backup.dump_file)))
+        cmds.append(restic.pipe_cmd(
+            in_container(tools, item, item.backup.dump),
+            restic.backup_stdin_cmd(tools, repo, item.service, run, item.backup.dump_file, safety)))
     return cmds
 
 
@@ -114,8 +115,9 @@ def wanted(item: Item) -> set[bool]:
 
 def pick_run(chosen: Sequence[Item], snapshots: Sequence[restic.Snapshot], run: str | None = None
              ) -> tuple[str, dict[str, list[restic.Snapshot]]]:
-    """The run to restore (the given one, else the latest complete for every chosen item) and
-    each item's snapshots in it. `run` may also be a snapshot id (or its prefix): its run."""
+    """The run to restore (the given one, else the latest complete for every chosen item that
+    is not a restore's safety backup) and each item's snapshots in it. `run` may also be a
+    snapshot id (or its prefix): its run."""
     if run:
         match = [s for s in snapshots if s.id.startswith(run) or s.run == run]
         runs = {s.run for s in match}
@@ -125,7 +127,7 @@ def pick_run(chosen: Sequence[Item], snapshots: Sequence[restic.Snapshot], run: 
             raise InputError(f"'{run}' matches several runs; give more of the id")
         candidates = [runs.pop()]
     else:
-        candidates = sorted({s.run for s in snapshots if s.run}, reverse=True)
+        candidates = sorted({s.run for s in snapshots if s.run and not s.safety}, reverse=True)
     for candidate in candidates:
         picked = {i.service: [s for s in snapshots if s.run == candidate and s.service == i.service] for i in chosen}
         if all({s.dump for s in picked[i.service]} >= wanted(i) for i in chosen):

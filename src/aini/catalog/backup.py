@@ -56,3 +56,8 @@ def secrets(config: AiniConfig) -> tuple[Secret, ...]:
 
 def user_secrets(config: AiniConfig) -> tuple[UserSecret, ...]:
     return tuple(secret for secret, _, _ in credentials(config))
+
+
+def vault_paths(config: AiniConfig) -> dict[str, str]:
+    """Where Vault keeps them (KV paths under backup/), beside the services' secrets."""
+    return {s.name: f"backup/{s.name}" for s in (*secrets(config), *user_secrets(config))}

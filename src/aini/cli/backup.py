@@ -58,14 +58,31 @@ def backup_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-re
         snaps = sorted(backup.snapshots(load()), key=lambda s: (s.run, s.service), reverse=True)
         if as_json:
             print(json.dumps([{"run": s.run, "service": s.service, "id": s.id, "short_id": s.short_id,
-                               "time": s.time.isoformat(), "bytes": s.size, "paths": list(s.paths)}
+                               "time": s.time.isoformat(), "bytes": s.size, "paths": list(s.paths),
+                               "safety": s.safety}
                               for s in snaps], indent=2))
             return
         if not snaps:
             print("no snapshots yet (aini backup makes one)")
         for s in snaps:
             kind = "dump" if s.dump else "volumes"
-            print(f"{s.run}  {s.service:<15} {s.short_id}  {s.time:%Y-%m-%d %H:%M:%S}  {kind:<7} {_size(s.size)}")
+            print(f"{s.run}  {s.service:<15} {s.short_id}  {s.time:%Y-%m-%d %H:%M:%S}  {kind:<7} {_size(s.size)}"
+                  + ("  (safety backup before a restore)" if s.safety else ""))
+
+    run(action)
+
+
+@backup_app.command("check")
+def backup_check(
+    read_data: Annotated[Optional[int], typer.Option(metavar="PERCENT", help="Also read back and verify this "
+                                                     "share of the stored data (1-100).")] = None,
+) -> None:
+    """Verify the repository: its structure, and with --read-data a share of its data read back."""
+    from ..ops import backup  # lazy: startup time
+
+    def action() -> None:
+        backup.check(load(), read_data)
+        print("the repository is intact" + (f" ({read_data}% of its data read back)" if read_data else ""))
 
     run(action)
 

@@ -24,6 +24,9 @@ def status_table(report, console: Console) -> None:
     table.add_column("url", overflow="fold")
     table.add_column("certificate", overflow="fold")
     table.add_column("status", overflow="fold")
+    backups = any(s.backup for s in report.services)
+    if backups:
+        table.add_column("backup", overflow="fold")
     for s in report.services:
         if s.cert_days_left is not None:
             cert = f"{s.cert_days_left} days ({escape(s.cert_issuer or '?')})"
@@ -35,7 +38,7 @@ def status_table(report, console: Console) -> None:
         table.add_row(
             escape(s.service), escape(s.group), f"[{state_style}]{escape(s.state)}[/{state_style}]",
             escape(s.health or "-"), "-" if s.restarts is None else str(s.restarts), escape(s.url or "-"),
-            cert, status,
+            cert, status, *([escape(s.backup or "-")] if backups else []),
         )
     console.print(table)
     failing = report.failing

@@ -195,9 +195,12 @@ class SyncResult:
     pulled: list[str] = field(default_factory=list)  # names whose local value Vault replaced
 
 
-def sync_secrets(client: VaultClient, store: SecretStore, specs: Iterable[ServiceSpec]) -> SyncResult:
+def sync_secrets(client: VaultClient, store: SecretStore, specs: Iterable[ServiceSpec],
+                 extra: Mapping[str, str] | None = None) -> SyncResult:
+    """Vault and the local store agree afterwards: what Vault lacks is pushed, what differs is
+    taken from Vault. `extra`: secrets of no service (the backup repository's) -> KV path."""
     result = SyncResult()
-    for name, path in secret_paths(specs).items():
+    for name, path in {**secret_paths(specs), **(extra or {})}.items():
         local = store.get(name)
         stored = client.kv_get(path)
         remote = (stored or {}).get("value")

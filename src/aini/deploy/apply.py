@@ -125,7 +125,7 @@ def _running(tools: Tools, project: str, run: Runner) -> dict[str, set[str]]:
     return parse_running(r.stdout)
 
 
-def _healthy_after_up(tools: Tools, site: Site, group: str, deadline: float) -> bool:
+def group_healthy(tools: Tools, site: Site, group: str, deadline: float) -> bool:
     """Compose's `--wait` said the group is up: check it ourselves, until `deadline`, for
     every container running and healthy. Seen in CI: `up --wait` returning 0 while the
     container it had just recreated was still starting and then failed its checks."""
@@ -210,7 +210,7 @@ def deploy(
                 r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout))
                 if r.returncode == 0 and action.recreate:
                     r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
-                healthy = r.returncode == 0 and _healthy_after_up(tools, site, action.group, deadline)
+                healthy = r.returncode == 0 and group_healthy(tools, site, action.group, deadline)
             if not healthy:
                 deployed = record(site, deployed, manifest.document, action.group, None)
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")

@@ -83,28 +83,35 @@ def restic(tools: Tools, repo: Repository, *args: str, mounts: Sequence[tuple[st
     return Cmd((*argv, repo.image, *args), timeout=timeout)
 
 
-def tags(service: str, run: str) -> tuple[str, ...]:
+SAFETY_TAG = "safety"  # the backup a restore takes of what it overwrites
+SAFETY_KEEP = "30d"
+
+
+def tags(service: str, run: str, safety: bool = False) -> tuple[str, ...]:
     """Every AINI snapshot is tagged with its service and its run (one `aini backup`): a
     restore takes a service's snapshots of one run, so its files and its dump match."""
-    return ("--tag", "aini", "--tag", f"service={service}", "--tag", f"run={run}")
+    return ("--tag", "aini", "--tag", f"service={service}", "--tag", f"run={run}",
+            *(("--tag", SAFETY_TAG) if safety else ()))
 
 
 def init_cmd(tools: Tools, repo: Repository) -> Cmd:
     return restic(tools, repo, "init", "--json", timeout=300)
 
 
-def backup_volumes_cmd(tools: Tools, repo: Repository, service: str, run: str, volumes: Iterable[str]) -> Cmd:
+def backup_volumes_cmd(tools: Tools, repo: Repository, service: str, run: str, volumes: Iterable[str],
+                       safety: bool = False) -> Cmd:
     """The service's volumes, mounted read-only, as one snapshot of /data/<service>."""
     mounts = [(v, f"{DATA_ROOT}/{service}/{v}", True) for v in volumes]
-    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service, run),
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service, run, safety),
                   f"{DATA_ROOT}/{service}", mounts=mounts)
 
 
-def backup_stdin_cmd(tools: Tools, repo: Repository, service: str, run: str, filename: str) -> Cmd:
+def backup_stdin_cmd(tools: Tools, repo: Repository, service: str, run: str, filename: str,
+                     safety: bool = False) -> Cmd:
     """stdin (a dump streamed in) as /<filename> of a snapshot of its own."""
     if "/" in filename:
         raise ValueError(f"restic stores stdin under a bare file name, not {filename!r}")
-    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service, run), "--stdin",
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, *tags(service, run, safety), "--stdin",
                   "--stdin-filename", filename, stdin=True)
 
 
@@ -115,11 +122,18 @@ def snapshots_cmd(tools: Tools, repo: Repository, service: str | None = None) ->
 
 
 def forget_cmd(tools: Tools, repo: Repository, daily: int, weekly: int, monthly: int) -> Cmd:
-    """Retention per service and kind, then prune: grouped by paths (/data/<service> for
-    volumes, /<dump file> for a dump), not by tags, which differ on every run."""
-    return restic(tools, repo, "forget", "--json", "--prune", "--host", repo.host, "--tag", "aini",
-                  "--group-by", "host,paths",
-                  "--keep-daily", str(daily), "--keep-weekly", str(weekly), "--keep-monthly", str(monthly))
+    """Retention per service and kind: grouped by paths (/data/<service> for volumes,
+    /<dump file> for a dump), not by tags, which differ on every run. Safety backups are
+    left to forget_safety_cmd; the prune comes there."""
+    return restic(tools, repo, "forget", "--json", "--host", repo.host, "--tag", "aini", "--group-by", "host,paths",
+                  "--keep-daily", str(daily), "--keep-weekly", str(weekly), "--keep-monthly", str(monthly),
+                  "--keep-tag", SAFETY_TAG)
+
+
+def forget_safety_cmd(tools: Tools, repo: Repository) -> Cmd:
+    """Safety backups kept SAFETY_KEEP, then the repository pruned of what both forgot."""
+    return restic(tools, repo, "forget", "--json", "--prune", "--host", repo.host, "--tag", f"aini,{SAFETY_TAG}",
+                  "--group-by", "host,paths", "--keep-within", SAFETY_KEEP)
 
 
 def forget_snapshot_cmd(tools: Tools, repo: Repository, snapshot_id: str) -> Cmd:
@@ -168,6 +182,10 @@ class Snapshot:
     @property
     def run(self) -> str:
         return next((t.split("=", 1)[1] for t in self.tags if t.startswith("run=")), "")
+
+    @property
+    def safety(self) -> bool:
+        return SAFETY_TAG in self.tags
 
     @property
     def dump(self) -> bool:

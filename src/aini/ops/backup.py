@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import catalog
-from ..backup import plan
+from ..backup import plan, record
 from ..catalog import backup as backup_catalog
+from ..deploy.apply import group_healthy
 from ..docker import restic
 from ..docker.cmd import Cmd, Tools
 from ..docker.compose import compose_up_cmd
@@ -26,7 +27,7 @@ from .render import prepare_secrets
 from .targets import site_for, tools_for
 
 ENV_FILE = "restic.env"
-HEALTH_WAIT = 300  # seconds a group may take to be healthy again after a restore
+HEALTH_WAIT = 300  # seconds a group may take to be healthy again after a restart or restore
 
 Say = Callable[[str], None]
 
@@ -68,7 +69,8 @@ def run_id(now: dt.datetime | None = None) -> str:
 
 
 def repository_env(project: Project) -> dict[str, str]:
-    """What restic reads from its env file: the repository, its password, its credentials."""
+    """What restic reads from its env file: the repository, its password, its credentials.
+    Called before the site is reached: bad input is refused before any connection."""
     config = project.config
     if not backup_catalog.enabled(config):
         raise InputError("backup.repository is not set in aini.yml; backups are off "
@@ -90,8 +92,8 @@ def repository_env(project: Project) -> dict[str, str]:
     return env
 
 
-def _repository(project: Project, site: Site) -> restic.Repository:
-    site.write(ENV_FILE, restic.env_file(repository_env(project)))
+def _repository(project: Project, site: Site, env: dict[str, str]) -> restic.Repository:
+    site.write(ENV_FILE, restic.env_file(env))
     location = project.config.backup.repository or ""
     return restic.Repository(pinned_ref(backup_catalog.RESTIC, project.config.images), str(site.root / ENV_FILE),
                              host=project.config.project, path=location if location.startswith("/") else None)
@@ -116,21 +118,45 @@ def snapshot_list(site: Site, tools: Tools, repo: restic.Repository, create: boo
 
 
 def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None) -> RunResult:
-    """One run: every chosen service's volumes and dump, group by group."""
-    chosen = plan.items(project.config, only)
+    """One run: every chosen service's volumes and dump, group by group; then the retention
+    of backup.retention, and the run in the site's record (what `aini status` judges)."""
+    config = project.config
+    chosen = plan.items(config, only)
+    env = repository_env(project)
     with site_for(project) as site, site.lock():
         tools = tools_for(project)
-        repo = _repository(project, site)
+        repo = _repository(project, site, env)
         snapshot_list(site, tools, repo, create=True)
-        return backup_on(site, tools, repo, chosen, say, not_saved=plan.not_saved(project.config) if not only else {})
+        result = backup_on(site, tools, repo, chosen, say, not_saved=plan.not_saved(config) if not only else {})
+        site.write(record.FILE, record.merged(
+            site.read(record.FILE), result.run, dt.datetime.now(dt.UTC),
+            [s.service for s in result.services if s.error is None], {s.service: s.error for s in result.services
+                                                                       if s.error is not None}))
+        if result.ok:
+            say("forgetting what backup.retention no longer keeps, pruning")
+            keep = config.backup.retention
+            _run(site, restic.forget_cmd(tools, repo, keep.daily, keep.weekly, keep.monthly), "restic forget")
+            _run(site, restic.forget_safety_cmd(tools, repo), "restic forget --prune")
+        return result
+
+
+def check(project: Project, read_data_percent: int | None = None) -> None:
+    """`restic check`: the repository's structure, and with a percentage that share of its
+    data read back and verified. AiniError with restic's message when it finds damage."""
+    if read_data_percent is not None and not 0 < read_data_percent <= 100:
+        raise InputError("--read-data: a percentage from 1 to 100")
+    env = repository_env(project)
+    with site_for(project) as site:
+        tools = tools_for(project)
+        _run(site, restic.check_cmd(tools, _repository(project, site, env), read_data_percent), "restic check")
 
 
 def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequence[plan.Item], say: Say,
-               not_saved: dict[str, str] | None = None) -> RunResult:
+              not_saved: dict[str, str] | None = None, safety: bool = False) -> RunResult:
     run = run_id()
     result = RunResult(run, [], {}, not_saved or {})
     for group, members in plan.by_group(chosen).items():
-        saved, window = _backup_group(site, tools, repo, run, members, say)
+        saved, window = _backup_group(site, tools, repo, run, members, say, safety)
         result.services += saved
         if window is not None:
             result.windows[group] = window
@@ -138,7 +164,7 @@ def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequenc
 
 
 def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, members: Sequence[plan.Item],
-                  say: Say) -> tuple[list[Saved], float | None]:
+                  say: Say, safety: bool) -> tuple[list[Saved], float | None]:
     hooked = [m for m in members if m.backup.before]
     stopped = [m.container for m in members if m.backup.stop]
     saved = [Saved(m.service, m.group) for m in members]
@@ -153,7 +179,7 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
             say(f"stopping {', '.join(stopped)} for a consistent copy")
             _run(site, plan.stop_cmd(tools, stopped), "docker stop")
         for m, result in zip(members, saved):
-            _save(site, tools, repo, run, m, result, say)
+            _save(site, tools, repo, run, m, result, say, safety)
     except AiniError as exc:
         for result in saved:
             if not result.snapshots and result.error is None:
@@ -164,6 +190,8 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
             r = site.run(plan.start_cmd(tools, stopped))
             if r.returncode != 0:
                 problems.append(f"docker start {' '.join(stopped)}: {r.stderr.strip()[:300]}")
+            elif not group_healthy(tools, site, members[0].group, time.monotonic() + HEALTH_WAIT):
+                problems.append(f"{', '.join(stopped)} not healthy within {HEALTH_WAIT}s of its restart")
         for m in reversed(entered):
             r = site.run(plan.in_container(tools, m, m.backup.after or "", timeout=300))
             if r.returncode != 0:
@@ -175,9 +203,9 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
 
 
 def _save(site: Site, tools: Tools, repo: restic.Repository, run: str, item: plan.Item, result: Saved,
-          say: Say) -> None:
+          say: Say, safety: bool) -> None:
     start = time.monotonic()
-    for cmd in plan.backup_cmds(tools, repo, item, run):
+    for cmd in plan.backup_cmds(tools, repo, item, run, safety):
         say(f"{item.service}: saving {'its dump' if cmd.argv[0] == 'bash' else 'its volumes'}")
         r = site.run(cmd)
         summary = restic.parse_summary(r.stdout)
@@ -193,9 +221,10 @@ def _save(site: Site, tools: Tools, repo: restic.Repository, run: str, item: pla
 
 
 def snapshots(project: Project) -> list[restic.Snapshot]:
+    env = repository_env(project)
     with site_for(project) as site:
         tools = tools_for(project)
-        return snapshot_list(site, tools, _repository(project, site))
+        return snapshot_list(site, tools, _repository(project, site, env))
 
 
 def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Callable[[str], str],
@@ -207,10 +236,11 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
     chosen = plan.items(config, only)
     if not chosen:
         raise InputError("nothing to restore: none of those services keeps data")
+    env = repository_env(project)
     start = time.monotonic()
     with site_for(project) as site, site.lock():
         tools = tools_for(project)
-        repo = _repository(project, site)
+        repo = _repository(project, site, env)
         picked_run, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
         names = ", ".join(i.service for i in chosen)
         answer = confirm if confirm is not None else ask(
@@ -218,17 +248,18 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
         if answer != config.project:
             raise InputError("confirmation did not match the project name; nothing was restored")
         say(f"safety backup of {names} first")
-        safety = backup_on(site, tools, repo, chosen, say)
+        safety = backup_on(site, tools, repo, chosen, say, safety=True)
         if not safety.ok:
             failed = "; ".join(f"{s.service}: {s.error}" for s in safety.services if s.error)
             raise AiniError(f"the safety backup failed, nothing was restored: {failed}")
         for group, members in plan.by_group(chosen).items():
-            _restore_group(project, site, tools, repo, group, members, picked, say)
+            _restore_group(project, site, tools, repo, group, members, picked, safety.run, say)
     return Restored(picked_run, safety.run, [i.service for i in chosen], time.monotonic() - start)
 
 
 def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repository, group: str,
-                   members: Sequence[plan.Item], picked: dict[str, list[restic.Snapshot]], say: Say) -> None:
+                   members: Sequence[plan.Item], picked: dict[str, list[restic.Snapshot]], safety_run: str,
+                   say: Say) -> None:
     databases = {m.container for m in members if m.dump}
     stop = [s.container for s in catalog.enabled(project.config) if s.group == group and s.container not in databases]
     if stop:
@@ -240,7 +271,8 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
             r = site.run(cmd)
             if r.returncode != 0:
                 raise AiniError(f"restore of {m.service} failed ({r.stderr.strip()[-300:] or 'no message'}); "
-                                f"group {group} is left stopped; the safety backup holds what it had")
+                                f"group {group} is left stopped; what it held before is run {safety_run} "
+                                f"(aini restore {group} --snapshot {safety_run})")
     say(f"{group}: starting, waiting for it to be healthy")
     if stop:
         _run(site, plan.start_cmd(tools, stop), "docker start")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import catalog
+from ..catalog import backup as backup_catalog
 from ..catalog.networks import FIXED_IPS
 from ..controlplane import registry
 from ..controlplane.bootstrap import State, ensure_vault, key_for, load_material, save_material, sync_secrets
@@ -80,7 +81,7 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
                                           say=console.print, shares=options.key_shares,
                                           threshold=options.key_threshold,
                                           bound_cidrs=(f"{_source_address(site, vault_address, vault_spec.port)}/32",))
-    synced = sync_secrets(deploy_client, store, specs)
+    synced = sync_secrets(deploy_client, store, specs, backup_catalog.vault_paths(config))
     store.save()
     if synced.pulled:
         console.print(f"Took {len(synced.pulled)} secret(s) from Vault: {', '.join(synced.pulled)}.")

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import catalog
+from ..backup import plan as backup_plan
+from ..backup import record
 from ..catalog.networks import FIXED_IPS
 from ..config import AiniConfig
 from ..controlplane import registry
@@ -94,13 +96,14 @@ class ServiceStatus:
     ok: bool
     reason: str  # why not ok; on an ok row, a note (or "")
     consul: str | None = None  # Consul's check: passing | warning | critical; None: not registered/read
+    backup: str | None = None  # its last good backup, or why it is a problem; None: not backed up
 
     def to_dict(self) -> dict:
         return {
             "service": self.service, "group": self.group, "state": self.state, "health": self.health,
             "restarts": self.restarts, "url": self.url, "cert_expires": self.cert_expires,
             "cert_days_left": self.cert_days_left, "cert_issuer": self.cert_issuer, "ok": self.ok,
-            "reason": self.reason, "consul": self.consul,
+            "reason": self.reason, "consul": self.consul, "backup": self.backup,
         }
 
 
@@ -435,6 +438,22 @@ def overlay_control_plane(report: StatusReport, vault_state: str | None,
     return replace(report, services=tuple(rows))
 
 
+def overlay_backups(report: StatusReport, config: AiniConfig, text: str | None) -> StatusReport:
+    """Rows with the site's backup record: the last good backup of each service that keeps
+    data; a failed last run or a backup older than two periods of backup.schedule fails the row."""
+    saved = {i.service for i in backup_plan.items(config)}
+    verdicts = record.verdicts(record.parse(text), saved, config.backup.schedule, report.checked_at)
+    rows = []
+    for row in report.services:
+        if row.service in verdicts:
+            ok, note = verdicts[row.service]
+            row = replace(row, backup=note)
+            if not ok and row.ok:
+                row = replace(row, ok=False, reason=note)
+        rows.append(row)
+    return replace(report, services=tuple(rows))
+
+
 def read_control_plane(project: Project, site) -> tuple[str | None, dict[str, str] | None]:
     """Vault's state and Consul's checks, each None when not enabled or not reachable (the
     container rows already say why)."""
@@ -473,4 +492,7 @@ def report(project: Project, connect: str | None = None) -> StatusReport:
             endpoint = endpoint or (site.access.host, 443)  # type: ignore[attr-defined]
         result = collect(project.config, project.root, site.run, tools_for(project, compose=False), endpoint,
                          read_deployed=lambda: parse_deployed(site.read(DEPLOYED_MANIFEST)))
-        return overlay_control_plane(result, *read_control_plane(project, site))
+        result = overlay_control_plane(result, *read_control_plane(project, site))
+        if project.config.backup.repository:
+            result = overlay_backups(result, project.config, site.read(record.FILE))
+        return result

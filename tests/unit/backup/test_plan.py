@@ -3,6 +3,7 @@ in from their containers, and why the rest is not saved."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -116,3 +117,14 @@ def test_the_run_restored_is_the_latest_complete_one_or_the_one_named():
         plan.pick_run(items, snaps, "zz")
     with pytest.raises(InputError, match="no run in the repository has a complete backup"):
         plan.pick_run(items, snaps[2:])
+
+
+def test_a_restores_safety_backup_is_never_the_default_but_can_be_named():
+    items = plan.items(config_of(), ["mariadb"])
+    regular = _snap("mariadb", "r1", "/nextcloud.sql", "a1")
+    safety = dataclasses.replace(_snap("mariadb", "r2", "/nextcloud.sql", "a2"),
+                                 tags=("aini", "service=mariadb", "run=r2", restic.SAFETY_TAG))
+    assert plan.pick_run(items, [regular, safety])[0] == "r1"
+    assert plan.pick_run(items, [regular, safety], "r2")[0] == "r2"
+    cmd = plan.backup_cmds(TOOLS, REPO, items[0], "r3", safety=True)[0]
+    assert "safety" in _argvs(cmd)[1]

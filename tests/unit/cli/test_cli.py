@@ -122,3 +122,19 @@ def test_unexpected_errors_show_no_traceback(initialised):
     (initialised / ".aini" / "secrets.json").chmod(0o600)
     result = aini("render", cwd=initialised)
     assert result.returncode == 1 and "restore it from your backup" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backup_commands_without_a_repository_say_so_with_exit_2(initialised):
+    for args in (("backup",), ("backup", "list"), ("backup", "check"), ("restore", "n8n", "--confirm", "aini")):
+        result = aini(*args, cwd=initialised)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "backup.repository is not set in aini.yml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_backup_of_an_unknown_service_names_the_known_ones(initialised):
+    text = (initialised / "aini.yml").read_text() + "backup:\n  repository: /var/backups/aini\n"
+    (initialised / "aini.yml").write_text(text)
+    result = aini("backup", "--only", "nextclod", cwd=initialised)
+    assert result.returncode == 2 and "no enabled service or group named nextclod; known:" in result.stderr
+    result = aini("backup", "check", "--read-data", "0", cwd=initialised)
+    assert result.returncode == 2 and "--read-data: a percentage from 1 to 100" in result.stderr

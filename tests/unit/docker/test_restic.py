@@ -43,11 +43,11 @@ def test_a_dump_is_read_from_stdin_under_a_bare_file_name():
         restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "r1", "mariadb/nextcloud.sql")
 
 
-def test_retention_is_per_service_and_kind_not_per_run_and_prunes():
+def test_retention_is_per_service_and_kind_not_per_run():
     cmd = restic.forget_cmd(TOOLS, REPO, 7, 4, 6)
     assert cmd.argv[cmd.argv.index(REPO.image) + 1:] == (
-        "forget", "--json", "--prune", "--host", "aini", "--tag", "aini", "--group-by", "host,paths",
-        "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6",
+        "forget", "--json", "--host", "aini", "--tag", "aini", "--group-by", "host,paths",
+        "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6", "--keep-tag", "safety",
     )
 
 
@@ -132,3 +132,12 @@ def test_the_env_file_is_literal_lines_and_refuses_what_docker_would_cut():
     for bad in ({"RESTIC_PASSWORD": "a\nB=c"}, {"RESTIC_PASSWORD": "a\rb"}, {"restic": "x"}, {"A-B": "x"}):
         with pytest.raises(ValueError):
             restic.env_file(bad)
+
+
+def test_safety_backups_are_kept_30_days_apart_from_the_retention_and_the_prune_comes_last():
+    regular = restic.forget_cmd(TOOLS, REPO, 7, 4, 6).argv
+    assert regular[-2:] == ("--keep-tag", "safety") and "--prune" not in regular
+    safety = restic.forget_safety_cmd(TOOLS, REPO).argv
+    assert safety[safety.index(REPO.image) + 1:] == (
+        "forget", "--json", "--prune", "--host", "aini", "--tag", "aini,safety", "--group-by", "host,paths",
+        "--keep-within", "30d")

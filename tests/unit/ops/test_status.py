@@ -310,7 +310,7 @@ def test_report_json_shape_is_stable():
     assert data == {"ok": True, "checked_at": "2026-05-01T12:00:00+00:00", "project": "p", "services": [{
         "service": "n8n", "group": "n8n", "state": "running", "health": "healthy", "restarts": 0,
         "url": "https://n8n.localhost/", "cert_expires": "2027-02-25T12:00:00+00:00", "cert_days_left": 300,
-        "cert_issuer": "Some CA", "ok": True, "reason": "", "consul": None}]}
+        "cert_issuer": "Some CA", "ok": True, "reason": "", "consul": None, "backup": None}]}
     assert not status.StatusReport("p", (), NOW).ok  # nothing running is not healthy
 
 
@@ -388,7 +388,7 @@ def test_json_shape(project, monkeypatch, tls_server):
     assert set(data) == {"ok", "checked_at", "project", "services"} and data["ok"] is True
     assert dt.datetime.fromisoformat(data["checked_at"]).tzinfo is not None
     keys = {"service", "group", "state", "health", "restarts", "url", "cert_expires", "cert_days_left",
-            "cert_issuer", "ok", "reason", "consul"}
+            "cert_issuer", "ok", "reason", "consul", "backup"}
     assert all(set(row) == keys for row in data["services"])
     rows = {r["service"]: r for r in data["services"]}
     assert list(rows) == [s.name for s in catalog.enabled(config)]

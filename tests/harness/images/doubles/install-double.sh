@@ -44,7 +44,11 @@ case "$service" in
     # mongosh for the catalog's `mongosh --quiet --eval "db.adminCommand('ping').ok"`: a
     # real ping over the double's protocol (mongodb_double.py), not a bare TCP connect.
     printf '#!/bin/sh\nexec python3 /opt/aini-double/mongodb_double.py mongosh "$@"\n' > /usr/local/bin/mongosh
-    chmod 0755 /usr/local/bin/mongosh ;;
+    # mongodump/mongorestore for the backups (aini.catalog's MongoDB Backup entry).
+    for tool in mongodump mongorestore; do
+      printf '#!/bin/sh\nexec python3 /opt/aini-double/mongodb_double.py %s "$@"\n' "$tool" > /usr/local/bin/$tool
+    done
+    chmod 0755 /usr/local/bin/mongosh /usr/local/bin/mongodump /usr/local/bin/mongorestore ;;
   librechat)
     # LibreChat's Dockerfile: node:alpine's node (UID/GID 1000) owns /app, and
     # `mkdir -p /app/client/public/images /app/logs /app/uploads` runs as node. /app/data is

@@ -20,9 +20,22 @@ in the data volume as salted PBKDF2 hashes, never the password.
 
 `python3 mongodb_double.py mongosh --quiet --eval "db.adminCommand('ping').ok"` is the
 mongosh stand-in the image links (the catalog's health check).
+
+Documents: {"insert": coll, "documents": [...], "$db": db} and {"find": coll, "$db": db},
+kept in the volume (aini-double-data.json), so a backup has something to carry.
+
+mongodump / mongorestore (the image links both; MongoDB Database Tools 100.x docs): with
+`--archive` and no value the archive goes to stdout / comes from stdin; `--gzip` compresses
+it (a restore without --gzip of a gzipped archive fails, as upstream's "stream or file does
+not appear to be a mongodump archive"); `--config FILE` is a YAML file whose `password:` the
+tool uses; `-u`, `--authenticationDatabase`; `--drop` drops each collection before restoring
+it; `--quiet`. Other options are refused ("error parsing command line options: unknown
+option"). The tools authenticate as any client does (AuthenticationFailed on a wrong
+password), and never take a password in argv here (it would show in the process list).
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
@@ -37,6 +50,8 @@ DATA_DIRS = ("/data/db", "/data/configdb")
 # docker-entrypoint.sh: any of these means "already initialised": skip initdb.
 INIT_MARKERS = ("WiredTiger", "journal", "local.0", "storage.bson")
 USERS_FILE = "aini-double-users.json"
+DATA_FILE = "aini-double-data.json"
+ARCHIVE_MAGIC = b"AINI-DOUBLE-MONGODUMP-ARCHIVE 1\n"
 AUTH_FAILED = {"ok": 0, "errmsg": "Authentication failed.", "code": 18, "codeName": "AuthenticationFailed"}
 
 
@@ -150,6 +165,11 @@ def serve(directory: str, auth: bool, host: str, port: int) -> None:
                     return AUTH_FAILED, authenticated
                 log(f'Successfully authenticated "{cmd["authenticate"]}" on "{db}"')
                 return {"ok": 1}, True
+            if any(k in cmd for k in ("insert", "find", "dumpAll", "restoreAll")):
+                if auth and not authenticated:
+                    return {"ok": 0, "errmsg": f"Command {next(iter(cmd))} requires authentication",
+                            "code": 13, "codeName": "Unauthorized"}, authenticated
+                return documents(directory, cmd), authenticated
             if "listDatabases" in cmd:
                 if auth and not authenticated:
                     return {"ok": 0, "errmsg": "Command listDatabases requires authentication",
@@ -165,6 +185,33 @@ def serve(directory: str, auth: bool, host: str, port: int) -> None:
     server = Server((host, port), Handler)
     log(f"Waiting for connections on {host}:{port} (auth {'on' if auth else 'off'})")
     server.serve_forever()
+
+
+def documents(directory: str, cmd: dict) -> dict:
+    """The document commands, on the JSON file in the data directory: {db: {coll: [docs]}}."""
+    path = os.path.join(directory, DATA_FILE)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        data = {}
+    db = cmd.get("$db") or "test"
+    if "find" in cmd:
+        return {"ok": 1, "documents": data.get(db, {}).get(cmd["find"], [])}
+    if "dumpAll" in cmd:
+        return {"ok": 1, "data": data}
+    if "insert" in cmd:
+        data.setdefault(db, {}).setdefault(cmd["insert"], []).extend(cmd.get("documents") or [])
+    else:  # restoreAll: the archive's collections, each dropped first when asked
+        for name, colls in cmd["restoreAll"].items():
+            for coll, docs in colls.items():
+                kept = [] if cmd.get("drop") else data.get(name, {}).get(coll, [])
+                data.setdefault(name, {})[coll] = kept + docs
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+    return {"ok": 1}
 
 
 def start() -> None:
@@ -229,6 +276,73 @@ def mongosh(args: list[str]) -> int:
     return 0
 
 
+TOOL_FLAGS = {"--archive", "--gzip", "--quiet", "-u", "--username", "--authenticationDatabase", "--config"}
+
+
+def tool(name: str, args: list[str], stdin=None, stdout=None) -> int:
+    """mongodump or mongorestore (see the module's docstring for what is enforced)."""
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    flags = TOOL_FLAGS | ({"--drop"} if name == "mongorestore" else set())
+    options: dict[str, str | bool] = {}
+    i = 0
+    while i < len(args):
+        arg, _, inline = args[i].partition("=")
+        if arg not in flags:
+            print(f"error parsing command line options: unknown option \"{arg.lstrip('-')}\"", file=sys.stderr)
+            return 1
+        if arg in ("-u", "--username", "--authenticationDatabase", "--config") and not inline:
+            i += 1
+            inline = args[i] if i < len(args) else ""
+        options[arg] = inline or True
+        i += 1
+    if options.get("--archive") is not True:
+        print(f"{name} (AINI test double): only --archive to stdout/stdin is supported", file=sys.stderr)
+        return 2
+    password = ""
+    if isinstance(options.get("--config"), str):
+        try:
+            with open(str(options["--config"])) as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key.strip() == "password":
+                        password = value.strip().strip('"').strip("'")
+        except OSError as exc:
+            print(f"error parsing config file: {exc}", file=sys.stderr)
+            return 1
+    user = options.get("-u") or options.get("--username")
+    try:
+        client = Client("127.0.0.1", int(os.environ.get("AINI_DOUBLE_PORT") or 27017), timeout=10)
+        if user:
+            client.command({"authenticate": user, "password": password,
+                            "$db": options.get("--authenticationDatabase") or "admin"})
+        if name == "mongodump":
+            body = json.dumps(client.command({"dumpAll": 1})["data"]).encode()
+            archive = ARCHIVE_MAGIC + body
+            stdout.write(gzip.compress(archive) if options.get("--gzip") else archive)
+            stdout.flush()
+        else:
+            raw = stdin.read()
+            if options.get("--gzip"):
+                try:
+                    raw = gzip.decompress(raw)
+                except OSError:
+                    raw = b""
+            if not raw.startswith(ARCHIVE_MAGIC):
+                print("Failed: stream or file does not appear to be a mongodump archive", file=sys.stderr)
+                return 1
+            client.command({"restoreAll": json.loads(raw[len(ARCHIVE_MAGIC):]), "drop": bool(options.get("--drop"))})
+        client.close()
+    except MongoError as exc:
+        print(f"Failed: can't create session: failed to connect to mongodb://127.0.0.1:27017/: "
+              f"connection() error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"Failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def answer(method: str, path: str, headers: object, body: bytes) -> None:
     """Serves no HTTP: start() never returns."""
     return None
@@ -237,4 +351,6 @@ def answer(method: str, path: str, headers: object, body: bytes) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["mongosh"]:
         sys.exit(mongosh(sys.argv[2:]))
+    if sys.argv[1:2] in (["mongodump"], ["mongorestore"]):
+        sys.exit(tool(sys.argv[1], sys.argv[2:]))
     sys.exit("usage: mongodb_double.py mongosh --eval EXPR (the double itself starts from double.py)")

@@ -1,0 +1,86 @@
+"""The record of backup runs kept on the site (`backups.json` in its root): the last run and,
+per service, its last good backup. `aini backup` writes it, `aini status` judges it. Pure:
+text in, text out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .. import cron
+
+FILE = "backups.json"
+
+
+@dataclass(frozen=True)
+class Record:
+    last_run: str | None
+    last_finished: dt.datetime | None
+    failed: Mapping[str, str]  # service -> error, of the last run
+    last_good: Mapping[str, dt.datetime]  # service -> when its last good backup finished
+
+
+def parse(text: str | None) -> Record:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    last = data.get("last_run") if isinstance(data.get("last_run"), dict) else {}
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
+    good = {name: t for name, row in services.items()
+            if isinstance(row, dict) and (t := _time(row.get("last_good"))) is not None}
+    failed = last.get("failed") if isinstance(last.get("failed"), dict) else {}
+    return Record(last.get("run"), _time(last.get("finished")), {str(k): str(v) for k, v in failed.items()}, good)
+
+
+def merged(previous: str | None, run: str, finished: dt.datetime, good: Iterable[str],
+           failed: Mapping[str, str]) -> str:
+    """The record after a run: its outcome, and the services it saved marked good now."""
+    try:
+        data = json.loads(previous or "{}")
+    except ValueError:
+        data = {}
+    services = data.get("services") if isinstance(data, dict) and isinstance(data.get("services"), dict) else {}
+    for name in good:
+        services[name] = {"last_good": finished.isoformat(timespec="seconds"), "run": run}
+    return json.dumps({"format": 1, "last_run": {"run": run, "finished": finished.isoformat(timespec="seconds"),
+                                                 "failed": dict(failed)},
+                       "services": services}, indent=2, sort_keys=True) + "\n"
+
+
+def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.datetime
+             ) -> dict[str, tuple[bool, str]]:
+    """Per service that should be saved: (ok, what to show). Not ok when the last run failed
+    for it, or its last good backup is older than two periods of the schedule."""
+    gap = cron.parse(schedule).longest_gap(now) or dt.timedelta(days=31)
+    result = {}
+    for name in services:
+        good = record.last_good.get(name)
+        if name in record.failed:
+            result[name] = (False, f"the last backup failed: {record.failed[name][:200]}")
+        elif good is None:
+            result[name] = (True, "no backup yet")
+        elif now - good > 2 * gap:
+            result[name] = (False, f"last good backup {_age(now - good)} ago, older than two periods of "
+                                   f"'{schedule}'")
+        else:
+            result[name] = (True, f"backed up {_age(now - good)} ago")
+    return result
+
+
+def _age(delta: dt.timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
+
+
+def _time(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -1,0 +1,60 @@
+"""The record of backup runs on the site, and what `aini status` makes of it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+from rich.console import Console
+
+from aini.backup import record
+from aini.cli import tables
+from aini.ops import status
+
+from ..conftest import config_of
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+DAILY = "30 3 * * *"
+
+
+def test_a_run_marks_what_it_saved_and_keeps_the_others_last_good():
+    first = record.merged(None, "r1", NOW - dt.timedelta(days=1), ["n8n", "mariadb"], {})
+    second = record.merged(first, "r2", NOW, ["n8n"], {"mariadb": "mariadb-dump: exit 2"})
+    rec = record.parse(second)
+    assert rec.last_run == "r2" and rec.failed == {"mariadb": "mariadb-dump: exit 2"}
+    assert rec.last_good == {"n8n": NOW, "mariadb": NOW - dt.timedelta(days=1)}
+
+
+def test_damaged_or_missing_records_read_as_no_backup_yet():
+    for text in (None, "", "not json", "[1]", '{"services": {"n8n": {"last_good": "yesterday"}}}'):
+        rec = record.parse(text)
+        assert rec.last_good == {} and rec.failed == {}
+
+
+def test_a_failed_last_run_or_a_backup_older_than_two_periods_is_not_ok():
+    text = record.merged(record.merged(None, "r0", NOW - dt.timedelta(days=3), ["traefik"], {}),
+                         "r1", NOW - dt.timedelta(hours=20), ["n8n"], {"mariadb": "exit 2"})
+    v = record.verdicts(record.parse(text), ["n8n", "mariadb", "traefik", "nextcloud"], DAILY, NOW)
+    assert v["n8n"] == (True, "backed up 20 h ago")
+    assert v["mariadb"] == (False, "the last backup failed: exit 2")
+    assert v["traefik"] == (False, "last good backup 3 days ago, older than two periods of '30 3 * * *'")
+    assert v["nextcloud"] == (True, "no backup yet")
+    weekly = record.verdicts(record.parse(text), ["traefik"], "0 3 * * 0", NOW)
+    assert weekly["traefik"][0] is True  # three days is within two weeks
+
+
+def test_status_fails_the_row_and_shows_the_backup_column():
+    config = config_of(backup={"repository": "/var/backups/aini"})
+    rows = tuple(status.ServiceStatus(name, "g", "running", "healthy", 0, None, None, None, None, True, "")
+                 for name in ("n8n", "mariadb", "redis"))
+    report = status.StatusReport("p", rows, NOW)
+    text = record.merged(None, "r1", NOW - dt.timedelta(hours=2), ["n8n"], {"mariadb": "exit 2"})
+    result = status.overlay_backups(report, config, text)
+    by = {r.service: r for r in result.services}
+    assert by["n8n"].ok and by["n8n"].backup == "backed up 2 h ago"
+    assert not by["mariadb"].ok and by["mariadb"].reason == "the last backup failed: exit 2"
+    assert by["redis"].backup is None and by["redis"].ok  # a cache: nothing to judge
+    assert not result.ok and result.to_dict()["services"][0]["backup"] == "backed up 2 h ago"
+    out = io.StringIO()
+    tables.status_table(result, Console(file=out, width=250))
+    assert "backup" in out.getvalue() and "backed up 2 h ago" in out.getvalue()
