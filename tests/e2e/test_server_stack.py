@@ -250,7 +250,7 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         saved = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
         assert {"n8n-postgres", "n8n"} <= saved
-        out = server.server.exec("stat", "-c", "%a %U", "/opt/aini/restic.env").stdout.strip()
+        out = server.server.exec("stat", "-c", "%a %U", "/opt/aini/deployed/restic.env").stdout.strip()
         assert out == "600 root"
         password = server.store.get("restic_password")
         assert password and all(password not in text for text in server.log)
