@@ -22,12 +22,17 @@ class Record:
     last_good: Mapping[str, dt.datetime]  # service -> when its last good backup finished
 
 
-def parse(text: str | None) -> Record:
+def _document(text: str | None) -> dict:
+    """The record's JSON object; an empty one when there is none or it is damaged."""
     try:
         data = json.loads(text or "{}")
     except ValueError:
-        data = {}
-    data = data if isinstance(data, dict) else {}
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def parse(text: str | None) -> Record:
+    data = _document(text)
     last = data.get("last_run") if isinstance(data.get("last_run"), dict) else {}
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     good = {name: t for name, row in services.items()
@@ -39,11 +44,8 @@ def parse(text: str | None) -> Record:
 def merged(previous: str | None, run: str, finished: dt.datetime, good: Iterable[str],
            failed: Mapping[str, str]) -> str:
     """The record after a run: its outcome, and the services it saved marked good now."""
-    try:
-        data = json.loads(previous or "{}")
-    except ValueError:
-        data = {}
-    services = data.get("services") if isinstance(data, dict) and isinstance(data.get("services"), dict) else {}
+    data = _document(previous)
+    services = data.get("services") if isinstance(data.get("services"), dict) else {}
     for name in good:
         services[name] = {"last_good": finished.isoformat(timespec="seconds"), "run": run}
     return json.dumps({"format": 1, "last_run": {"run": run, "finished": finished.isoformat(timespec="seconds"),

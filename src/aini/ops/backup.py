@@ -23,6 +23,7 @@ from ..errors import AiniError, InputError
 from ..project import Project
 from ..render.compose import pinned_ref
 from ..sites.base import Site
+from . import confirm_project
 from .render import prepare_secrets
 from .targets import site_for, tools_for
 
@@ -202,11 +203,16 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
     return saved, window
 
 
+def _what(cmd: Cmd) -> str:
+    """For the progress line: a dump travels through a pipe (restic.pipe_cmd), volumes do not."""
+    return "its dump" if cmd.argv[0] == "bash" else "its volumes"
+
+
 def _save(site: Site, tools: Tools, repo: restic.Repository, run: str, item: plan.Item, result: Saved,
           say: Say, safety: bool) -> None:
     start = time.monotonic()
     for cmd in plan.backup_cmds(tools, repo, item, run, safety):
-        say(f"{item.service}: saving {'its dump' if cmd.argv[0] == 'bash' else 'its volumes'}")
+        say(f"{item.service}: saving {_what(cmd)}")
         r = site.run(cmd)
         summary = restic.parse_summary(r.stdout)
         if r.returncode != 0:
@@ -243,10 +249,8 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
         repo = _repository(project, site, env)
         picked_run, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
         names = ", ".join(i.service for i in chosen)
-        answer = confirm if confirm is not None else ask(
-            f"Restore {names} to run {picked_run}, overwriting their data? Type the project name '{config.project}'")
-        if answer != config.project:
-            raise InputError("confirmation did not match the project name; nothing was restored")
+        confirm_project(config.project, confirm, ask, f"Restore {names} to run {picked_run}, overwriting their data?",
+                        "nothing was restored")
         say(f"safety backup of {names} first")
         safety = backup_on(site, tools, repo, chosen, say, safety=True)
         if not safety.ok:
@@ -267,7 +271,7 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
         _run(site, plan.stop_cmd(tools, stop), "docker stop")
     for m in members:
         for cmd in plan.restore_cmds(tools, repo, m, picked[m.service]):
-            say(f"{m.service}: restoring {'its dump' if cmd.argv[0] == 'bash' else 'its volumes'}")
+            say(f"{m.service}: restoring {_what(cmd)}")
             r = site.run(cmd)
             if r.returncode != 0:
                 raise AiniError(f"restore of {m.service} failed ({r.stderr.strip()[-300:] or 'no message'}); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import InputError
 from ..infra import hetzner as cloud
 from ..project import Project
+from . import confirm_project
 from .targets import is_hetzner
 
 
@@ -25,9 +26,7 @@ def destroy(project: Project, confirm: str | None, keep_volume: bool, keep_prima
             return []
         for item in owned:
             say(f"  {'keep  ' if item.kind in keep else 'remove'} {item.kind} {item.name}")
-        answer = confirm if confirm is not None else ask(f"Type the project name '{config.project}' to remove these")
-        if answer != config.project:
-            raise InputError("confirmation did not match the project name; nothing was removed")
+        confirm_project(config.project, confirm, ask, "Remove these?", "nothing was removed")
         return cloud.destroy(client, config, keep, say)
     except (APIException, RequestException) as exc:
         raise cloud.api_error(exc) from None
