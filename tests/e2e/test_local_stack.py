@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -451,6 +452,109 @@ def _mongo(stack: Stack, command: dict) -> dict:
     return json.loads(stack.docker_cmd("exec", "aini-mongodb", "python3", "-c", script, json.dumps(command)))
 
 
+def _in_maintenance(stack: Stack) -> bool:
+    return '"maintenance":true' in stack.https(stack.host("nextcloud"), "/status.php").text
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.kill()  # SIGKILL: no handler runs, the children it started are orphaned, not stopped
+    proc.wait(timeout=30)
+
+
+def test_a_backup_killed_at_any_moment_is_tidied_by_the_next_one(stack: Stack, figures, tmp_path_factory):
+    """`kill -9` of `aini backup` at a seeded random moment and in Nextcloud's maintenance
+    window: the next `aini backup` succeeds without a manual unlock, takes Nextcloud out of
+    maintenance mode, removes the orphaned restic containers, forgets the unfinished snapshots;
+    `restic check` passes and no restore would take the killed run."""
+    seed = int(os.environ.get("AINI_KILL_SEED", "20261127"))
+    rng = random.Random(seed)
+    repository = tmp_path_factory.mktemp("restic-kill") / "repository"
+    stack.data["backup"] = {"repository": str(repository)}
+    journal = stack.deploy_dir / "backup-run.json"
+    args = ("backup", "--only", "nextcloud", "--only", "n8n")
+    try:
+        start = time.monotonic()
+        code, out, err = _cli(stack, *args)
+        full = time.monotonic() - start
+        assert code == 0, out + err
+        whole_run = out.strip().splitlines()[-1].split()[1].rstrip(":")
+
+        moments, mid_run = [], 0  # AINI_KILL_ROUNDS > 1: more kills, each tidied by the next run
+        for _ in range(int(os.environ.get("AINI_KILL_ROUNDS", "1"))):
+            moments.append(round(rng.uniform(0.1, 1.1) * full, 1))
+            proc = _aini(stack, *args)
+            time.sleep(moments[-1])
+            _kill(proc)
+            mid_run += journal.exists()
+
+        proc = _aini(stack, *args)  # tidies what the first kill left, then enters maintenance mode
+        deadline = time.monotonic() + 120
+        while not _in_maintenance(stack):
+            assert proc.poll() is None and time.monotonic() < deadline, "never saw Nextcloud in maintenance mode"
+            time.sleep(0.2)
+        _kill(proc)
+        assert journal.exists() and _in_maintenance(stack)  # the state the next run must repair
+        killed_run = json.loads(journal.read_text())["run"]
+
+        start = time.monotonic()
+        code, out, err = _cli(stack, *args)
+        tidy_seconds = time.monotonic() - start
+        assert code == 0, out + err
+        last_run = out.strip().splitlines()[-1].split()[1].rstrip(":")
+        assert f"an earlier backup (run {killed_run}) was interrupted" in err
+        assert not journal.exists() and not _in_maintenance(stack)
+        assert stack.containers()["aini-n8n"][1] == "running"
+        assert stack.docker_cmd("ps", "-q", "--filter", "label=aini.restic=e2e").strip() == ""
+
+        code, out, err = _cli(stack, "backup", "check")
+        assert code == 0, out + err
+        code, out, err = _cli(stack, "backup", "list", "--json")
+        listed = json.loads(out)
+        # the killed runs' unfinished snapshots are forgotten; of today's whole runs the policy
+        # (backup.retention: the newest per day) keeps the last one
+        assert {s["run"] for s in listed} == {last_run} and all(s["complete"] for s in listed)
+        assert killed_run != last_run != whole_run
+        figures({"kill_seed": seed, "kill_moments_seconds": moments, "kill_run_seconds": round(full, 1),
+                 "kills_mid_run": mid_run,
+                 "backup_after_kill_seconds": round(tidy_seconds, 1)})
+    finally:
+        del stack.data["backup"]
+        if _in_maintenance(stack):
+            stack.docker_cmd("exec", "-u", "www-data", "aini-nextcloud", "php", "occ", "maintenance:mode", "--off",
+                             check=False)
+
+
+class _ArgvWatch:
+    """Every process's argv on this machine, sampled every 20 ms while it runs (the host's
+    process list shows the containers' processes too): what `ps` would have shown anyone."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    try:
+                        with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                            self.seen.add(f.read().replace(b"\0", b" ").decode(errors="replace"))
+                    except OSError:
+                        pass
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> _ArgvWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stack, figures, tmp_path_factory):
     """`aini backup`, `aini backup list` and `aini restore` through the CLI, with the real
     restic, MariaDB and n8n: a row, a document, a file in each volume, maintenance mode undone."""
@@ -462,7 +566,8 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo before > /var/www/html/aini-e2e-marker")
         _mongo(stack, {"insert": "conversations", "documents": [{"title": "before"}], "$db": "LibreChat"})
         start = time.monotonic()
-        code, out, err = _cli(stack, "backup")
+        with _ArgvWatch() as backup_argvs:
+            code, out, err = _cli(stack, "backup")
         backup_seconds = time.monotonic() - start
         assert code == 0, out + err
         assert "maintenance:mode --on" in err and "stopping aini-n8n" in err  # progress on stderr
@@ -504,8 +609,14 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
 
         start = time.monotonic()
-        code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "librechat", "--confirm", "e2e")
+        with _ArgvWatch() as restore_argvs:
+            code, out, err = _cli(stack, "restore", "nextcloud", "n8n", "librechat", "--confirm", "e2e")
         restore_seconds = time.monotonic() - start
+        argvs = backup_argvs.seen | restore_argvs.seen
+        assert any("mariadb-dump" in a for a in backup_argvs.seen) and any("restic" in a for a in argvs)  # it saw them
+        secrets = [v for v in stack.store.values() if len(v) >= 8]
+        assert stack.store.get("restic_password") in secrets and stack.store.get("mariadb_root_password") in secrets
+        assert [a for a in argvs if any(v in a for v in secrets)] == []  # no secret in any argv
         assert code == 0, out + err
         assert f"to run {run}" in out
         safety = out.split("is run ")[1].split()[0]

@@ -108,16 +108,13 @@ def restore_cmds(tools: Tools, repo: restic.Repository, item: Item, snapshots: S
     return cmds
 
 
-def wanted(item: Item) -> set[bool]:
-    """The kinds of snapshot a complete backup of the item has (True: its dump)."""
-    return ({False} if item.volumes else set()) | ({True} if item.dump else set())
-
-
 def pick_run(chosen: Sequence[Item], snapshots: Sequence[restic.Snapshot], run: str | None = None
              ) -> tuple[str, dict[str, list[restic.Snapshot]]]:
-    """The run to restore (the given one, else the latest complete for every chosen item that
-    is not a restore's safety backup) and each item's snapshots in it. `run` may also be a
-    snapshot id (or its prefix): its run."""
+    """The run to restore (the given one, else the latest whose manifest vouches for every
+    chosen item and that is not a restore's safety backup) and each item's snapshots in it.
+    `run` may also be a snapshot id (or its prefix): its run. A run without a manifest was
+    interrupted: what it stored may be a cut dump, so it is never taken."""
+    whole = restic.complete(snapshots)
     if run:
         match = [s for s in snapshots if s.id.startswith(run) or s.run == run]
         runs = {s.run for s in match}
@@ -127,13 +124,16 @@ def pick_run(chosen: Sequence[Item], snapshots: Sequence[restic.Snapshot], run: 
             raise InputError(f"'{run}' matches several runs; give more of the id")
         candidates = [runs.pop()]
     else:
-        candidates = sorted({s.run for s in snapshots if s.run and not s.safety}, reverse=True)
+        candidates = sorted({s.run for s in snapshots if s.manifest and not s.safety}, reverse=True)
     for candidate in candidates:
-        picked = {i.service: [s for s in snapshots if s.run == candidate and s.service == i.service] for i in chosen}
-        if all({s.dump for s in picked[i.service]} >= wanted(i) for i in chosen):
-            return candidate, picked
+        missing = [i.service for i in chosen if i.service not in whole.get(candidate, ())]
+        if not missing:
+            return candidate, {i.service: [s for s in snapshots if s.run == candidate and s.service == i.service]
+                               for i in chosen}
+        if run and candidate not in whole:
+            raise InputError(f"run {candidate} did not finish (interrupted, or nothing in it succeeded): its "
+                             "snapshots may be cut short; aini backup list shows the complete runs")
         if run:
-            missing = [i.service for i in chosen if not {s.dump for s in picked[i.service]} >= wanted(i)]
             raise InputError(f"run {candidate} has no complete backup of {', '.join(missing)}")
     raise InputError(f"no run in the repository has a complete backup of "
                      f"{', '.join(i.service for i in chosen)} (aini backup list shows what there is)")

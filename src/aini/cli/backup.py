@@ -52,14 +52,17 @@ def backup_now(ctx: typer.Context, only: Only = None) -> None:
 @backup_app.command("list")
 def backup_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """The project's snapshots, newest run first: run, service, snapshot, time, size."""
+    from ..docker import restic  # lazy: startup time
     from ..ops import backup  # lazy: startup time
 
     def action() -> None:
-        snaps = sorted(backup.snapshots(load()), key=lambda s: (s.run, s.service), reverse=True)
+        listed = backup.snapshots(load())
+        whole = restic.complete(listed)
+        snaps = sorted((s for s in listed if s.service), key=lambda s: (s.run, s.service), reverse=True)
         if as_json:
             print(json.dumps([{"run": s.run, "service": s.service, "id": s.id, "short_id": s.short_id,
                                "time": s.time.isoformat(), "bytes": s.size, "paths": list(s.paths),
-                               "safety": s.safety}
+                               "safety": s.safety, "complete": s.service in whole.get(s.run, ())}
                               for s in snaps], indent=2))
             return
         if not snaps:
@@ -67,7 +70,8 @@ def backup_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-re
         for s in snaps:
             kind = "dump" if s.dump else "volumes"
             print(f"{s.run}  {s.service:<15} {s.short_id}  {s.time:%Y-%m-%d %H:%M:%S}  {kind:<7} {_size(s.size)}"
-                  + ("  (safety backup before a restore)" if s.safety else ""))
+                  + ("  (safety backup before a restore)" if s.safety else "")
+                  + ("" if s.service in whole.get(s.run, ()) else "  (incomplete: never restored)"))
 
     run(action)
 

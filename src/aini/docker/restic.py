@@ -37,6 +37,7 @@ EXIT_MEANING = {
     130: "interrupted",
 }
 CACHE_VOLUME = "aini-restic-cache"
+LABEL = "aini.restic"  # on every restic container, valued with the project: a run's leftovers are found by it
 DATA_ROOT = "/data"  # where volumes are mounted in the restic container: /data/<service>/<volume>
 
 
@@ -49,7 +50,6 @@ class Repository:
     image: str
     env_file: str
     host: str = "aini"
-    network: str | None = None  # a Docker network to join (a rest-server or S3 on it); else the default bridge
     path: str | None = None  # a repository that is a directory on the site: mounted at the same path
 
 
@@ -68,14 +68,12 @@ def env_file(values: Mapping[str, str]) -> str:
 
 
 def restic(tools: Tools, repo: Repository, *args: str, mounts: Sequence[tuple[str, str, bool]] = (),
-           stdin: bool = False, timeout: float = 3600) -> Cmd:
+           stdin: bool = False, timeout: float = 3600, name: str | None = None) -> Cmd:
     """`docker run --rm` of the restic image with `args`; `mounts` are (volume, target, read_only)."""
-    argv = [*tools.docker, "run", "--rm", "--env-file", repo.env_file,
-            "-e", "RESTIC_CACHE_DIR=/cache", "-v", f"{CACHE_VOLUME}:/cache"]
+    argv = [*tools.docker, "run", "--rm", *(("--name", name) if name else ()), "--label", f"{LABEL}={repo.host}",
+            "--env-file", repo.env_file, "-e", "RESTIC_CACHE_DIR=/cache", "-v", f"{CACHE_VOLUME}:/cache"]
     if stdin:
         argv.append("-i")
-    if repo.network:
-        argv += ["--network", repo.network]
     if repo.path:
         argv += ["-v", f"{repo.path}:{repo.path}"]
     for volume, target, read_only in mounts:
@@ -84,7 +82,6 @@ def restic(tools: Tools, repo: Repository, *args: str, mounts: Sequence[tuple[st
 
 
 SAFETY_TAG = "safety"  # the backup a restore takes of what it overwrites
-SAFETY_KEEP = "30d"
 
 
 def tags(service: str, run: str, safety: bool = False) -> tuple[str, ...]:
@@ -92,6 +89,37 @@ def tags(service: str, run: str, safety: bool = False) -> tuple[str, ...]:
     restore takes a service's snapshots of one run, so its files and its dump match."""
     return ("--tag", "aini", "--tag", f"service={service}", "--tag", f"run={run}",
             *(("--tag", SAFETY_TAG) if safety else ()))
+
+
+COMPLETE_TAG = "complete"
+MANIFEST_FILE = "aini-run.json"
+
+
+def manifest_cmd(tools: Tools, repo: Repository, run: str, services: Iterable[str], safety: bool = False) -> Cmd:
+    """The run's last snapshot: its manifest (JSON on stdin), tagged `complete` and `ok=<service>`
+    for each service whose snapshots all succeeded. A run without one was interrupted or failed,
+    and a restore never takes what it lacks: the repository says by itself which runs are whole."""
+    oks = [a for s in services for a in ("--tag", f"ok={s}")]
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, "--tag", "aini", "--tag", f"run={run}",
+                  "--tag", COMPLETE_TAG, *oks, *(("--tag", SAFETY_TAG) if safety else ()), "--stdin",
+                  "--stdin-filename", MANIFEST_FILE, stdin=True, timeout=300)
+
+
+PROBE_TIMEOUT = 60.0
+
+
+def probe_cmd(tools: Tools, repo: Repository, name: str) -> Cmd:
+    """The repository's config read, with no lock: the first contact of every command, bounded.
+    restic 0.18 retries a backend error (connection refused, a wrong S3 key) for 15 minutes,
+    a limit it does not let anyone change (restic/restic#5570); AINI stops asking after a minute
+    and removes the container by its `name` (a killed `docker run` client leaves it running)."""
+    return restic(tools, repo, "cat", "config", "--no-lock", timeout=PROBE_TIMEOUT, name=name)
+
+
+def last_retry(stderr: str) -> str:
+    """What restic's last retry said (`... returned error, retrying after 2s: WHY`), or ""."""
+    lines = [line for line in stderr.splitlines() if "returned error, retrying after" in line]
+    return lines[-1].split(": ", 1)[-1].strip()[:300] if lines else ""
 
 
 def init_cmd(tools: Tools, repo: Repository) -> Cmd:
@@ -121,19 +149,29 @@ def snapshots_cmd(tools: Tools, repo: Repository, service: str | None = None) ->
     return restic(tools, repo, "snapshots", "--json", "--host", repo.host, *extra, timeout=300)
 
 
-def forget_cmd(tools: Tools, repo: Repository, daily: int, weekly: int, monthly: int) -> Cmd:
-    """Retention per service and kind: grouped by paths (/data/<service> for volumes,
-    /<dump file> for a dump), not by tags, which differ on every run. Safety backups are
-    left to forget_safety_cmd; the prune comes there."""
-    return restic(tools, repo, "forget", "--json", "--host", repo.host, "--tag", "aini", "--group-by", "host,paths",
-                  "--keep-daily", str(daily), "--keep-weekly", str(weekly), "--keep-monthly", str(monthly),
-                  "--keep-tag", SAFETY_TAG)
+def forget_cmd(tools: Tools, repo: Repository, snapshot_ids: Sequence[str]) -> Cmd:
+    """The snapshots the retention plan (aini.backup.retention) lets go; the prune comes apart."""
+    return restic(tools, repo, "forget", "--json", *snapshot_ids, timeout=1800)
 
 
-def forget_safety_cmd(tools: Tools, repo: Repository) -> Cmd:
-    """Safety backups kept SAFETY_KEEP, then the repository pruned of what both forgot."""
-    return restic(tools, repo, "forget", "--json", "--prune", "--host", repo.host, "--tag", f"aini,{SAFETY_TAG}",
-                  "--group-by", "host,paths", "--keep-within", SAFETY_KEEP)
+def prune_cmd(tools: Tools, repo: Repository) -> Cmd:
+    return restic(tools, repo, "prune", "--json", timeout=6 * 3600)
+
+
+def unlock_cmd(tools: Tools, repo: Repository) -> Cmd:
+    """Every lock removed, stale or not. Only after an interrupted run whose restic containers
+    are gone, under the site lock: a lock left by a killed container names a host (its container
+    id) that no later restic can check, so restic alone would wait 30 minutes to call it stale."""
+    return restic(tools, repo, "unlock", "--remove-all", timeout=300)
+
+
+def leftovers_cmd(tools: Tools, repo: Repository) -> Cmd:
+    """The project's restic containers still running (an interrupted run's)."""
+    return Cmd((*tools.docker, "ps", "-q", "--filter", f"label={LABEL}={repo.host}"), timeout=60)
+
+
+def remove_containers_cmd(tools: Tools, ids: Sequence[str]) -> Cmd:
+    return Cmd((*tools.docker, "rm", "-f", *ids), timeout=120)
 
 
 def forget_snapshot_cmd(tools: Tools, repo: Repository, snapshot_id: str) -> Cmd:
@@ -188,13 +226,23 @@ class Snapshot:
         return SAFETY_TAG in self.tags
 
     @property
+    def manifest(self) -> bool:
+        return COMPLETE_TAG in self.tags
+
+    @property
+    def vouches(self) -> frozenset[str]:
+        """The services a manifest says were saved whole in its run."""
+        return frozenset(t[3:] for t in self.tags if t.startswith("ok="))
+
+    @property
     def dump(self) -> bool:
         """A dump streamed in (one file at the root), rather than a copy of volumes."""
         return not any(p.startswith(DATA_ROOT + "/") for p in self.paths)
 
 
 def parse_snapshots(stdout: str) -> list[Snapshot]:
-    """`snapshots --json`, oldest first; entries that are not AINI's are left out."""
+    """`snapshots --json`, oldest first: a service's snapshots and the runs' manifests (service
+    ""); entries that are not AINI's are left out."""
     try:
         rows = json.loads(stdout or "[]")
     except ValueError:
@@ -202,8 +250,10 @@ def parse_snapshots(stdout: str) -> list[Snapshot]:
     result = []
     for row in rows if isinstance(rows, list) else []:
         tags = tuple(row.get("tags") or ())
-        service = next((t.split("=", 1)[1] for t in tags if t.startswith("service=")), None)
-        if not service or not row.get("id"):
+        service = next((t.split("=", 1)[1] for t in tags if t.startswith("service=")), None) or None
+        if service is None and COMPLETE_TAG in tags and "aini" in tags:
+            service = ""
+        if service is None or not row.get("id"):
             continue
         summary = row.get("summary") or {}
         result.append(Snapshot(row["id"], row.get("short_id") or row["id"][:8], _time(row.get("time")), service,
@@ -211,12 +261,9 @@ def parse_snapshots(stdout: str) -> list[Snapshot]:
     return sorted(result, key=lambda s: s.time)
 
 
-def latest_by_service(snapshots: Iterable[Snapshot]) -> dict[str, Snapshot]:
-    latest: dict[str, Snapshot] = {}
-    for snap in snapshots:
-        if snap.service not in latest or snap.time >= latest[snap.service].time:
-            latest[snap.service] = snap
-    return latest
+def complete(snapshots: Iterable[Snapshot]) -> dict[str, frozenset[str]]:
+    """run -> the services its manifest vouches for (runs without one are left out)."""
+    return {s.run: s.vouches for s in snapshots if s.manifest}
 
 
 def parse_summary(stdout: str) -> Mapping | None:

@@ -8,12 +8,15 @@ neither sees the other's half-done work."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import secrets
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import catalog
-from ..backup import plan, record
+from ..backup import plan, record, retention
 from ..catalog import backup as backup_catalog
 from ..deploy.apply import group_healthy
 from ..docker import restic
@@ -28,6 +31,7 @@ from .render import prepare_secrets
 from .targets import site_for, tools_for
 
 ENV_FILE = "restic.env"
+JOURNAL = "backup-run.json"  # a backup or restore under way; still there after one was killed
 HEALTH_WAIT = 300  # seconds a group may take to be healthy again after a restart or restore
 
 Say = Callable[[str], None]
@@ -93,11 +97,26 @@ def repository_env(project: Project) -> dict[str, str]:
     return env
 
 
-def _repository(project: Project, site: Site, env: dict[str, str]) -> restic.Repository:
+def _repository(project: Project, site: Site, tools: Tools, env: dict[str, str]) -> restic.Repository:
+    """The env file written, and the repository reached once within restic.PROBE_TIMEOUT: a
+    wrong address or key fails in a minute with restic's reason, not after its 15 of retries."""
     site.write(ENV_FILE, restic.env_file(env))
     location = project.config.backup.repository or ""
-    return restic.Repository(pinned_ref(backup_catalog.RESTIC, project.config.images), str(site.root / ENV_FILE),
+    repo = restic.Repository(pinned_ref(backup_catalog.RESTIC, project.config.images), str(site.root / ENV_FILE),
                              host=project.config.project, path=location if location.startswith("/") else None)
+    name = f"aini-restic-probe-{secrets.token_hex(4)}"
+    r = site.run(restic.probe_cmd(tools, repo, name))
+    if r.returncode == 124:
+        site.run(restic.remove_containers_cmd(tools, [name]))
+        why = restic.last_retry(r.stderr) or "no answer"
+        if "bucket does not exist" in why:  # restic retries that too; Hetzner's buckets are made in its Console
+            raise AiniError("the bucket named in backup.repository does not exist; create it (Hetzner: Console -> "
+                            "Object Storage), then run this again")
+        raise AiniError(f"the backup repository did not answer within {restic.PROBE_TIMEOUT:.0f}s ({why}); "
+                        "check backup.repository and its credentials")
+    if r.returncode not in (0, 10):  # 10: there is none yet; aini backup creates it
+        raise AiniError(f"backup repository: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
+    return repo
 
 
 def _run(site: Site, cmd: Cmd, what: str) -> str:
@@ -126,19 +145,97 @@ def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None
     env = repository_env(project)
     with site_for(project) as site, site.lock():
         tools = tools_for(project)
-        repo = _repository(project, site, env)
+        repo = _repository(project, site, tools, env)
+        tidy(project, site, tools, repo, say, restoring=False)
+        run = run_id()
+        _journal(site, "backup", run, chosen)  # first: a kill from here on leaves it for the next run to act on
         snapshot_list(site, tools, repo, create=True)
-        result = backup_on(site, tools, repo, chosen, say, not_saved=plan.not_saved(config) if not only else {})
+        result = backup_on(site, tools, repo, chosen, say, run, not_saved=plan.not_saved(config) if not only else {})
         site.write(record.FILE, record.merged(
             site.read(record.FILE), result.run, dt.datetime.now(dt.UTC),
             [s.service for s in result.services if s.error is None], {s.service: s.error for s in result.services
                                                                        if s.error is not None}))
         if result.ok:
-            say("forgetting what backup.retention no longer keeps, pruning")
-            keep = config.backup.retention
-            _run(site, restic.forget_cmd(tools, repo, keep.daily, keep.weekly, keep.monthly), "restic forget")
-            _run(site, restic.forget_safety_cmd(tools, repo), "restic forget --prune")
+            _retention(project, site, tools, repo, say)  # a killed prune leaves an exclusive lock: inside the journal
+        site.remove(JOURNAL)
         return result
+
+
+def _retention(project: Project, site: Site, tools: Tools, repo: restic.Repository, say: Say) -> None:
+    keep = project.config.backup.retention
+    snaps = snapshot_list(site, tools, repo)
+    if not restic.complete(snaps):
+        return  # no manifest at all: a listing without them, and nothing to judge runs by; forget nothing
+    goes = retention.forgettable(snaps, keep.daily, keep.weekly, keep.monthly, dt.datetime.now(dt.UTC))
+    if goes:
+        say(f"retention: forgetting {retention.summary(goes, snaps)}, pruning")
+        _run(site, restic.forget_cmd(tools, repo, goes), "restic forget")
+        _run(site, restic.prune_cmd(tools, repo), "restic prune")
+
+
+def _journal(site: Site, kind: str, run: str, chosen: Sequence[plan.Item], safety_run: str | None = None) -> None:
+    site.write(JOURNAL, json.dumps({"kind": kind, "run": run, "safety_run": safety_run,
+                                    "groups": sorted({i.group for i in chosen})}) + "\n")
+
+
+def tidy(project: Project, site: Site, tools: Tools, repo: restic.Repository, say: Say, restoring: bool) -> None:
+    """After a backup or restore that was killed (its journal is still there): its restic
+    containers removed, its locks cleared, its groups out of maintenance mode and started, and
+    the snapshots of its run without a manifest forgotten. A restore killed after its safety
+    backup may have half-written data: a backup of that is refused until it is restored."""
+    text = site.read(JOURNAL)
+    if text is None:
+        return
+    try:
+        left = json.loads(text)
+        kind, run, groups = str(left["kind"]), str(left["run"]), [str(g) for g in left["groups"]]
+        safety_run = left.get("safety_run")
+    except (ValueError, KeyError, TypeError):
+        site.remove(JOURNAL)  # a journal cut short by the kill itself: nothing had started
+        return
+    leftovers = site.run(restic.leftovers_cmd(tools, repo)).stdout.split()
+    if leftovers:
+        site.run(restic.remove_containers_cmd(tools, leftovers))
+    r = site.run(restic.unlock_cmd(tools, repo))  # before any read: a killed prune's exclusive lock blocks reads
+    if r.returncode not in (0, 10):  # 10: killed before its `restic init`, there is no repository yet
+        raise AiniError(f"restic unlock: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
+    snaps = snapshot_list(site, tools, repo) if r.returncode == 0 else []
+    whole = restic.complete(snaps)
+    if kind == "restore" and safety_run in whole and not restoring:
+        raise AiniError(f"a restore of {', '.join(groups)} to run {run} was interrupted, so their data may be half "
+                        f"written; finish it first (aini restore {' '.join(groups)} --snapshot {run}), or put back "
+                        f"what they held before (--snapshot {safety_run})")
+    known = [g for g in groups if g in {s.group for s in catalog.enabled(project.config)}]
+    items = plan.items(project.config, known) if known else []
+    problems = _undo_quiet(site, tools, items)
+    cut = [s.id for s in snaps if s.run in (run, safety_run) and s.run not in whole]
+    if cut:
+        _run(site, restic.forget_cmd(tools, repo, cut), "restic forget")
+    say(f"an earlier {kind} (run {safety_run if kind == 'restore' else run}) was interrupted: its restic "
+        f"containers and locks are gone, {len(cut)} snapshots it left unfinished are forgotten"
+        + (f", {', '.join(groups)} put back in service" if items else ""))
+    if problems:
+        raise AiniError("tidying up after the interrupted run: " + "; ".join(problems))
+    site.remove(JOURNAL)
+
+
+def _undo_quiet(site: Site, tools: Tools, items: Sequence[plan.Item]) -> list[str]:
+    """Each group's stopped containers started and healthy again, its `after` hooks run (both
+    harmless when the run had not got that far). The problems, as lines."""
+    problems = []
+    for group, members in plan.by_group(items).items():
+        stopped = [m.container for m in members if m.backup.stop]
+        if stopped:
+            r = site.run(plan.start_cmd(tools, stopped))
+            if r.returncode != 0:
+                problems.append(f"docker start {' '.join(stopped)}: {r.stderr.strip()[:300]}")
+            elif not group_healthy(tools, site, group, time.monotonic() + HEALTH_WAIT):
+                problems.append(f"{', '.join(stopped)} not healthy within {HEALTH_WAIT}s of its restart")
+        for m in reversed([m for m in members if m.backup.after]):
+            r = site.run(plan.in_container(tools, m, m.backup.after or "", timeout=300))
+            if r.returncode != 0:
+                problems.append(f"{m.service}: {m.backup.after}: {r.stderr.strip()[:300]}")
+    return problems
 
 
 def check(project: Project, read_data_percent: int | None = None) -> None:
@@ -147,20 +244,35 @@ def check(project: Project, read_data_percent: int | None = None) -> None:
     if read_data_percent is not None and not 0 < read_data_percent <= 100:
         raise InputError("--read-data: a percentage from 1 to 100")
     env = repository_env(project)
-    with site_for(project) as site:
+    with site_for(project) as site, site.lock():
         tools = tools_for(project)
-        _run(site, restic.check_cmd(tools, _repository(project, site, env), read_data_percent), "restic check")
+        repo = _repository(project, site, tools, env)
+        tidy(project, site, tools, repo, lambda _: None, restoring=False)
+        _journal(site, "check", run_id(), [])  # check locks the repository exclusively
+        _run(site, restic.check_cmd(tools, repo, read_data_percent), "restic check")
+        site.remove(JOURNAL)
 
 
-def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequence[plan.Item], say: Say,
+def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequence[plan.Item], say: Say, run: str,
               not_saved: dict[str, str] | None = None, safety: bool = False) -> RunResult:
-    run = run_id()
+    """Group by group, then the run's manifest vouching for the services saved whole."""
     result = RunResult(run, [], {}, not_saved or {})
     for group, members in plan.by_group(chosen).items():
         saved, window = _backup_group(site, tools, repo, run, members, say, safety)
         result.services += saved
         if window is not None:
             result.windows[group] = window
+    whole = [s for s in result.services if s.error is None]
+    if whole:
+        manifest = json.dumps({"run": run, "safety": safety,
+                               "snapshots": {s.service: s.snapshots for s in whole}}, sort_keys=True).encode()
+        with tempfile.TemporaryFile() as handle:
+            handle.write(manifest)
+            handle.seek(0)
+            r = site.stream(restic.manifest_cmd(tools, repo, run, [s.service for s in whole], safety), stdin=handle)
+        if r.returncode != 0:
+            for s in whole:
+                s.error = f"the run's manifest was not stored: {restic.error_line(r.returncode, '', r.stderr)}"
     return result
 
 
@@ -170,12 +282,10 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
     stopped = [m.container for m in members if m.backup.stop]
     saved = [Saved(m.service, m.group) for m in members]
     quiet_since = time.monotonic() if hooked or stopped else None
-    entered: list[plan.Item] = []
     try:
         for m in hooked:
             say(f"{m.service}: {m.backup.before}")
             _run(site, plan.in_container(tools, m, m.backup.before or "", timeout=300), f"{m.service}: before backup")
-            entered.append(m)
         if stopped:
             say(f"stopping {', '.join(stopped)} for a consistent copy")
             _run(site, plan.stop_cmd(tools, stopped), "docker stop")
@@ -186,17 +296,7 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
             if not result.snapshots and result.error is None:
                 result.error = str(exc)
     finally:
-        problems = []
-        if stopped:
-            r = site.run(plan.start_cmd(tools, stopped))
-            if r.returncode != 0:
-                problems.append(f"docker start {' '.join(stopped)}: {r.stderr.strip()[:300]}")
-            elif not group_healthy(tools, site, members[0].group, time.monotonic() + HEALTH_WAIT):
-                problems.append(f"{', '.join(stopped)} not healthy within {HEALTH_WAIT}s of its restart")
-        for m in reversed(entered):
-            r = site.run(plan.in_container(tools, m, m.backup.after or "", timeout=300))
-            if r.returncode != 0:
-                problems.append(f"{m.service}: {m.backup.after}: {r.stderr.strip()[:300]}")
+        problems = _undo_quiet(site, tools, members) if quiet_since is not None else []
         window = time.monotonic() - quiet_since if quiet_since is not None else None
         if problems:  # the service is left stopped or in maintenance mode: say so loudly
             raise AiniError(f"after the backup of group {members[0].group}: " + "; ".join(problems))
@@ -230,7 +330,7 @@ def snapshots(project: Project) -> list[restic.Snapshot]:
     env = repository_env(project)
     with site_for(project) as site:
         tools = tools_for(project)
-        return snapshot_list(site, tools, _repository(project, site, env))
+        return snapshot_list(site, tools, _repository(project, site, tools, env))
 
 
 def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Callable[[str], str],
@@ -246,18 +346,23 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
     start = time.monotonic()
     with site_for(project) as site, site.lock():
         tools = tools_for(project)
-        repo = _repository(project, site, env)
+        repo = _repository(project, site, tools, env)
         picked_run, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
         names = ", ".join(i.service for i in chosen)
         confirm_project(config.project, confirm, ask, f"Restore {names} to run {picked_run}, overwriting their data?",
                         "nothing was restored")
+        tidy(project, site, tools, repo, say, restoring=True)
+        safety_run = run_id()
+        _journal(site, "restore", picked_run, chosen, safety_run)
         say(f"safety backup of {names} first")
-        safety = backup_on(site, tools, repo, chosen, say, safety=True)
+        safety = backup_on(site, tools, repo, chosen, say, safety_run, safety=True)
         if not safety.ok:
+            site.remove(JOURNAL)  # nothing was overwritten
             failed = "; ".join(f"{s.service}: {s.error}" for s in safety.services if s.error)
             raise AiniError(f"the safety backup failed, nothing was restored: {failed}")
         for group, members in plan.by_group(chosen).items():
             _restore_group(project, site, tools, repo, group, members, picked, safety.run, say)
+        site.remove(JOURNAL)
     return Restored(picked_run, safety.run, [i.service for i in chosen], time.monotonic() - start)
 
 

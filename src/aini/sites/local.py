@@ -70,7 +70,9 @@ def spawn(argv: Sequence[str], timeout: float, env: Mapping[str, str], *, cwd: s
                            env=dict(env))
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) and not stdout else ""
-        return subprocess.CompletedProcess(argv, 124, None if stdout else out, f"timed out after {timeout:.0f}s")
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        return subprocess.CompletedProcess(argv, 124, None if stdout else out,
+                                           f"{said}timed out after {timeout:.0f}s")  # what it said before, too
     except FileNotFoundError:
         raise AiniError(missing or f"{argv[0]} is not installed") from None
     out = None if stdout else r.stdout.decode(errors="replace")

@@ -88,9 +88,16 @@ def test_nextcloud_is_in_maintenance_mode_and_n8n_stopped_around_their_copies():
     assert n8n.backup.stop and plan.stop_cmd(TOOLS, ["aini-n8n"]).argv == ("docker", "stop", "--time", "60", "aini-n8n")
 
 
-def _snap(service, run, path, sid):
-    return restic.Snapshot(sid * 8, sid, dt.datetime(2026, 11, 27, tzinfo=dt.UTC), service, (path,),
+def _snap(service, run, path, sid, day=27):
+    return restic.Snapshot(sid * 8, sid, dt.datetime(2026, 11, day, tzinfo=dt.UTC), service, (path,),
                            tags=("aini", f"service={service}", f"run={run}"))
+
+
+def _manifest(run, *services, sid="m0", day=27, safety=False):
+    """What restic.manifest_cmd stores at the end of a run, as `snapshots --json` lists it."""
+    return restic.Snapshot(sid * 8, sid, dt.datetime(2026, 11, day, 1, tzinfo=dt.UTC), "", ("/aini-run.json",),
+                           tags=("aini", f"run={run}", "complete", *(f"ok={s}" for s in services),
+                                 *(("safety",) if safety else ())))
 
 
 def test_a_restore_streams_the_dump_into_the_running_database_and_writes_volumes_back():
@@ -104,19 +111,27 @@ def test_a_restore_streams_the_dump_into_the_running_database_and_writes_volumes
     assert volumes.argv[-7:] == ("restore", "cd" * 8, "--target", "/", "--include", "/data/n8n", "--delete")
 
 
-def test_the_run_restored_is_the_latest_complete_one_or_the_one_named():
+def test_the_run_restored_is_the_latest_its_manifest_vouches_for_or_the_one_named():
     items = plan.items(config_of(), ["nextcloud"])
     snaps = [_snap("mariadb", "r1", "/nextcloud.sql", "a1"), _snap("nextcloud", "r1", "/data/nextcloud", "b1"),
-             _snap("mariadb", "r2", "/nextcloud.sql", "a2")]  # r2: the file copy failed
+             _manifest("r1", "mariadb", "nextcloud", sid="m1"),
+             _snap("mariadb", "r2", "/nextcloud.sql", "a2"), _snap("nextcloud", "r2", "/data/nextcloud", "b2"),
+             _manifest("r2", "mariadb", sid="m2"),  # r2: nextcloud's file copy failed
+             _snap("mariadb", "r3", "/nextcloud.sql", "a3"), _snap("nextcloud", "r3", "/data/nextcloud", "b3")]
+    # r3 has both kinds of snapshot but no manifest: it was killed, its dump may be cut short
     run, picked = plan.pick_run(items, snaps)
     assert run == "r1" and [s.short_id for s in picked["nextcloud"]] == ["b1"]
+    assert [s.short_id for s in picked["mariadb"]] == ["a1"]
     assert plan.pick_run(items, snaps, "b1")[0] == "r1"  # a snapshot id stands for its run
+    assert plan.pick_run(plan.items(config_of(), ["mariadb"]), snaps)[0] == "r2"
     with pytest.raises(InputError, match="run r2 has no complete backup of nextcloud"):
         plan.pick_run(items, snaps, "r2")
+    with pytest.raises(InputError, match="run r3 did not finish .* cut short"):
+        plan.pick_run(items, snaps, "a3")
     with pytest.raises(InputError, match="no snapshot or run 'zz'"):
         plan.pick_run(items, snaps, "zz")
     with pytest.raises(InputError, match="no run in the repository has a complete backup"):
-        plan.pick_run(items, snaps[2:])
+        plan.pick_run(items, snaps[3:])
 
 
 def test_a_restores_safety_backup_is_never_the_default_but_can_be_named():
@@ -124,7 +139,8 @@ def test_a_restores_safety_backup_is_never_the_default_but_can_be_named():
     regular = _snap("mariadb", "r1", "/nextcloud.sql", "a1")
     safety = dataclasses.replace(_snap("mariadb", "r2", "/nextcloud.sql", "a2"),
                                  tags=("aini", "service=mariadb", "run=r2", restic.SAFETY_TAG))
-    assert plan.pick_run(items, [regular, safety])[0] == "r1"
-    assert plan.pick_run(items, [regular, safety], "r2")[0] == "r2"
+    snaps = [regular, _manifest("r1", "mariadb", sid="m1"), safety, _manifest("r2", "mariadb", sid="m2", safety=True)]
+    assert plan.pick_run(items, snaps)[0] == "r1"
+    assert plan.pick_run(items, snaps, "r2")[0] == "r2"
     cmd = plan.backup_cmds(TOOLS, REPO, items[0], "r3", safety=True)[0]
     assert "safety" in _argvs(cmd)[1]

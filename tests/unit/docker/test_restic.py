@@ -20,8 +20,8 @@ REPO = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env")
 def test_a_volume_backup_mounts_read_only_and_takes_secrets_from_the_env_file():
     cmd = restic.backup_volumes_cmd(TOOLS, REPO, "n8n", "20261127T033000Z", ["aini-n8n-data"])
     assert cmd.argv == (
-        "docker", "run", "--rm", "--env-file", "/opt/aini/backup/restic.env", "-e", "RESTIC_CACHE_DIR=/cache",
-        "-v", "aini-restic-cache:/cache", "-v", "aini-n8n-data:/data/n8n/aini-n8n-data:ro", "restic/restic:0.18.0",
+        "docker", "run", "--rm", "--label", "aini.restic=aini", "--env-file", "/opt/aini/backup/restic.env",
+        "-e", "RESTIC_CACHE_DIR=/cache", "-v", "aini-restic-cache:/cache", "-v", "aini-n8n-data:/data/n8n/aini-n8n-data:ro", "restic/restic:0.18.0",
         "backup", "--json", "--host", "aini", "--tag", "aini", "--tag", "service=n8n", "--tag", "run=20261127T033000Z",
         "/data/n8n",
     )
@@ -43,12 +43,32 @@ def test_a_dump_is_read_from_stdin_under_a_bare_file_name():
         restic.backup_stdin_cmd(TOOLS, REPO, "mariadb", "r1", "mariadb/nextcloud.sql")
 
 
-def test_retention_is_per_service_and_kind_not_per_run():
-    cmd = restic.forget_cmd(TOOLS, REPO, 7, 4, 6)
+def test_retention_forgets_the_snapshots_it_is_given_and_prunes_apart():
+    cmd = restic.forget_cmd(TOOLS, REPO, ["a" * 64, "b" * 64])
+    assert cmd.argv[cmd.argv.index(REPO.image) + 1:] == ("forget", "--json", "a" * 64, "b" * 64)
+    assert restic.prune_cmd(TOOLS, REPO).argv[-2:] == ("prune", "--json")
+
+
+def test_a_runs_manifest_vouches_for_its_services_by_tag_and_is_listed_apart_from_them():
+    cmd = restic.manifest_cmd(TOOLS, REPO, "r1", ["mariadb", "nextcloud"], safety=True)
     assert cmd.argv[cmd.argv.index(REPO.image) + 1:] == (
-        "forget", "--json", "--host", "aini", "--tag", "aini", "--group-by", "host,paths",
-        "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6", "--keep-tag", "safety",
-    )
+        "backup", "--json", "--host", "aini", "--tag", "aini", "--tag", "run=r1", "--tag", "complete",
+        "--tag", "ok=mariadb", "--tag", "ok=nextcloud", "--tag", "safety", "--stdin",
+        "--stdin-filename", "aini-run.json")
+    assert "-i" in cmd.argv
+    listed = [{"id": "m" * 64, "short_id": "mmmmmmmm", "time": "2026-11-27T03:00:00Z", "paths": ["/aini-run.json"],
+               "tags": ["aini", "run=r1", "complete", "ok=mariadb", "ok=nextcloud"]},
+              {"id": "n" * 64, "time": "2026-11-27T03:00:00Z", "tags": ["aini", "service=", "run=r2"]},
+              {"id": "o" * 64, "time": "2026-11-27T03:00:00Z", "tags": ["run=r3", "complete", "ok=n8n"]}]
+    (manifest,) = restic.parse_snapshots(json.dumps(listed))  # an empty service= and a foreign one are left out
+    assert manifest.manifest and manifest.service == "" and manifest.run == "r1"
+    assert restic.complete([manifest]) == {"r1": frozenset({"mariadb", "nextcloud"})}
+
+
+def test_after_a_killed_run_its_containers_are_found_by_label_and_every_lock_removed():
+    assert restic.leftovers_cmd(TOOLS, REPO).argv == ("docker", "ps", "-q", "--filter", "label=aini.restic=aini")
+    assert restic.remove_containers_cmd(TOOLS, ["c1", "c2"]).argv == ("docker", "rm", "-f", "c1", "c2")
+    assert restic.unlock_cmd(TOOLS, REPO).argv[-2:] == ("unlock", "--remove-all")
 
 
 def test_a_restore_writes_the_service_volumes_back_and_deletes_what_the_snapshot_lacks():
@@ -64,12 +84,13 @@ def test_check_reads_a_subset_of_the_data_when_asked():
 
 
 def test_no_secret_and_no_repository_location_in_any_argv():
-    repo = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env", network="aini-backup")
+    repo = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env")
     for cmd in (restic.init_cmd(TOOLS, repo), restic.snapshots_cmd(TOOLS, repo),
-                restic.dump_cmd(TOOLS, repo, "latest", "nextcloud.sql")):
+                restic.dump_cmd(TOOLS, repo, "latest", "nextcloud.sql"), restic.unlock_cmd(TOOLS, repo),
+                restic.manifest_cmd(TOOLS, repo, "r1", ["n8n"])):
         text = " ".join(cmd.argv)
         assert "RESTIC_PASSWORD" not in text and "s3:" not in text and "AWS_" not in text
-        assert "--network aini-backup" in text
+        assert "--env-file /opt/aini/backup/restic.env" in text
 
 
 def test_snapshots_are_parsed_from_restics_output_oldest_first():
@@ -79,8 +100,7 @@ def test_snapshots_are_parsed_from_restics_output_oldest_first():
     assert snaps[0].paths == ("/data/n8n",) and snaps[1].paths == ("/nextcloud.sql",)
     assert snaps[1].size == len("CREATE TABLE t (i int);\n")
     assert snaps[0].time < snaps[1].time < snaps[2].time and snaps[0].time.tzinfo is not None
-    latest = restic.latest_by_service(snaps)
-    assert latest["n8n"] == snaps[2] and latest["mariadb"] == snaps[1]
+    assert restic.complete(snaps) == {}  # captured before runs had manifests
 
 
 def test_snapshots_of_others_and_damaged_output_are_left_out():
@@ -134,10 +154,17 @@ def test_the_env_file_is_literal_lines_and_refuses_what_docker_would_cut():
             restic.env_file(bad)
 
 
-def test_safety_backups_are_kept_30_days_apart_from_the_retention_and_the_prune_comes_last():
-    regular = restic.forget_cmd(TOOLS, REPO, 7, 4, 6).argv
-    assert regular[-2:] == ("--keep-tag", "safety") and "--prune" not in regular
-    safety = restic.forget_safety_cmd(TOOLS, REPO).argv
-    assert safety[safety.index(REPO.image) + 1:] == (
-        "forget", "--json", "--prune", "--host", "aini", "--tag", "aini,safety", "--group-by", "host,paths",
-        "--keep-within", "30d")
+def test_the_first_contact_is_a_lock_free_read_with_a_name_to_remove_it_by_and_a_bound():
+    cmd = restic.probe_cmd(TOOLS, REPO, "aini-restic-probe-1")
+    assert cmd.argv[:5] == ("docker", "run", "--rm", "--name", "aini-restic-probe-1")
+    assert cmd.argv[-3:] == ("cat", "config", "--no-lock") and cmd.timeout == restic.PROBE_TIMEOUT
+
+
+def test_the_reason_of_restics_last_retry_is_what_an_unreachable_repository_says():
+    # captured from restic 0.18 against SeaweedFS with a wrong secret key, then a closed port
+    stderr = ("Stat(<config/>) returned error, retrying after 606.563334ms: Stat: The request signature we "
+              "calculated does not match the signature you provided. Check your key and signing method.\n"
+              'Stat(<config/>) returned error, retrying after 2.107525509s: Stat: Get "http://172.17.0.1:18333/'
+              'aini-test/?location=": dial tcp 172.17.0.1:18333: connect: connection refused\ntimed out after 60s')
+    assert restic.last_retry(stderr).endswith("connect: connection refused")
+    assert restic.last_retry("timed out after 60s") == ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aini.errors import InputError
+from aini.errors import AiniError, InputError
 from aini.ops import backup
 from aini.ops.plan import check
 from aini.project import Project
@@ -63,3 +63,70 @@ def test_a_run_is_named_by_its_utc_time():
     import datetime as dt
 
     assert backup.run_id(dt.datetime(2026, 11, 27, 3, 30, 5, tzinfo=dt.UTC)) == "20261127T033005Z"
+
+
+def _replaying_site(tmp_path, listing: list[dict]):
+    """A LocalSite whose commands are recorded, not run: restic answers with `listing`."""
+    import json
+    import subprocess
+
+    from aini.sites.local import LocalSite
+
+    ran: list[tuple[str, ...]] = []
+
+    def runner(cmd):
+        ran.append(cmd.argv)
+        out = json.dumps(listing) if "snapshots" in cmd.argv else ""
+        return subprocess.CompletedProcess(cmd.argv, 0, out, "")
+
+    return LocalSite(tmp_path / "site", runner), ran
+
+
+def _tidy(tmp_path, journal: dict, listing: list[dict], restoring: bool = False):
+    import json
+
+    from aini.docker import restic
+    from aini.docker.cmd import Tools
+
+    site, ran = _replaying_site(tmp_path, listing)
+    site.write(backup.JOURNAL, json.dumps(journal))
+    said: list[str] = []
+    repo = restic.Repository("restic/restic:0.18.0", str(site.root / backup.ENV_FILE), host="aini")
+    backup.tidy(project(tmp_path, "/var/backups/aini"), site, Tools(("docker",), ()), repo, said.append, restoring)
+    return site, ran, said
+
+
+def _row(sid: str, *tags: str) -> dict:
+    return {"id": sid * 32, "time": "2026-11-27T03:00:00Z", "paths": ["/x"], "tags": ["aini", *tags]}
+
+
+def test_a_killed_checks_journal_clears_the_locks_and_touches_no_service(tmp_path):
+    site, ran, said = _tidy(tmp_path, {"kind": "check", "run": "r9", "groups": []}, [])
+    assert [a[a.index("restic/restic:0.18.0") + 1:] if "restic/restic:0.18.0" in a else a[:2] for a in ran] == [
+        ("docker", "ps"), ("unlock", "--remove-all"), ("snapshots", "--json", "--host", "aini", "--tag", "aini")]
+    assert site.read(backup.JOURNAL) is None and said == [
+        "an earlier check (run r9) was interrupted: its restic containers and locks are gone, 0 snapshots it left "
+        "unfinished are forgotten"]
+
+
+def test_a_restore_killed_after_its_safety_backup_blocks_backups_until_it_is_restored(tmp_path):
+    journal = {"kind": "restore", "run": "r1", "safety_run": "r2", "groups": ["nextcloud"]}
+    listing = [_row("a1", "service=mariadb", "run=r2", "safety"), _row("m2", "run=r2", "complete", "ok=mariadb",
+                                                                       "safety")]
+    with pytest.raises(AiniError, match=r"restore of nextcloud to run r1 was interrupted.*"
+                                        r"aini restore nextcloud --snapshot r1\).*--snapshot r2"):
+        _tidy(tmp_path, journal, listing)
+    site, ran, said = _tidy(tmp_path, journal, listing, restoring=True)  # the restore itself goes on
+    assert site.read(backup.JOURNAL) is None
+    assert any(a[-2:] == ("maintenance:mode", "--off") or "maintenance:mode --off" in a[-1] for a in ran)
+
+
+def test_the_unfinished_snapshots_of_a_killed_backup_are_forgotten_and_its_groups_put_back(tmp_path):
+    journal = {"kind": "backup", "run": "r3", "groups": ["n8n", "nextcloud"]}
+    listing = [_row("a1", "service=mariadb", "run=r1"), _row("m1", "run=r1", "complete", "ok=mariadb"),
+               _row("a3", "service=mariadb", "run=r3"), _row("b3", "service=nextcloud", "run=r3")]
+    site, ran, said = _tidy(tmp_path, journal, listing)
+    forget = next(a for a in ran if "forget" in a)
+    assert forget[forget.index("forget"):] == ("forget", "--json", "a3" * 32, "b3" * 32)
+    assert ("docker", "start", "aini-n8n") in ran
+    assert "2 snapshots it left unfinished are forgotten, n8n, nextcloud put back in service" in said[0]
