@@ -11,6 +11,7 @@ turn them off; a wrong secret key gets S3's SignatureDoesNotMatch; its data live
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -44,11 +45,21 @@ class S3:
 
 
 def bridge_gateway(docker: str = "docker") -> str:
-    out = subprocess.run([docker, "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+    """This machine's address on the default bridge (docker0). A fresh dockerd reports the
+    bridge without a gateway (`[{"Subnet":"172.17.0.0/16"}]`, see harness/sandbox.py) and puts
+    it at the subnet's first address; binding to it proves it is ours."""
+    out = subprocess.run([docker, "network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}"],
                          capture_output=True, text=True, timeout=30)
-    if out.returncode != 0 or not out.stdout.strip():
-        raise RuntimeError(f"no Docker bridge gateway: {out.stderr.strip()[-200:]}")
-    return out.stdout.strip()
+    if out.returncode != 0:
+        raise RuntimeError(f"no Docker bridge: {out.stderr.strip()[-200:]}")
+    config = (json.loads(out.stdout) or [{}])[0]
+    gateway = config.get("Gateway") or str(ipaddress.ip_network(config["Subnet"])[1])
+    with socket.socket() as s:
+        try:
+            s.bind((gateway, 0))
+        except OSError as exc:
+            raise RuntimeError(f"the bridge address {gateway} is not this machine's: {exc}") from None
+    return gateway
 
 
 def _free(host: str, port: int) -> bool:
