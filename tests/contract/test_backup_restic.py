@@ -184,7 +184,7 @@ def test_an_s3_repository_that_cannot_be_reached_fails_within_the_probe_naming_w
     if fault == "wrong key":
         location, secret, why = s3.repository("aini-contract/probe"), "not-the-key", "signature"
     else:
-        closed = s3_harness._ports(s3.host, 1)[0]
+        closed = s3_harness.free_ports(s3.host, 1)[0]
         location, secret, why = f"s3:http://{s3.host}:{closed}/aini-contract/probe", s3.secret_key, "connection refused"
     env = _s3_env(s3, location, secret)
     site = LocalSite(tmp_path / "site")

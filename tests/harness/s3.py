@@ -76,7 +76,7 @@ def _free(host: str, port: int) -> bool:
     return True
 
 
-def _ports(host: str, count: int) -> list[int]:
+def free_ports(host: str, count: int) -> list[int]:
     """Ports P with P and P+10000 (its gRPC twin) free on `host` and on loopback."""
     found: list[int] = []
     while len(found) < count:
@@ -98,7 +98,7 @@ def weed_binary() -> str:
 @contextlib.contextmanager
 def serve(directory: Path, docker: str = "docker", timeout: float = 90) -> Iterator[S3]:
     host = bridge_gateway(docker)
-    master, volume, filer, s3_port = _ports(host, 4)
+    master, volume, filer, s3_port = free_ports(host, 4)
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     data.mkdir(exist_ok=True)

@@ -150,7 +150,8 @@ def snapshots_cmd(tools: Tools, repo: Repository, service: str | None = None) ->
 
 
 def forget_cmd(tools: Tools, repo: Repository, snapshot_ids: Sequence[str]) -> Cmd:
-    """The snapshots the retention plan (aini.backup.retention) lets go; the prune comes apart."""
+    """Snapshots forgotten by id: what the retention plan (aini.backup.retention) lets go, or
+    what a failed dump left. The prune comes apart."""
     return restic(tools, repo, "forget", "--json", *snapshot_ids, timeout=1800)
 
 
@@ -172,11 +173,6 @@ def leftovers_cmd(tools: Tools, repo: Repository) -> Cmd:
 
 def remove_containers_cmd(tools: Tools, ids: Sequence[str]) -> Cmd:
     return Cmd((*tools.docker, "rm", "-f", *ids), timeout=120)
-
-
-def forget_snapshot_cmd(tools: Tools, repo: Repository, snapshot_id: str) -> Cmd:
-    """One snapshot removed: a dump whose writer failed after restic had stored what it sent."""
-    return restic(tools, repo, "forget", snapshot_id, timeout=300)
 
 
 def check_cmd(tools: Tools, repo: Repository, read_data_percent: int | None = None) -> Cmd:

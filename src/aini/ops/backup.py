@@ -317,7 +317,7 @@ def _save(site: Site, tools: Tools, repo: restic.Repository, run: str, item: pla
         summary = restic.parse_summary(r.stdout)
         if r.returncode != 0:
             if summary and summary.get("snapshot_id"):  # restic stored what a failed dump had sent
-                site.run(restic.forget_snapshot_cmd(tools, repo, str(summary["snapshot_id"])))
+                site.run(restic.forget_cmd(tools, repo, [str(summary["snapshot_id"])]))
             result.error = restic.error_line(r.returncode, "" if summary else r.stdout, r.stderr)
             break
         if summary:

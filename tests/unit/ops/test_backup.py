@@ -1,12 +1,19 @@
-"""What restic is given: the repository, its password and credentials, for an env file; and
-the inputs refused before anything runs."""
+"""What restic is given: the repository, its password and credentials, for an env file; the
+inputs refused before anything runs; and what the next run does after a killed one (tidy),
+as the commands it runs."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 
+from aini.docker import restic
+from aini.docker.cmd import Tools
 from aini.errors import AiniError, InputError
 from aini.ops import backup
+from aini.sites.local import LocalSite
 from aini.ops.plan import check
 from aini.project import Project
 from aini.store import SecretStore
@@ -67,11 +74,6 @@ def test_a_run_is_named_by_its_utc_time():
 
 def _replaying_site(tmp_path, listing: list[dict]):
     """A LocalSite whose commands are recorded, not run: restic answers with `listing`."""
-    import json
-    import subprocess
-
-    from aini.sites.local import LocalSite
-
     ran: list[tuple[str, ...]] = []
 
     def runner(cmd):
@@ -83,11 +85,6 @@ def _replaying_site(tmp_path, listing: list[dict]):
 
 
 def _tidy(tmp_path, journal: dict, listing: list[dict], restoring: bool = False):
-    import json
-
-    from aini.docker import restic
-    from aini.docker.cmd import Tools
-
     site, ran = _replaying_site(tmp_path, listing)
     site.write(backup.JOURNAL, json.dumps(journal))
     said: list[str] = []
