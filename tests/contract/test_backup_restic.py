@@ -86,7 +86,7 @@ def test_a_postgres_dump_streamed_into_restic_restores_the_rows(postgres, repo):
     site, repository = repo
     sql(postgres, "CREATE TABLE workflows (name text); INSERT INTO workflows VALUES ('kept'), ('also kept')")
     item = item_for(postgres)
-    result = backup.backup_on(site, TOOLS, repository, [item], say=lambda _: None, run=backup.run_id())
+    result = backup.backup_on(site, TOOLS, repository, [item], say=lambda _: None, run=backup.run_id(), tokens={})
     assert result.ok, result.services
     (saved,) = result.services
     assert len(saved.snapshots) == 1 and saved.bytes > 0
@@ -107,7 +107,7 @@ def test_a_postgres_dump_streamed_into_restic_restores_the_rows(postgres, repo):
 def test_a_failed_dump_leaves_no_snapshot_and_names_the_service(postgres, repo):
     site, repository = repo
     broken = item_for(postgres, dump="pg_dump -U n8n --format=custom no_such_database")
-    result = backup.backup_on(site, TOOLS, repository, [broken], say=lambda _: None, run=backup.run_id())
+    result = backup.backup_on(site, TOOLS, repository, [broken], say=lambda _: None, run=backup.run_id(), tokens={})
     (saved,) = result.services
     assert not result.ok and saved.snapshots == [] and saved.service == "n8n-postgres"
     assert saved.error

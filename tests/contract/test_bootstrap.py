@@ -11,7 +11,7 @@ from aini import catalog
 from aini.catalog import backup as backup_catalog
 from aini.config import validate_data
 from aini.controlplane import bootstrap, breakglass
-from aini.controlplane.vault import VaultClient
+from aini.controlplane.vault import VaultClient, VaultError
 from aini.errors import AiniError, InputError
 from aini.store import SecretStore
 from tests.harness.doubles import import_double
@@ -75,6 +75,19 @@ def test_first_run_initialises_keeps_material_encrypted_and_deploys_with_an_appr
         _client, again = bootstrap.ensure_vault(VaultClient(server.url), project, ["n8n"],
                                                 bootstrap.Passphrase(environ={}))
         assert (again.initialised, again.unsealed, again.bootstrapped) == (False, False, False)
+
+        # The backups' snapshot token: a raft snapshot and nothing else, renewable, kept in
+        # .aini/; a lapsed one is replaced by the next `aini up` (from the root token).
+        kept = bootstrap.State.load(project).vault_snapshot_token
+        snapper = VaultClient(server.url, token=kept)
+        assert snapper.raft_snapshot() and snapper.lookup_self().policies == ("aini-snapshot", "default")
+        with pytest.raises(VaultError) as denied:
+            snapper.kv_get("n8n/n8n_encryption_key")
+        assert denied.value.status == 403
+        snapper.revoke_self()
+        bootstrap.ensure_vault(VaultClient(server.url), project, ["n8n"], bootstrap.Passphrase(environ=PASSPHRASE))
+        renewed = bootstrap.State.load(project).vault_snapshot_token
+        assert renewed != kept and VaultClient(server.url, token=renewed).raft_snapshot()
     finally:
         server.stop()
 

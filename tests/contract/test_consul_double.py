@@ -296,8 +296,18 @@ def test_state_survives_a_restart_and_checks_run_again(tmp_path: Path):
         wait_for(lambda: check_status(second.url, admin, "service:web") == "passing")  # ... running again
         snapshot = call(second.url, "GET", "/v1/snapshot", token=admin)
         assert snapshot.status == 200 and json.loads(gzip.decompress(snapshot.body))["kv"]
-        reader = token_with_rules(second.url, admin, "reader", 'key_prefix "" { policy = "read" }')
+        # snapshot_endpoint.go: one sense for save and restore, acl = "write" (a snapshot holds every token)
+        reader = token_with_rules(second.url, admin, "reader", 'key_prefix "" { policy = "read" }\nacl = "read"')
         assert call(second.url, "GET", "/v1/snapshot", token=reader).status == 403
+        snapper = token_with_rules(second.url, admin, "snapper", 'acl = "write"')
+        taken = call(second.url, "GET", "/v1/snapshot", token=snapper)
+        assert taken.status == 200
+        call(second.url, "PUT", "/v1/kv/aini/x", b"changed", admin)
+        assert call(second.url, "PUT", "/v1/snapshot", taken.body, reader).status == 403
+        assert call(second.url, "PUT", "/v1/snapshot", b"garbage", snapper).status == 500
+        assert call(second.url, "PUT", "/v1/snapshot", taken.body, snapper).status == 200
+        assert call(second.url, "GET", "/v1/kv/aini/x?raw", token=admin).body == b"kept"
+        wait_for(lambda: check_status(second.url, admin, "service:web") == "passing")  # its check runs again
     finally:
         second.stop()
         target.stop()

@@ -6,6 +6,7 @@ tested against the double elsewhere (test_controlplane_flows.py)."""
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
 import time
@@ -550,3 +551,85 @@ def test_the_image_entrypoint_in_broken_mode_fails_its_health_endpoint(tmp_path:
         assert call(f"http://127.0.0.1:{port}", "GET", "/v1/sys/health").status == 500
     finally:
         stop_double_process(process)
+
+
+# ------------------------------------------------------------------ raft snapshot, the CLI
+# api-docs/system/storage/raft: GET sys/storage/raft/snapshot needs `read` (not root-
+# protected); POST sys/storage/raft/snapshot[-force] needs `update`, the body is the snapshot,
+# and without -force a snapshot of another cluster is refused. api-docs/auth/token: only root
+# (or sudo) creates periodic or orphan tokens; renew-self puts a periodic token back to its period.
+
+
+def test_a_snapshot_needs_read_on_its_path_and_a_restore_update(vault):
+    url = vault.url
+    root = ready(url)
+    write_policy(url, root, "snap", 'path "sys/storage/raft/snapshot" { capabilities = ["read"] }')
+    snap = child_token(url, root, ["snap"])
+    other = child_token(url, root, ["default"])
+    assert call(url, "GET", "/v1/sys/storage/raft/snapshot", token=other).status == 403
+    taken = call(url, "GET", "/v1/sys/storage/raft/snapshot", token=snap)
+    assert taken.status == 200 and taken.headers["Content-Type"] == "application/octet-stream"
+    assert call(url, "POST", "/v1/sys/storage/raft/snapshot", taken.body, snap).status == 403  # read is not update
+
+    assert call(url, "PUT", "/v1/aini/data/kept", {"data": {"v": "after"}}, root).status == 200
+    assert call(url, "POST", "/v1/sys/storage/raft/snapshot", b"not a snapshot", root).status == 400
+    assert call(url, "POST", "/v1/sys/storage/raft/snapshot", taken.body, root).status == 204
+    assert call(url, "GET", "/v1/aini/data/kept", token=root).status == 404  # back to before the write
+
+
+def test_a_snapshot_of_another_cluster_needs_force(tmp_path: Path):
+    servers = [vault_api.serve(tmp_path / name) for name in ("a", "b")]
+    try:
+        roots = [ready(s.url) for s in servers]
+        taken = call(servers[0].url, "GET", "/v1/sys/storage/raft/snapshot", token=roots[0]).body
+        refused = call(servers[1].url, "POST", "/v1/sys/storage/raft/snapshot", taken, roots[1])
+        assert refused.status == 400 and "another cluster" in refused.errors[0]
+        assert call(servers[1].url, "POST", "/v1/sys/storage/raft/snapshot-force", taken, roots[1]).status == 204
+        assert call(servers[1].url, "GET", "/v1/auth/token/lookup-self", token=roots[0]).status == 200
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_periodic_tokens_are_root_only_and_renew_to_their_period(vault):
+    url = vault.url
+    root = ready(url)
+    periodic = child_token(url, root, ["default"], period="2s", no_parent=True)
+    data = call(url, "GET", "/v1/auth/token/lookup-self", token=periodic).json["data"]
+    assert data["period"] == 2 and data["renewable"] is True
+    for _ in range(3):  # outlives its period while renewed
+        time.sleep(1.2)
+        assert call(url, "PUT", "/v1/auth/token/renew-self", {}, periodic).status == 200
+    time.sleep(2.2)
+    assert call(url, "GET", "/v1/auth/token/lookup-self", token=periodic).status == 403
+    write_policy(url, root, "creator", 'path "auth/token/create" { capabilities = ["create", "update"] }')
+    plain = child_token(url, root, ["creator"])
+    assert call(url, "POST", "/v1/auth/token/create", {"policies": ["default"]}, plain).status == 200
+    refused = call(url, "POST", "/v1/auth/token/create", {"policies": ["default"], "period": "1h"}, plain)
+    assert refused.status == 400 and "root or sudo" in refused.errors[0]
+
+
+def _cli(url: str | None, token: str, *args: str, stdin: bytes = b"", name: str = "vault"):
+    """The CLI double as the image runs it: python3 vault_cli.py, VAULT_* or BAO_* from the env."""
+    import os
+    import subprocess
+    import sys
+    prefix = "BAO" if name == "bao" else "VAULT"
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent", f"{prefix}_TOKEN": token,
+           **({"AINI_DOUBLE_CLI": "bao"} if name == "bao" else {}), **({f"{prefix}_ADDR": url} if url else {})}
+    cli = Path(__file__).parents[1] / "harness" / "images" / "doubles" / "vault_cli.py"
+    return subprocess.run([sys.executable, str(cli), *args], input=stdin, capture_output=True, env=env, timeout=60)
+
+
+def test_the_cli_double_saves_to_stdout_restores_from_stdin_and_needs_an_http_address(vault):
+    url = vault.url
+    root = ready(url)
+    saved = _cli(url, root, "operator", "raft", "snapshot", "save", "/dev/stdout")
+    direct = call(url, "GET", "/v1/sys/storage/raft/snapshot", token=root).body
+    assert saved.returncode == 0 and gzip.decompress(saved.stdout) == gzip.decompress(direct)
+    assert _cli(url, root, "operator", "raft", "snapshot", "restore", "/dev/stdin", stdin=saved.stdout).returncode == 0
+    assert _cli(url, root, "operator", "raft", "snapshot", "save").returncode == 1  # exactly one argument
+    assert _cli(None, root, "token", "renew").returncode == 2  # the default address is https://127.0.0.1:8200
+    bao = _cli(url, root, "operator", "raft", "snapshot", "save", "/dev/stdout", name="bao")
+    assert bao.returncode == 0 and bao.stdout
+    assert _cli(url, "wrong", "operator", "raft", "snapshot", "save", "/dev/stdout").returncode == 2

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from aini import catalog
 from aini.controlplane import breakglass
-from aini.controlplane.bootstrap import secret_paths
+from aini.controlplane.bootstrap import State, secret_paths
 from aini.controlplane.vault import VaultClient
 from aini.deploy.diagnose import DeployError
 from aini.errors import AiniError
@@ -257,9 +257,13 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
     return out, "".join(err)
 
 
-def _vault(stack: Stack) -> VaultClient:
-    from aini.controlplane.bootstrap import State
+def _consul(stack: Stack):
+    from aini.controlplane.consul import ConsulClient
 
+    return ConsulClient(f"http://{FIXED_IPS['consul']}:8500", token=State.load(stack.project_dir).consul_deploy_token)
+
+
+def _vault(stack: Stack) -> VaultClient:
     client = VaultClient(f"http://{FIXED_IPS['vault']}:8200")
     creds = State.load(stack.project_dir).approle
     assert creds is not None
@@ -289,7 +293,6 @@ def test_vault_holds_every_secret_and_the_root_token_is_only_in_the_break_glass_
 def test_the_deploy_approle_logs_in_from_the_host_only(stack: Stack):
     """Bound to the proxy network's gateway: the credentials in .aini/controlplane.json are
     useless from a container, even one on the same network as Vault."""
-    from aini.controlplane.bootstrap import State
 
     creds = State.load(stack.project_dir).approle
     assert creds is not None
@@ -307,7 +310,6 @@ def test_the_deploy_approle_logs_in_from_the_host_only(stack: Stack):
 
 def test_consul_checks_every_probed_service_and_a_stopped_one_turns_critical(stack: Stack):
     from aini.controlplane import registry
-    from aini.controlplane.bootstrap import State
     from aini.controlplane.consul import ConsulClient
 
     consul = ConsulClient(f"http://{FIXED_IPS['consul']}:8500", token=State.load(stack.project_dir).consul_deploy_token)
@@ -564,6 +566,9 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         stack.docker_cmd("exec", "aini-n8n", "sh", "-c", "echo before > /home/node/.n8n/aini-e2e-marker")
         stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo before > /var/www/html/aini-e2e-marker")
         _mongo(stack, {"insert": "conversations", "documents": [{"title": "before"}], "$db": "LibreChat"})
+        vault, consul = _vault(stack), _consul(stack)
+        vault.kv_put("e2e/marker", {"value": "before"})
+        consul.kv_put("aini/e2e-marker", "before")
         start = time.monotonic()
         with _ArgvWatch() as backup_argvs:
             code, out, err = _cli(stack, "backup")
@@ -571,7 +576,7 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         assert code == 0, out + err
         assert "maintenance:mode --on" in err and "stopping aini-n8n" in err  # progress on stderr
         rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-        saved = {"traefik", "mongodb", "librechat", "n8n", "mariadb", "nextcloud"}
+        saved = {"traefik", "consul", "vault", "mongodb", "librechat", "n8n", "mariadb", "nextcloud"}
         assert saved <= set(rows) and "FAILED" not in out
         assert "redis           not backed up: a cache; not backed up" in out
         run = out.strip().splitlines()[-1].split()[1].rstrip(":")
@@ -613,7 +618,11 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         restore_seconds = time.monotonic() - start
         argvs = backup_argvs.seen | restore_argvs.seen
         assert any("mariadb-dump" in a for a in backup_argvs.seen) and any("restic" in a for a in argvs)  # it saw them
-        secrets = [v for v in stack.store.values() if len(v) >= 8]
+        state = State.load(stack.project_dir)
+        secrets = [v for v in (*stack.store.values(), state.vault_snapshot_token, state.consul_snapshot_token,
+                               breakglass.load(stack.project_dir / ".aini" / "breakglass.enc", PASSPHRASE).vault_root_token)
+                   if v and len(v) >= 8]
+        assert state.vault_snapshot_token in secrets and state.consul_snapshot_token in secrets
         assert stack.store.get("restic_password") in secrets and stack.store.get("mariadb_root_password") in secrets
         assert [a for a in argvs if any(v in a for v in secrets)] == []  # no secret in any argv
         assert code == 0, out + err
@@ -635,6 +644,23 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         code, out, err = _cli(stack, "restore", "mariadb", "--snapshot", safety, "--confirm", "e2e")
         assert code == 0, out + err
         assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
+
+        # The control plane: Vault's raft snapshot (restored with the root token from the
+        # break-glass file) and Consul's (with the snapshot token), both back to the run.
+        vault.kv_put("e2e/marker", {"value": "after"})
+        consul.kv_put("aini/e2e-marker", "after")
+        start = time.monotonic()
+        with _ArgvWatch() as control_argvs:
+            code, out, err = _cli(stack, "restore", "vault", "consul", "--snapshot", run, "--confirm", "e2e")
+        control_seconds = time.monotonic() - start
+        assert code == 0, out + err
+        assert [a for a in control_argvs.seen if any(v in a for v in secrets)] == []
+        assert any("raft snapshot restore" in a for a in control_argvs.seen)  # it saw the restore run
+        assert _vault(stack).kv_get("e2e/marker") == {"value": "before"}
+        assert consul.kv_get("aini/e2e-marker") == b"before"
+        health = VaultClient(f"http://{FIXED_IPS['vault']}:8200").health()
+        assert (health.sealed, health.state) == (False, "active")
+        figures({"restore_vault_consul_seconds": round(control_seconds, 1)})
         figures({"backup_all_seconds": round(backup_seconds, 1),
                  "backup_windows_seconds": windows,
                  "restore_nextcloud_n8n_librechat_seconds": round(restore_seconds, 1)})

@@ -245,11 +245,11 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
     try:
         psql("CREATE TABLE aini_e2e (v text); INSERT INTO aini_e2e VALUES ('before')")
         start = time.monotonic()
-        r = server.aini("backup", "--only", "n8n", timeout=900)
+        r = server.aini("backup", "--only", "n8n", "--only", "vault", "--only", "consul", timeout=900)
         backup_seconds = time.monotonic() - start
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         saved = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
-        assert {"n8n-postgres", "n8n"} <= saved
+        assert {"n8n-postgres", "n8n", "vault", "consul"} <= saved  # the snapshot tokens went over SSH on stdin
         out = server.server.exec("stat", "-c", "%a %U", "/opt/aini/deployed/restic.env").stdout.strip()
         assert out == "600 root"
         password = server.store.get("restic_password")

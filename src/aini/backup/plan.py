@@ -66,10 +66,15 @@ def not_saved(config: AiniConfig) -> dict[str, str]:
             if not (s.backup.volumes or s.backup.dump)}
 
 
-def in_container(tools: Tools, item: Item, script: str, stdin: bool = False, timeout: float = 3600) -> Cmd:
+def in_container(tools: Tools, item: Item, script: str, stdin: bool = False, timeout: float = 3600,
+                 token: bool = False) -> Cmd:
     """A catalog command run in the service's container: it reads its credentials from the
-    container's environment, so no secret is in this argv."""
-    return Cmd((*tools.docker, "exec", *(("-i",) if stdin else ()), "-u", item.backup.user, item.container,
+    container's environment, so no secret is in this argv. With `token`, the catalog's token
+    variable is read first from the first line of stdin (the executor sends it)."""
+    var = item.backup.token if token else None
+    if var:
+        script = f'IFS= read -r {var} || {{ echo "no token on stdin" >&2; exit 2; }}; export {var}; {script}'
+    return Cmd((*tools.docker, "exec", *(("-i",) if stdin or var else ()), "-u", item.backup.user, item.container,
                 "sh", "-c", script), timeout=timeout)
 
 
@@ -88,7 +93,7 @@ def backup_cmds(tools: Tools, repo: restic.Repository, item: Item, run: str, saf
         cmds.append(restic.backup_volumes_cmd(tools, repo, item.service, run, item.volumes, safety))
     if item.backup.dump and item.backup.dump_file:
         cmds.append(restic.pipe_cmd(
-            in_container(tools, item, item.backup.dump),
+            in_container(tools, item, item.backup.dump, token=True),
             restic.backup_stdin_cmd(tools, repo, item.service, run, item.backup.dump_file, safety)))
     return cmds
 
@@ -102,7 +107,8 @@ def restore_cmds(tools: Tools, repo: restic.Repository, item: Item, snapshots: S
         if snap.dump:
             assert item.backup.dump_file and item.backup.restore
             cmds.append(restic.pipe_cmd(restic.dump_cmd(tools, repo, snap.id, item.backup.dump_file),
-                                        in_container(tools, item, item.backup.restore, stdin=True)))
+                                        in_container(tools, item, item.backup.restore, stdin=True, token=True),
+                                        first_line=bool(item.backup.token)))
         else:
             cmds.append(restic.restore_volumes_cmd(tools, repo, snap.id, item.service, item.volumes))
     return cmds

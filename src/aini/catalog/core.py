@@ -81,8 +81,17 @@ CONSUL = ServiceSpec(
     # -config-dir=/consul/config`, so the config directory is not named again here.
     command=("agent",),
     route=Route("consul", 8500, admin=True),
-    # A file copy of live raft data is not a backup; the API snapshot is not built yet.
-    backup=Backup(notes="not yet: its raft snapshot"),
+    # A file copy of live raft data is not a backup: the API's snapshot is. curl reads the
+    # token's header from stdin (-H @-) and, for a restore, from a here-document on fd 3, so
+    # it is in no argv; the body is the snapshot (PUT /v1/snapshot, api-docs/snapshot).
+    backup=Backup(
+        dump="printf 'X-Consul-Token: %s\\n' \"$CONSUL_HTTP_TOKEN\" | curl -fsS -H @- http://127.0.0.1:8500/v1/snapshot",
+        dump_file="consul.snap",
+        restore=("curl -fsS -X PUT -H @/dev/fd/3 --data-binary @- http://127.0.0.1:8500/v1/snapshot 3<<EOF\n"
+                 "X-Consul-Token: $CONSUL_HTTP_TOKEN\nEOF"),
+        token="CONSUL_HTTP_TOKEN",
+        notes="its snapshot: services, checks, the deploy records in KV and the ACL tokens",
+    ),
 )
 
 
@@ -101,6 +110,24 @@ def _vault_hcl(data_dir: str):
         }
 
     return render
+
+
+def _raft_snapshot(cli: str, prefix: str) -> Backup:
+    """Vault's raft snapshot through its API, by the image's own CLI (`bao`, BAO_* for
+    OpenBao). The listener is plain HTTP inside the container; the CLI's default is https.
+    `save /dev/stdout` works because the CLI opens its file lazily, O_WRONLY|O_CREATE|O_TRUNC
+    (command/operator_raft_snapshot_save.go), and as root: a pipe is not reopened by
+    another user. The restore is not forced: a snapshot of another cluster (other unseal
+    keys) is refused rather than sealing this Vault."""
+    address = f"export {prefix}_ADDR=http://127.0.0.1:8200; "
+    return Backup(
+        dump=address + f"{cli} token renew >/dev/null && {cli} operator raft snapshot save /dev/stdout",
+        dump_file="vault.snap",
+        restore=address + f"{cli} operator raft snapshot restore /dev/stdin",
+        token=f"{prefix}_TOKEN",
+        restore_token="root",
+        notes="its raft snapshot (encrypted by Vault; unsealed by the keys in the break-glass file)",
+    )
 
 
 # sealed and uninitialised still count as healthy: services keep running while Vault is
@@ -130,7 +157,7 @@ VAULT = ServiceSpec(
     files=Files(_vault_hcl("/vault/file"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
     command=("server",),
     route=Route("vault", 8200, admin=True),
-    backup=Backup(notes="not yet: its raft snapshot (secrets are in .aini/ too)"),
+    backup=_raft_snapshot("vault", "VAULT"),
     update="monitor",
 )
 
@@ -157,6 +184,6 @@ OPENBAO = ServiceSpec(
     ),
     command=("server",),
     route=Route("vault", 8200, admin=True),
-    backup=Backup(notes="not yet: its raft snapshot (secrets are in .aini/ too)"),
+    backup=_raft_snapshot("bao", "BAO"),
     update="monitor",
 )

@@ -8,6 +8,7 @@ about a service is derived from its entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -122,11 +123,19 @@ class Backup:
     after: str | None = None
     stop: bool = False
     user: str = "root"  # who runs dump, restore, before and after
+    # A control plane's snapshot needs a token its container does not hold: the variable dump
+    # and restore read it from. AINI sends it as the first line of their stdin (never an argv,
+    # never a file); `restore_token` says which: the backups' snapshot token, or Vault's root
+    # token from the break-glass file.
+    token: str | None = None
+    restore_token: Literal["snapshot", "root"] = "snapshot"
     notes: str = ""
 
     def __post_init__(self) -> None:
         if bool(self.dump) != bool(self.dump_file) or bool(self.dump) != bool(self.restore):
             raise ValueError("a dump needs its dump_file and its restore command")
+        if self.token and not (self.dump and re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.token)):
+            raise ValueError("a token is an environment variable's name, for a dump")
         if bool(self.before) != bool(self.after):
             raise ValueError("before and after come in pairs")
 

@@ -55,6 +55,8 @@ class State:
     approle_secret_id: str | None = None
     consul_deploy_token: str | None = None
     consul_deploy_accessor: str | None = None
+    vault_snapshot_token: str | None = None  # backups: a Vault raft snapshot, nothing else
+    consul_snapshot_token: str | None = None  # backups: Consul snapshots (acl = "write", see consul.py)
 
     @classmethod
     def load(cls, project_dir: Path) -> State:
@@ -72,6 +74,10 @@ class State:
 
     def save(self, project_dir: Path) -> None:
         write_private(ensure_private(private_dir(project_dir)) / STATE_FILE, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
+
+    def snapshot_token(self, group: str) -> str | None:
+        """The token a backup of this control-plane group (the catalog's) takes its snapshot with."""
+        return {"vault": self.vault_snapshot_token, "consul": self.consul_snapshot_token}.get(group)
 
     @property
     def approle(self) -> AppRoleCredentials | None:
@@ -148,17 +154,26 @@ def ensure_vault(client: VaultClient, project_dir: Path, services: Iterable[str]
         except AiniError:
             deploy_client = None  # revoked or from another Vault: bootstrap again
     if deploy_client is None:
-        material = load_material(project_dir, key)
-        if not material.vault_root_token:
-            path = breakglass.material_path(project_dir, key)
-            raise AiniError(f"Vault has no AppRole for AINI here and {path} holds no root token; restore .aini/ "
-                            "from your backup")
-        creds = client.bootstrap(material.vault_root_token, services, bound_cidrs=bound_cidrs)
+        creds = client.bootstrap(root_token(project_dir, key, "Vault has no AppRole for AINI here"), services,
+                                 bound_cidrs=bound_cidrs)
         state.approle_role_id, state.approle_secret_id = creds.role_id, creds.secret_id
         state.save(project_dir)
         outcome.bootstrapped = True
         deploy_client = client.login_approle(creds)
+    if not (state.vault_snapshot_token and client.with_token(state.vault_snapshot_token).token_valid()):
+        state.vault_snapshot_token = client.snapshot_token(
+            root_token(project_dir, key, "Vault has no snapshot token for AINI's backups"))
+        state.save(project_dir)
     return deploy_client, outcome
+
+
+def root_token(project_dir: Path, key: Key, why: str) -> str:
+    """Vault's root token from the break-glass file: bootstrap and restores only."""
+    material = load_material(project_dir, key)
+    if not material.vault_root_token:
+        raise AiniError(f"{why} and {breakglass.material_path(project_dir, key)} holds no root token; restore "
+                        ".aini/ from your backup")
+    return material.vault_root_token
 
 
 def unseal(client: VaultClient, project_dir: Path, key: Key) -> bool:
@@ -224,5 +239,5 @@ def put_secret(client: VaultClient, store: SecretStore, specs: Iterable[ServiceS
 
 
 __all__ = ["KEY_SHARES", "KEY_THRESHOLD", "AgeKey", "Key", "Passphrase", "SealedError", "State", "SyncResult",
-           "ensure_vault", "key_for", "load_material", "put_secret", "save_material", "secret_paths", "sync_secrets",
+           "ensure_vault", "key_for", "load_material", "put_secret", "root_token", "save_material", "secret_paths", "sync_secrets",
            "unseal"]

@@ -28,6 +28,12 @@ Health = Literal["passing", "warning", "critical"]
 DEPLOY_POLICY = "aini-deploy"
 DEPLOY_TOKEN = "aini-deploy"
 KV_PREFIX = "aini/"
+# Backups. Consul has one ACL sense for snapshots, `acl = "write"`, because a snapshot holds
+# every token's secret: whoever can take one can become management anyway (agent/consul/
+# snapshot_endpoint.go). No narrower token exists; this one stays in .aini/ and on the server.
+SNAPSHOT_POLICY = "aini-snapshot"
+SNAPSHOT_TOKEN = "aini-snapshot"
+SNAPSHOT_RULES = 'acl = "write"\n'
 DEPLOY_RULES = """# AINI deploys: register services, read health, keep the deployed configuration.
 service_prefix "" { policy = "write" }
 node_prefix "" { policy = "read" }
@@ -158,7 +164,7 @@ def kv_delete_request(k: str, *, recurse: bool = False) -> Request:
 
 
 def snapshot_request() -> Request:
-    """What `consul snapshot save` fetches (needs the management token)."""
+    """What `consul snapshot save` fetches (needs `acl = "write"`: SNAPSHOT_RULES)."""
     return Request("GET", "/v1/snapshot")
 
 
@@ -237,6 +243,11 @@ class ConsulClient:
         """With the bootstrap token: the deploy policy and the token that carries it."""
         self.ensure_policy(DEPLOY_POLICY, DEPLOY_RULES, "AINI deploys")
         return self.ensure_token(DEPLOY_TOKEN, [DEPLOY_POLICY])
+
+    def ensure_snapshot_token(self) -> ConsulToken:
+        """With the bootstrap token: the token backups take and restore snapshots with."""
+        self.ensure_policy(SNAPSHOT_POLICY, SNAPSHOT_RULES, "AINI backups: snapshots")
+        return self.ensure_token(SNAPSHOT_TOKEN, [SNAPSHOT_POLICY])
 
     # --- services ---------------------------------------------------------------------------
     def register_service(self, service: str, address: str, port: int | None, check: HealthCheck | None, *,

@@ -9,6 +9,9 @@ token, and again whenever the service list changes):
   versions and `aini secrets list` is a LIST of the service's folder;
 - one read-only policy per service, `aini-read-<service>` (its own folder only), for
   services that read Vault themselves later;
+- the `aini-snapshot` policy (`read` on sys/storage/raft/snapshot, nothing else) and a
+  periodic token with it that each backup renews (30 days without a backup let it lapse;
+  the next `aini up` makes another);
 - the `aini-deploy` policy (create/read/update the data, read/list the metadata; no
   delete, nothing in sys/) and the `aini-deploy` AppRole with it: short-lived tokens
   (20 minutes, at most 1 hour) for every deploy. The root token is not used after
@@ -31,6 +34,8 @@ MOUNT = "aini"
 DEPLOY_POLICY = "aini-deploy"
 DEPLOY_ROLE = "aini-deploy"
 APPROLE_PATH = "approle"
+SNAPSHOT_POLICY = "aini-snapshot"
+SNAPSHOT_PERIOD = "720h"
 # Every status /sys/health documents; each comes with the same JSON body.
 HEALTH_STATUSES = (200, 429, 472, 473, 474, 501, 503, 530)
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -245,8 +250,21 @@ def kv_metadata_request(path: str, *, mount: str = MOUNT) -> Request:
 
 
 def raft_snapshot_request() -> Request:
-    """What `vault operator raft snapshot save` fetches (needs sudo: a break-glass token)."""
+    """What `vault operator raft snapshot save` fetches: `read` on the path is enough (api-docs/
+    system/storage/raft; it is not root-protected). The snapshot is encrypted by Vault's
+    barrier, so it is useless without the unseal keys."""
     return Request("GET", "/v1/sys/storage/raft/snapshot")
+
+
+def snapshot_policy() -> str:
+    return 'path "sys/storage/raft/snapshot" {\n  capabilities = ["read"]\n}\n'
+
+
+def snapshot_token_request() -> Request:
+    """A periodic orphan token (root only): it never expires while something renews it within
+    the period, and it outlives the deploy token that made it."""
+    return Request("POST", "/v1/auth/token/create", {"policies": [SNAPSHOT_POLICY], "period": SNAPSHOT_PERIOD,
+                                                     "no_parent": True, "display_name": "aini-snapshot"})
 
 
 # -------------------------------------------------------------------------------- client
@@ -348,6 +366,21 @@ class VaultClient:
         role_id = root._call(role_id_request(role)).json()["data"]["role_id"]
         secret_id = root._call(secret_id_request(role)).json()["data"]["secret_id"]
         return AppRoleCredentials(role_id, secret_id)
+
+    def snapshot_token(self, root_token: str) -> str:
+        """The snapshot policy written and a new token with it (the backups')."""
+        root = self.with_token(root_token)
+        root._call(policy_request(SNAPSHOT_POLICY, snapshot_policy()))
+        return str(root._call(snapshot_token_request()).json()["auth"]["client_token"])
+
+    def token_valid(self) -> bool:
+        try:
+            self.lookup_self()
+        except VaultError as exc:
+            if exc.status in (401, 403):
+                return False
+            raise
+        return True
 
     def login_approle(self, credentials: AppRoleCredentials) -> VaultClient:
         """A client holding a fresh deploy token (short TTL, the role's policies)."""

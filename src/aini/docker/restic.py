@@ -192,10 +192,13 @@ def restore_volumes_cmd(tools: Tools, repo: Repository, snapshot: str, service: 
                   "--delete", mounts=mounts)
 
 
-def pipe_cmd(first: Cmd, second: Cmd) -> Cmd:
+def pipe_cmd(first: Cmd, second: Cmd, first_line: bool = False) -> Cmd:
     """`first | second` on the site, failing when either fails (bash's pipefail). The argvs
-    travel as positional parameters, never through a shell string: nothing in them is parsed."""
-    script = 'set -o pipefail; n=$1; shift; "${@:1:n}" | "${@:n+1}"'
+    travel as positional parameters, never through a shell string: nothing in them is parsed.
+    With `first_line`, the first line of stdin goes to `second` ahead of `first`'s output
+    (a token for a restore that reads it so)."""
+    head = '{ IFS= read -r line && printf "%s\\n" "$line" && "${@:1:n}"; }' if first_line else '"${@:1:n}"'
+    script = f'set -o pipefail; n=$1; shift; {head} | "${{@:n+1}}"'
     return Cmd(("bash", "-c", script, "aini-pipe", str(len(first.argv)), *first.argv, *second.argv),
                timeout=max(first.timeout, second.timeout))
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from .. import catalog
 from ..backup import plan, record, retention
 from ..catalog import backup as backup_catalog
+from ..controlplane.bootstrap import State, key_for, root_token
 from ..deploy.apply import group_healthy
 from ..docker import restic
 from ..docker.cmd import Cmd, Tools
@@ -150,7 +153,8 @@ def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None
         run = run_id()
         _journal(site, "backup", run, chosen)  # first: a kill from here on leaves it for the next run to act on
         snapshot_list(site, tools, repo, create=True)
-        result = backup_on(site, tools, repo, chosen, say, run, not_saved=plan.not_saved(config) if not only else {})
+        result = backup_on(site, tools, repo, chosen, say, run, _tokens(project, chosen),
+                           not_saved=plan.not_saved(config) if not only else {})
         site.write(record.FILE, record.merged(
             site.read(record.FILE), result.run, dt.datetime.now(dt.UTC),
             [s.service for s in result.services if s.error is None], {s.service: s.error for s in result.services
@@ -254,11 +258,12 @@ def check(project: Project, read_data_percent: int | None = None) -> None:
 
 
 def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequence[plan.Item], say: Say, run: str,
-              not_saved: dict[str, str] | None = None, safety: bool = False) -> RunResult:
-    """Group by group, then the run's manifest vouching for the services saved whole."""
+              tokens: dict[str, str], not_saved: dict[str, str] | None = None, safety: bool = False) -> RunResult:
+    """Group by group, then the run's manifest vouching for the services saved whole.
+    `tokens`: service -> the token its dump reads (_tokens)."""
     result = RunResult(run, [], {}, not_saved or {})
     for group, members in plan.by_group(chosen).items():
-        saved, window = _backup_group(site, tools, repo, run, members, say, safety)
+        saved, window = _backup_group(site, tools, repo, run, members, say, safety, tokens)
         result.services += saved
         if window is not None:
             result.windows[group] = window
@@ -277,7 +282,7 @@ def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequenc
 
 
 def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, members: Sequence[plan.Item],
-                  say: Say, safety: bool) -> tuple[list[Saved], float | None]:
+                  say: Say, safety: bool, tokens: dict[str, str]) -> tuple[list[Saved], float | None]:
     hooked = [m for m in members if m.backup.before]
     stopped = [m.container for m in members if m.backup.stop]
     saved = [Saved(m.service, m.group) for m in members]
@@ -290,7 +295,7 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
             say(f"stopping {', '.join(stopped)} for a consistent copy")
             _run(site, plan.stop_cmd(tools, stopped), "docker stop")
         for m, result in zip(members, saved):
-            _save(site, tools, repo, run, m, result, say, safety)
+            _save(site, tools, repo, run, m, result, say, safety, tokens.get(m.service))
     except AiniError as exc:
         for result in saved:
             if not result.snapshots and result.error is None:
@@ -303,17 +308,49 @@ def _backup_group(site: Site, tools: Tools, repo: restic.Repository, run: str, m
     return saved, window
 
 
+def _tokens(project: Project, chosen: Sequence[plan.Item], restoring: bool = False) -> dict[str, str]:
+    """Service -> the token its dump (or its restore) reads: the backups' snapshot tokens from
+    .aini/, and for a restore that needs it Vault's root token from the break-glass file."""
+    state, tokens = State.load(project.root), {}
+    for item in chosen:
+        if not item.backup.token:
+            continue
+        if restoring and item.backup.restore_token == "root":
+            tokens[item.service] = root_token(project.root, key_for(project.config),
+                                              f"restoring {item.service} needs Vault's root token")
+        elif token := state.snapshot_token(item.group):
+            tokens[item.service] = token
+    return tokens
+
+
+def _run_fed(site: Site, cmd: Cmd, line: str | None) -> subprocess.CompletedProcess:
+    """`cmd` with `line` (a token) as the first line of its stdin, through a pipe: never an
+    argv, never a file. Without one, site.run."""
+    if line is None:
+        return site.run(cmd)
+    read_end, write_end = os.pipe()
+    os.write(write_end, line.encode() + b"\n")  # a token is far below a pipe's buffer
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as feed, tempfile.TemporaryFile() as out:
+        r = site.stream(cmd, stdin=feed, stdout=out)
+        out.seek(0)
+        return subprocess.CompletedProcess(r.args, r.returncode, out.read().decode(errors="replace"), r.stderr)
+
+
 def _what(cmd: Cmd) -> str:
     """For the progress line: a dump travels through a pipe (restic.pipe_cmd), volumes do not."""
     return "its dump" if cmd.argv[0] == "bash" else "its volumes"
 
 
 def _save(site: Site, tools: Tools, repo: restic.Repository, run: str, item: plan.Item, result: Saved,
-          say: Say, safety: bool) -> None:
+          say: Say, safety: bool, token: str | None) -> None:
     start = time.monotonic()
+    if item.backup.token and not token:
+        result.error = f"no snapshot token for {item.service} yet; run aini up once (it makes one)"
+        return
     for cmd in plan.backup_cmds(tools, repo, item, run, safety):
         say(f"{item.service}: saving {_what(cmd)}")
-        r = site.run(cmd)
+        r = _run_fed(site, cmd, token)
         summary = restic.parse_summary(r.stdout)
         if r.returncode != 0:
             if summary and summary.get("snapshot_id"):  # restic stored what a failed dump had sent
@@ -351,24 +388,25 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
         names = ", ".join(i.service for i in chosen)
         confirm_project(config.project, confirm, ask, f"Restore {names} to run {picked_run}, overwriting their data?",
                         "nothing was restored")
+        restore_tokens = _tokens(project, chosen, restoring=True)  # Vault's asks for the break-glass passphrase
         tidy(project, site, tools, repo, say, restoring=True)
         safety_run = run_id()
         _journal(site, "restore", picked_run, chosen, safety_run)
         say(f"safety backup of {names} first")
-        safety = backup_on(site, tools, repo, chosen, say, safety_run, safety=True)
+        safety = backup_on(site, tools, repo, chosen, say, safety_run, _tokens(project, chosen), safety=True)
         if not safety.ok:
             site.remove(JOURNAL)  # nothing was overwritten
             failed = "; ".join(f"{s.service}: {s.error}" for s in safety.services if s.error)
             raise AiniError(f"the safety backup failed, nothing was restored: {failed}")
         for group, members in plan.by_group(chosen).items():
-            _restore_group(project, site, tools, repo, group, members, picked, safety.run, say)
+            _restore_group(project, site, tools, repo, group, members, picked, safety.run, say, restore_tokens)
         site.remove(JOURNAL)
     return Restored(picked_run, safety.run, [i.service for i in chosen], time.monotonic() - start)
 
 
 def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repository, group: str,
                    members: Sequence[plan.Item], picked: dict[str, list[restic.Snapshot]], safety_run: str,
-                   say: Say) -> None:
+                   say: Say, tokens: dict[str, str]) -> None:
     databases = {m.container for m in members if m.dump}
     stop = [s.container for s in catalog.enabled(project.config) if s.group == group and s.container not in databases]
     if stop:
@@ -377,7 +415,7 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
     for m in members:
         for cmd in plan.restore_cmds(tools, repo, m, picked[m.service]):
             say(f"{m.service}: restoring {_what(cmd)}")
-            r = site.run(cmd)
+            r = _run_fed(site, cmd, tokens.get(m.service))
             if r.returncode != 0:
                 raise AiniError(f"restore of {m.service} failed ({r.stderr.strip()[-300:] or 'no message'}); "
                                 f"group {group} is left stopped; what it held before is run {safety_run} "

@@ -111,7 +111,7 @@ def _consul(project: Project, site: Site, files, key, console: Console) -> dict:
     config, project_dir = project.config, project.root
     client = registry.consul_at(site)
     state = State.load(project_dir)
-    if not state.consul_deploy_token:
+    if not (state.consul_deploy_token and state.consul_snapshot_token):
         token = client.acl_bootstrap()
         if token is not None:
             save_material(project_dir, load_material(project_dir, key).replace(
@@ -123,8 +123,10 @@ def _consul(project: Project, site: Site, files, key, console: Console) -> dict:
             if not management:
                 raise AiniError("Consul's ACLs were bootstrapped before but the break-glass file has no token; "
                                 "restore .aini/ from your backup")
-        deploy_token = client.with_token(management).ensure_deploy_token()
+        management_client = client.with_token(management)
+        deploy_token = management_client.ensure_deploy_token()
         state.consul_deploy_token, state.consul_deploy_accessor = deploy_token.secret_id, deploy_token.accessor_id
+        state.consul_snapshot_token = management_client.ensure_snapshot_token().secret_id
         state.save(project_dir)
     manifest = bundle.manifest_of(files).document  # Consul's records are built from the JSON as written
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -22,6 +22,8 @@ REPO = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env")
 def test_the_default_stack_saves_these_volumes_and_dumps_in_deploy_order():
     assert [(i.service, i.volumes, i.backup.dump_file) for i in plan.items(config_of())] == [
         ("traefik", ("aini-traefik-acme",), None),
+        ("consul", (), "consul.snap"),
+        ("vault", (), "vault.snap"),
         ("mongodb", (), "mongodb.archive.gz"),
         ("librechat", ("aini-librechat-images", "aini-librechat-uploads", "aini-librechat-data"), None),
         ("n8n", ("aini-n8n-data",), None),
@@ -34,8 +36,7 @@ def test_what_is_not_saved_says_why():
     skipped = plan.not_saved(config_of())
     assert skipped["redis"] == "a cache; not backed up"
     assert skipped["meilisearch"] == "an index rebuilt from MongoDB; not backed up"
-    assert skipped["vault"].startswith("not yet: its raft snapshot")  # a live file copy would not be a backup
-    assert set(skipped) == {"consul", "vault", "meilisearch", "redis", "nextcloud-cron", "onlyoffice", "socket-proxy",
+    assert set(skipped) == {"meilisearch", "redis", "nextcloud-cron", "onlyoffice", "socket-proxy",
                             "netdata", "watchtower"}
 
 
@@ -66,6 +67,33 @@ def test_a_dump_is_piped_from_its_container_into_restic_with_no_secret_in_argv()
     first, second = _argvs(cmd)
     assert first[:6] == ("docker", "exec", "-u", "root", "aini-mariadb", "sh") and "$MARIADB_ROOT_PASSWORD" in first[-1]
     assert second[-3:] == ("--stdin", "--stdin-filename", "nextcloud.sql") and "service=mariadb" in second
+
+
+def test_a_control_plane_snapshot_reads_its_token_from_the_first_line_of_stdin_never_argv():
+    """The executor sends the token as a line (ops.backup._run_fed); the argv holds only the
+    variable's name. Restoring takes that line through the pipe ahead of restic's output."""
+    vault = next(i for i in plan.items(config_of()) if i.service == "vault")
+    (cmd,) = plan.backup_cmds(TOOLS, REPO, vault, "r1")
+    first, second = _argvs(cmd)
+    assert first[:5] == ("docker", "exec", "-i", "-u", "root") and first[5] == "aini-vault"
+    assert first[-1] == ('IFS= read -r VAULT_TOKEN || { echo "no token on stdin" >&2; exit 2; }; export VAULT_TOKEN; '
+                         'export VAULT_ADDR=http://127.0.0.1:8200; vault token renew >/dev/null && '
+                         'vault operator raft snapshot save /dev/stdout')
+    assert "--stdin" in second
+    snap = restic.Snapshot("abcd1234ef", "abcd1234", dt.datetime(2026, 11, 27, tzinfo=dt.UTC), "vault",
+                           ("/vault.snap",), tags=("service=vault", "run=r1"))
+    (back,) = plan.restore_cmds(TOOLS, REPO, vault, [snap])
+    assert back.argv[2].startswith('set -o pipefail; n=$1; shift; { IFS= read -r line && printf "%s\\n" "$line" && ')
+    dump, load = _argvs(back)
+    assert dump[-2:] == ("abcd1234ef", "/vault.snap") or "/vault.snap" in dump
+    assert load[2] == "-i" and load[-1].endswith("vault operator raft snapshot restore /dev/stdin")
+
+
+def test_a_service_without_a_token_gets_no_token_read_and_no_first_line():
+    mongodb = next(i for i in plan.items(config_of()) if i.service == "mongodb")
+    snap = restic.Snapshot("ab", "ab", dt.datetime(2026, 11, 27, tzinfo=dt.UTC), "mongodb", ("/mongodb.archive.gz",))
+    (back,) = plan.restore_cmds(TOOLS, REPO, mongodb, [snap])
+    assert "read -r" not in back.argv[2] and "read -r" not in " ".join(back.argv[3:])
 
 
 def test_volumes_are_one_snapshot_per_service():

@@ -346,11 +346,24 @@ class ConsulDouble:
         if path.startswith("/v1/acl/"):
             return self.acl(method, path[len("/v1/acl/"):], body, authz)
         if path == "/v1/snapshot":
-            self._method(method, "GET")
-            if not authz.management:
-                raise ApiError(403, "Permission denied: snapshot needs a management token")
-            data = gzip.compress(json.dumps(self.state, sort_keys=True).encode())
-            return Reply(200, data, "application/x-gzip")
+            # agent/consul/snapshot_endpoint.go: one ACL sense for save and restore, the
+            # authorizer's Snapshot(), which is `acl = "write"` (acl/policy_authorizer.go):
+            # "reading gets you all the ACLs and you could escalate from there".
+            self._method(method, "GET", "PUT")
+            authz.require("acl", "", "write")
+            if method == "GET":
+                return Reply(200, gzip.compress(json.dumps(self.state, sort_keys=True).encode()), "application/x-gzip")
+            try:
+                state = json.loads(gzip.decompress(body))
+            except (OSError, ValueError, EOFError):
+                raise ApiError(500, "failed to read snapshot: not a snapshot archive") from None
+            for check_id in list(self.state["checks"]):
+                self._drop_check(check_id)
+            self.state = state
+            for check_id in self.state["checks"]:
+                self._start(check_id)
+            self._save()
+            return Reply(200, b"")
         raise ApiError(404, f"404 page not found ({path})")
 
     @staticmethod

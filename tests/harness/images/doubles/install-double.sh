@@ -34,6 +34,15 @@ case "$service${2:+-$2}" in
   vault-openbao) image_user openbao /openbao/config /openbao/logs /openbao/file ;;
 esac
 
+# The CLI the catalog's Vault backup runs in the container (vault_cli.py): `vault` in
+# hashicorp/vault, `/usr/bin/bao` with a `vault` symlink in openbao/openbao (UPSTREAM.md).
+case "$service${2:+-$2}" in
+  vault)         printf '#!/bin/sh\nexec python3 /opt/aini-double/vault_cli.py "$@"\n' > /usr/local/bin/vault ;;
+  vault-openbao) printf '#!/bin/sh\nAINI_DOUBLE_CLI=bao exec python3 /opt/aini-double/vault_cli.py "$@"\n' > /usr/local/bin/bao
+                 ln -sf bao /usr/local/bin/vault ;;
+esac
+chmod 0755 /usr/local/bin/vault /usr/local/bin/bao 2>/dev/null || true
+
 case "$service" in
   mongodb)
     # docker-library/mongo 8.0/Dockerfile: mongodb is UID/GID 999 and owns /data/db and

@@ -54,9 +54,11 @@ VERSION = "1.21.4"
 STATE_FILE = "vault-double.json"
 ALL_CAPABILITIES = {"create", "read", "update", "patch", "delete", "list", "sudo", "deny"}
 # Paths that need `sudo` besides the operation's capability (api-docs: "root-protected");
-# a trailing slash marks a prefix.
-ROOT_PROTECTED = ("sys/auth/", "sys/seal", "sys/storage/raft/snapshot", "sys/audit", "sys/audit/", "sys/raw/",
-                  "sys/rotate", "auth/token/accessors/")
+# a trailing slash marks a prefix. sys/storage/raft/snapshot is not one: api-docs/system/
+# storage/raft lists `read` for a snapshot and `update` for a restore, nothing more.
+ROOT_PROTECTED = ("sys/auth/", "sys/seal", "sys/audit", "sys/audit/", "sys/raw/", "sys/rotate",
+                  "auth/token/accessors/")
+SNAPSHOT_PATHS = ("sys/storage/raft/snapshot", "sys/storage/raft/snapshot-force")
 DEFAULT_POLICY = """
 # Vault's built-in "default" policy, reduced to the paths this double implements.
 path "auth/token/lookup-self" { capabilities = ["read"] }
@@ -280,7 +282,7 @@ class VaultDouble:
                             "leader_cluster_address": "", "performance_standby": False})
         if self.sealed:
             raise ApiError(503, "Vault is sealed")
-        data = self._json(body)
+        data = {} if path in SNAPSHOT_PATHS else self._json(body)  # a restore's body is the snapshot itself
         if method in ("POST", "PUT") and path.startswith(self._approle_mounts()) and path.endswith("/login"):
             return self.approle_login(path.rsplit("/", 1)[0] + "/", data, client)
         op = self._operation(method, query)
@@ -294,6 +296,8 @@ class VaultDouble:
             op = "update" if self._exists(path) else "create"
         self._use(raw_token, token)  # upstream spends a use even on a request it then denies
         self._authorize(token, path, op)
+        if path in SNAPSHOT_PATHS and op == "update":
+            return self.restore(body, force=path.endswith("-force"))
         return self._dispatch(op, path, query, headers, data, raw_token or "", token)
 
     @staticmethod
@@ -438,13 +442,31 @@ class VaultDouble:
             self.sealed = False
         return as_json(self.seal_status())
 
+    # https://developer.hashicorp.com/vault/api-docs/system/storage/raft#restore-raft-using-a-snapshot
+    def restore(self, body: bytes, *, force: bool) -> Reply:
+        """The state replaced by a snapshot's. Without -force upstream refuses a snapshot whose
+        keyring is another cluster's; the double compares cluster ids."""
+        try:
+            state = json.loads(gzip.decompress(body))
+        except (OSError, ValueError, EOFError):
+            raise ApiError(400, "failed to read snapshot file: not a snapshot") from None
+        if not isinstance(state, dict) or not state.get("initialized"):
+            raise ApiError(400, "failed to read snapshot file: not a snapshot")
+        if not force and state.get("cluster_id") != self.state.get("cluster_id"):
+            raise ApiError(400, "could not verify hash file: the snapshot was taken on another cluster "
+                                "(use snapshot-force)")
+        self.state = state
+        self._save()
+        return NO_CONTENT
+
     # --- tokens and ACLs ---------------------------------------------------------------
     def _issue(self, raw: str, *, policies: list[str], ttl: int, path: str, display_name: str,
-               num_uses: int = 0, meta: dict[str, str] | None = None) -> dict[str, Any]:
+               num_uses: int = 0, meta: dict[str, str] | None = None, period: int = 0) -> dict[str, Any]:
+        ttl = period or ttl  # a periodic token's TTL is its period, renewed to it each time
         entry = {"accessor": token_string("")[:24], "policies": sorted(set(policies)), "ttl": ttl,
                  "expire": time.time() + ttl if ttl else None, "num_uses": num_uses, "path": path,
                  "display_name": display_name, "meta": meta, "creation_time": int(time.time()),
-                 "issue_time": now()}
+                 "issue_time": now(), "period": period}
         self.state["tokens"][sha(raw)] = entry
         return entry
 
@@ -507,7 +529,7 @@ class VaultDouble:
             return self.enable_auth(op, path[len("sys/auth/"):], data)
         if path.startswith("sys/policies/acl"):
             return self.policy(op, path[len("sys/policies/acl"):].strip("/"), data)
-        if path == "sys/storage/raft/snapshot" and op == "read":
+        if path == SNAPSHOT_PATHS[0] and op == "read":
             snapshot = gzip.compress(json.dumps(self.state, sort_keys=True).encode())
             return Reply(200, snapshot, "application/octet-stream")
         if path.startswith("auth/token/"):
@@ -623,7 +645,8 @@ class VaultDouble:
                                 if token["expire"] else None),
                 "explicit_max_ttl": 0, "id": raw, "issue_time": token["issue_time"], "meta": token["meta"],
                 "num_uses": token["num_uses"], "orphan": True, "path": token["path"],
-                "policies": token["policies"], "renewable": bool(token["ttl"]), "ttl": left, "type": "service"}
+                "policies": token["policies"], "renewable": bool(token["ttl"]), "ttl": left, "type": "service",
+                "period": token.get("period", 0)}
 
     def token_api(self, op: str, rest: str, data: dict[str, Any], raw: str, token: dict[str, Any]) -> Reply:
         if rest == "lookup-self" and op == "read":
@@ -632,15 +655,26 @@ class VaultDouble:
             self.state["tokens"].pop(sha(raw), None)
             self._save()
             return NO_CONTENT
+        if rest == "renew-self" and op in ("create", "update"):
+            if not token["ttl"]:
+                raise ApiError(400, "lease is not renewable")
+            token["expire"] = time.time() + token["ttl"]
+            self._save()
+            return logical(auth=self._auth(raw, token))
         if rest == "create" and op in ("create", "update"):
             wanted = list(data.get("policies") or token["policies"])
-            if "root" not in token["policies"] and not set(wanted) <= set(token["policies"]) | {"default"}:
+            root = "root" in token["policies"]
+            if not root and not set(wanted) <= set(token["policies"]) | {"default"}:
                 raise ApiError(400, "child policies must be subset of parent")
+            period = seconds(data.get("period"))
+            if (period or data.get("no_parent")) and not root:  # api-docs: root or sudo only
+                raise ApiError(400, "root or sudo privileges required to create periodic or orphan token")
             new = token_string()
             ttl = seconds(data.get("ttl")) or (0 if "root" in wanted else DEFAULT_TOKEN_TTL)
             policies = wanted if "root" in wanted or data.get("no_default_policy") else [*wanted, "default"]
             entry = self._issue(new, policies=policies, ttl=ttl, path="auth/token/create",
-                                display_name="token", num_uses=int(data.get("num_uses") or 0))
+                                display_name=f"token-{data['display_name']}" if data.get("display_name") else "token",
+                                num_uses=int(data.get("num_uses") or 0), period=period)
             self._save()
             return logical(auth=self._auth(new, entry))
         raise ApiError(404, f'no handler for route "auth/token/{rest}". route entry not found.')
