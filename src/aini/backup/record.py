@@ -12,6 +12,33 @@ from dataclasses import dataclass
 from .. import cron
 
 FILE = "backups.json"
+JOURNAL = "backup-run.json"  # a backup, restore or check under way; still there after one was killed
+
+
+@dataclass(frozen=True)
+class Journal:
+    kind: str  # backup, restore or check
+    run: str
+    groups: tuple[str, ...]
+    safety_run: str | None = None
+
+
+def journal_text(journal: Journal) -> str:
+    return json.dumps({"kind": journal.kind, "run": journal.run, "safety_run": journal.safety_run,
+                       "groups": sorted(journal.groups)}) + "\n"
+
+
+def parse_journal(text: str | None) -> Journal | None:
+    """None when there is none, or it was cut short by the kill itself (nothing had started)."""
+    if text is None:
+        return None
+    try:
+        left = json.loads(text)
+        safety = left.get("safety_run")
+        return Journal(str(left["kind"]), str(left["run"]), tuple(str(g) for g in left["groups"]),
+                       str(safety) if safety else None)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,13 @@ def merged(previous: str | None, run: str, finished: dt.datetime, good: Iterable
     return json.dumps({"format": 1, "last_run": {"run": run, "finished": finished.isoformat(timespec="seconds"),
                                                  "failed": dict(failed)},
                        "services": services}, indent=2, sort_keys=True) + "\n"
+
+
+def interrupted_note(journal: Journal) -> str:
+    """What `aini status` adds to the rows of the journal's groups."""
+    run = journal.safety_run if journal.kind == "restore" and journal.safety_run else journal.run
+    return (f"a {journal.kind} (run {run}) is running or was interrupted; if interrupted, the next aini backup "
+            "tidies it (maintenance mode off, stopped containers started)")
 
 
 def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.datetime

@@ -34,7 +34,7 @@ from .render import prepare_secrets
 from .targets import site_for, tools_for
 
 ENV_FILE = "restic.env"
-JOURNAL = "backup-run.json"  # a backup or restore under way; still there after one was killed
+JOURNAL = record.JOURNAL
 HEALTH_WAIT = 300  # seconds a group may take to be healthy again after a restart or restore
 
 Say = Callable[[str], None]
@@ -178,8 +178,7 @@ def _retention(project: Project, site: Site, tools: Tools, repo: restic.Reposito
 
 
 def _journal(site: Site, kind: str, run: str, chosen: Sequence[plan.Item], safety_run: str | None = None) -> None:
-    site.write(JOURNAL, json.dumps({"kind": kind, "run": run, "safety_run": safety_run,
-                                    "groups": sorted({i.group for i in chosen})}) + "\n")
+    site.write(JOURNAL, record.journal_text(record.Journal(kind, run, tuple({i.group for i in chosen}), safety_run)))
 
 
 def tidy(project: Project, site: Site, tools: Tools, repo: restic.Repository, say: Say, restoring: bool) -> None:
@@ -190,13 +189,11 @@ def tidy(project: Project, site: Site, tools: Tools, repo: restic.Repository, sa
     text = site.read(JOURNAL)
     if text is None:
         return
-    try:
-        left = json.loads(text)
-        kind, run, groups = str(left["kind"]), str(left["run"]), [str(g) for g in left["groups"]]
-        safety_run = left.get("safety_run")
-    except (ValueError, KeyError, TypeError):
+    left = record.parse_journal(text)
+    if left is None:
         site.remove(JOURNAL)  # a journal cut short by the kill itself: nothing had started
         return
+    kind, run, groups, safety_run = left.kind, left.run, list(left.groups), left.safety_run
     leftovers = site.run(restic.leftovers_cmd(tools, repo)).stdout.split()
     if leftovers:
         site.run(restic.remove_containers_cmd(tools, leftovers))

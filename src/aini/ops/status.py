@@ -438,15 +438,21 @@ def overlay_control_plane(report: StatusReport, vault_state: str | None,
     return replace(report, services=tuple(rows))
 
 
-def overlay_backups(report: StatusReport, config: AiniConfig, text: str | None) -> StatusReport:
+def overlay_backups(report: StatusReport, config: AiniConfig, text: str | None,
+                    journal: str | None = None) -> StatusReport:
     """Rows with the site's backup record: the last good backup of each service that keeps
-    data; a failed last run or a backup older than two periods of backup.schedule fails the row."""
+    data; a failed last run or a backup older than two periods of backup.schedule fails the row.
+    A journal left on the site (a run under way or killed) is named on its groups' rows."""
     saved = {i.service for i in backup_plan.items(config)}
     verdicts = record.verdicts(record.parse(text), saved, config.backup.schedule, report.checked_at)
+    left = record.parse_journal(journal)
+    groups = {s.name: s.group for s in catalog.enabled(config)}
     rows = []
     for row in report.services:
         if row.service in verdicts:
             ok, note = verdicts[row.service]
+            if left is not None and groups.get(row.service) in left.groups:
+                note = f"{note}; {record.interrupted_note(left)}"
             row = replace(row, backup=note)
             if not ok and row.ok:
                 row = replace(row, ok=False, reason=note)
@@ -494,5 +500,5 @@ def report(project: Project, connect: str | None = None) -> StatusReport:
                          read_deployed=lambda: parse_deployed(site.read(DEPLOYED_MANIFEST)))
         result = overlay_control_plane(result, *read_control_plane(project, site))
         if project.config.backup.repository:
-            result = overlay_backups(result, project.config, site.read(record.FILE))
+            result = overlay_backups(result, project.config, site.read(record.FILE), site.read(record.JOURNAL))
         return result

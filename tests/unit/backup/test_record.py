@@ -58,3 +58,21 @@ def test_status_fails_the_row_and_shows_the_backup_column():
     out = io.StringIO()
     tables.status_table(result, Console(file=out, width=250))
     assert "backup" in out.getvalue() and "backed up 2 h ago" in out.getvalue()
+
+
+def test_a_journal_left_on_the_site_is_named_on_its_groups_rows_and_a_cut_one_is_none():
+    config = config_of(backup={"repository": "/var/backups/aini"})
+    rows = tuple(status.ServiceStatus(name, "g", "running", "healthy", 0, None, None, None, None, True, "")
+                 for name in ("n8n", "mariadb", "nextcloud"))
+    text = record.merged(None, "r1", NOW - dt.timedelta(hours=2), ["n8n", "mariadb", "nextcloud"], {})
+    journal = record.journal_text(record.Journal("backup", "20261127T120000Z", ("nextcloud",)))
+    assert record.parse_journal(journal) == record.Journal("backup", "20261127T120000Z", ("nextcloud",))
+    assert record.parse_journal('{"kind": "backup", "ru') is None and record.parse_journal(None) is None
+    by = {r.service: r for r in status.overlay_backups(status.StatusReport("p", rows, NOW), config, text,
+                                                       journal).services}
+    assert by["n8n"].backup == "backed up 2 h ago"
+    assert by["mariadb"].backup == by["nextcloud"].backup == (
+        "backed up 2 h ago; a backup (run 20261127T120000Z) is running or was interrupted; if interrupted, the next "
+        "aini backup tidies it (maintenance mode off, stopped containers started)")
+    restore = record.Journal("restore", "r1", ("n8n",), safety_run="r2")
+    assert "a restore (run r2)" in record.interrupted_note(restore)
