@@ -257,6 +257,29 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
     return out, "".join(err)
 
 
+def _started(stack: Stack) -> dict[str, str]:
+    """Container name -> when it last started."""
+    names = stack.docker_cmd("ps", "--format", "{{.Names}}").split()
+    out = stack.docker_cmd("inspect", "-f", "{{.Name}} {{.State.StartedAt}}", *names)
+    return {line.split()[0].lstrip("/"): line.split()[1] for line in out.splitlines() if line.strip()}
+
+
+def _damaged_run(stack: Stack, repository, run: str, service: str, filename: str, data: bytes) -> None:
+    """A run whose manifest vouches for a dump that is not one (made with aini's own restic commands)."""
+    from aini.catalog import backup as backup_catalog
+    from aini.docker import restic
+    from aini.docker.cmd import Tools
+    from aini.render.compose import pinned_ref
+
+    repo = restic.Repository(pinned_ref(backup_catalog.RESTIC, stack.config.images),
+                             str(stack.deploy_dir / "restic.env"), host=stack.config.project, path=str(repository))
+    tools = Tools((stack.docker,), ())
+    for cmd, stdin in ((restic.backup_stdin_cmd(tools, repo, service, run, filename), data),
+                       (restic.manifest_cmd(tools, repo, run, [service]), b'{"damaged": true}')):
+        r = subprocess.run(cmd.argv, input=stdin, capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+
+
 def _consul(stack: Stack):
     from aini.controlplane.consul import ConsulClient
 
@@ -592,6 +615,23 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         assert {(s["service"], s["run"]) for s in listed} == {(name, run) for name in saved}
         code, out, err = _cli(stack, "backup", "check", "--read-data", "100")
         assert code == 0 and "the repository is intact (100% of its data read back)" in out, out + err
+
+        # The drill: every service of the run restored into throwaway copies and checked, then removed.
+        start = time.monotonic()
+        code, out, err = _cli(stack, "backup", "drill")
+        drill_seconds = time.monotonic() - start
+        assert code == 0, out + err
+        drilled = {line.split()[0]: line for line in out.splitlines()[:-1]}
+        assert set(drilled) == saved and f"drill of run {run}: passed" in out
+        assert "load    ok: " in drilled["mariadb"] and "tables in nextcloud" in drilled["mariadb"]
+        assert "load    ok: the dump loaded" in drilled["mongodb"]
+        assert "bytes read back whole" in drilled["vault"] and "bytes read back whole" in drilled["consul"]
+        assert "restored and verified" in drilled["nextcloud"]
+        leftovers = stack.docker_cmd("ps", "-aq", "--filter", "label=aini.drill=e2e") + stack.docker_cmd(
+            "volume", "ls", "-q", "--filter", "label=aini.drill=e2e") + stack.docker_cmd(
+            "network", "ls", "-q", "--filter", "label=aini.drill=e2e")
+        assert leftovers.strip() == ""  # everything it made is gone
+        figures({"drill_all_seconds": round(drill_seconds, 1)})
         assert stack.containers()["aini-n8n"][1] == "running"  # started again, and healthy: backup waited
         deadline = time.monotonic() + 60  # Consul's check of n8n turns passing on its next interval
         while (status := _cli(stack, "status", "--json"))[0] != 0 and time.monotonic() < deadline:
@@ -599,8 +639,18 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         code, out, err = status
         rows = {r["service"]: r for r in json.loads(out)["services"]}
         assert code == 0, [(r["service"], r["reason"]) for r in rows.values() if not r["ok"]]
-        assert {name: rows[name]["backup"] for name in saved} == {name: "backed up 0 h ago" for name in saved}
+        assert {name: rows[name]["backup"] for name in saved} == {
+            name: "backed up 0 h ago; drill passed 0 h ago" for name in saved}
         assert rows["redis"]["backup"] is None
+        # The drill fails, naming the service, on a run whose dump was damaged; status says so.
+        _damaged_run(stack, repository, "20000101T000000Z", "mariadb", "nextcloud.sql", b"-- cut\nINSERT INTO")
+        code, out, err = _cli(stack, "backup", "drill", "--only", "mariadb", "--snapshot", "20000101T000000Z")
+        assert code == 1 and out.splitlines()[0].startswith("mariadb") and "FAILED: loading the dump" in out, out + err
+        code, out, err = _cli(stack, "status", "--json")
+        rows = {r["service"]: r for r in json.loads(out)["services"]}
+        assert code == 1 and "the last restore drill failed: loading the dump" in rows["mariadb"]["reason"]
+        code, out, err = _cli(stack, "backup", "drill", "--only", "mariadb")
+        assert code == 0 and f"drill of run {run}: passed" in out, out + err
 
         # Changes after the backup: the restore undoes them (a new file is deleted, too).
         _mariadb(stack, "UPDATE aini_e2e SET v = 'after'")
@@ -640,10 +690,13 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         stack.wait_https(stack.host("n8n"), "/healthz")
         stack.wait_https(stack.host("librechat"), "/health")
 
-        # The safety backup holds what the restore overwrote.
+        # The safety backup holds what the restore overwrote; only MariaDB's group was restarted.
+        started = _started(stack)
         code, out, err = _cli(stack, "restore", "mariadb", "--snapshot", safety, "--confirm", "e2e")
         assert code == 0, out + err
         assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
+        restarted = {name for name, at in _started(stack).items() if started.get(name) != at}
+        assert restarted and restarted <= {"aini-nextcloud", "aini-nextcloud-cron", "aini-redis"}, restarted
 
         # The control plane: Vault's raft snapshot (restored with the root token from the
         # break-glass file) and Consul's (with the snapshot token), both back to the run.

@@ -249,11 +249,15 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
         backup_seconds = time.monotonic() - start
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         saved = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
-        assert {"n8n-postgres", "n8n", "vault", "consul"} <= saved  # the snapshot tokens went over SSH on stdin
+        assert {"n8n-postgres", "n8n", "openbao", "consul"} <= saved  # the snapshot tokens went over SSH on stdin
         out = server.server.exec("stat", "-c", "%a %U", "/opt/aini/deployed/restic.env").stdout.strip()
         assert out == "600 root"
         password = server.store.get("restic_password")
         assert password and all(password not in text for text in server.log)
+        # The drill on the server: the real PostgreSQL's dump loaded into a throwaway PostgreSQL there.
+        r = server.aini("backup", "drill", "--only", "n8n", timeout=900)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert "n8n-postgres" in r.stdout and " workflows" in r.stdout and "restored and verified" in r.stdout
 
         psql("UPDATE aini_e2e SET v = 'after'")
         start = time.monotonic()

@@ -47,6 +47,15 @@ class Record:
     last_finished: dt.datetime | None
     failed: Mapping[str, str]  # service -> error, of the last run
     last_good: Mapping[str, dt.datetime]  # service -> when its last good backup finished
+    drill: Drill | None = None  # the last restore drill
+
+
+@dataclass(frozen=True)
+class Drill:
+    run: str  # the backup run it restored
+    finished: dt.datetime
+    passed: tuple[str, ...]
+    failed: Mapping[str, str]  # service -> what failed
 
 
 def _document(text: str | None) -> dict:
@@ -65,7 +74,22 @@ def parse(text: str | None) -> Record:
     good = {name: t for name, row in services.items()
             if isinstance(row, dict) and (t := _time(row.get("last_good"))) is not None}
     failed = last.get("failed") if isinstance(last.get("failed"), dict) else {}
-    return Record(last.get("run"), _time(last.get("finished")), {str(k): str(v) for k, v in failed.items()}, good)
+    drill, drilled = data.get("drill"), None
+    if isinstance(drill, dict) and (when := _time(drill.get("finished"))) is not None:
+        gone = drill.get("failed") if isinstance(drill.get("failed"), dict) else {}
+        passed = drill.get("passed") if isinstance(drill.get("passed"), list) else []
+        drilled = Drill(str(drill.get("run", "")), when, tuple(str(p) for p in passed),
+                        {str(k): str(v) for k, v in gone.items()})
+    return Record(last.get("run"), _time(last.get("finished")), {str(k): str(v) for k, v in failed.items()}, good,
+                  drilled)
+
+
+def with_drill(previous: str | None, drill: Drill) -> str:
+    """The record with the last drill's outcome; the backups' part unchanged."""
+    data = _document(previous)
+    data["drill"] = {"run": drill.run, "finished": drill.finished.isoformat(timespec="seconds"),
+                     "passed": list(drill.passed), "failed": dict(drill.failed)}
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def merged(previous: str | None, run: str, finished: dt.datetime, good: Iterable[str],
@@ -75,8 +99,8 @@ def merged(previous: str | None, run: str, finished: dt.datetime, good: Iterable
     services = data.get("services") if isinstance(data.get("services"), dict) else {}
     for name in good:
         services[name] = {"last_good": finished.isoformat(timespec="seconds"), "run": run}
-    return json.dumps({"format": 1, "last_run": {"run": run, "finished": finished.isoformat(timespec="seconds"),
-                                                 "failed": dict(failed)},
+    return json.dumps({**data, "format": 1, "last_run": {"run": run, "finished": finished.isoformat(timespec="seconds"),
+                                                         "failed": dict(failed)},
                        "services": services}, indent=2, sort_keys=True) + "\n"
 
 
@@ -104,6 +128,14 @@ def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.dat
                                    f"'{schedule}'")
         else:
             result[name] = (True, f"backed up {_age(now - good)} ago")
+    drill = record.drill
+    for name in result if drill else ():
+        assert drill is not None
+        ok, note = result[name]
+        if name in drill.failed:
+            result[name] = (False, f"{note}; the last restore drill failed: {drill.failed[name][:200]}")
+        elif name in drill.passed:
+            result[name] = (ok, f"{note}; drill passed {_age(now - drill.finished)} ago")
     return result
 
 

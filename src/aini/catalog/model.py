@@ -129,6 +129,13 @@ class Backup:
     # token from the break-glass file.
     token: str | None = None
     restore_token: Literal["snapshot", "root"] = "snapshot"
+    # The restore drill's check of a loaded dump: a shell command run in the throwaway copy
+    # (credentials from its environment) that prints what it found and fails when the data
+    # is not there.
+    verify: str | None = None
+    # When the throwaway copy accepts the dump, if its health check says so too early (an
+    # image whose first-start initialisation runs a temporary server).
+    ready: str | None = None
     notes: str = ""
 
     def __post_init__(self) -> None:

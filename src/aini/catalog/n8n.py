@@ -82,6 +82,12 @@ N8N_POSTGRES = ServiceSpec(
     # The local socket trusts local users in the upstream image (initdb --auth-local=trust):
     # no password needed inside the container.
     backup=Backup(dump="pg_dump -U n8n --format=custom n8n", dump_file="n8n.pgdump",
-                  restore="pg_restore -U n8n -d n8n --clean --if-exists --no-owner --single-transaction"),
+                  restore="pg_restore -U n8n -d n8n --clean --if-exists --no-owner --single-transaction",
+                  # n8n's own table: its workflows (n8n creates it at first start, before any backup)
+                  verify='n=$(psql -U n8n -d n8n -tAc "SELECT COUNT(*) FROM workflow_entity") && '
+                         'echo "$n workflows"',
+                  # TCP: the image's first start runs a temporary server on the socket only
+                  # (docker-entrypoint.sh, listen_addresses=''), which pg_isready alone accepts.
+                  ready="pg_isready -h 127.0.0.1 -U n8n -d n8n"),
     update="monitor",
 )

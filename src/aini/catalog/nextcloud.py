@@ -230,6 +230,9 @@ MARIADB = ServiceSpec(
         '--databases nextcloud',
         dump_file="nextcloud.sql",
         restore='MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot',
+        verify='n=$(MYSQL_PWD="$MARIADB_ROOT_PASSWORD" mariadb -uroot -N -e "SELECT COUNT(*) FROM '
+        'information_schema.tables WHERE table_schema = \'nextcloud\'") && echo "$n tables in nextcloud" && '
+        '[ "$n" -gt 0 ]',
     ),
     update="monitor",
 )

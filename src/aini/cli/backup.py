@@ -91,6 +91,26 @@ def backup_check(
     run(action)
 
 
+@backup_app.command("drill")
+def backup_drill(
+    snapshot: Annotated[Optional[str], typer.Option(help="A run or snapshot id (default: the latest complete run).")
+                        ] = None,
+    only: Only = None,
+) -> None:
+    """Prove a run restores: its dumps loaded into throwaway databases and checked, its volumes
+    restored into throwaway volumes and verified, then all of it removed. Exit 1 if any failed."""
+    from ..ops import drill  # lazy: startup time
+
+    def action() -> int:
+        result = drill.run_drill(load(), snapshot, only or (), say=err)
+        for c in result.checked:
+            print(f"{c.service:<15} {c.seconds:6.1f}s  {c.kind:<7} {'ok' if c.ok else 'FAILED'}: {c.detail}")
+        print(f"drill of run {result.run}: {'passed' if result.ok else 'FAILED'} in {result.seconds:.0f}s")
+        return 0 if result.ok else 1
+
+    run(action)
+
+
 @app.command()
 def restore(
     services: Annotated[list[str], typer.Argument(metavar="SERVICE|GROUP...", help="What to restore.")],

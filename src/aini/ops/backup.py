@@ -7,6 +7,7 @@ neither sees the other's half-done work."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,7 +15,7 @@ import secrets
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .. import catalog
@@ -122,6 +123,18 @@ def _repository(project: Project, site: Site, tools: Tools, env: dict[str, str])
     return repo
 
 
+@contextlib.contextmanager
+def opened(project: Project, say: Say) -> Iterator[tuple[Site, Tools, restic.Repository]]:
+    """The site locked (backups and deploys exclude each other), the repository reached, and
+    what an interrupted run left tidied: how every backup command but restore begins."""
+    env = repository_env(project)
+    with site_for(project) as site, site.lock():
+        tools = tools_for(project)
+        repo = _repository(project, site, tools, env)
+        tidy(project, site, tools, repo, say, restoring=False)
+        yield site, tools, repo
+
+
 def _run(site: Site, cmd: Cmd, what: str) -> str:
     r = site.run(cmd)
     if r.returncode != 0:
@@ -145,11 +158,7 @@ def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None
     of backup.retention, and the run in the site's record (what `aini status` judges)."""
     config = project.config
     chosen = plan.items(config, only)
-    env = repository_env(project)
-    with site_for(project) as site, site.lock():
-        tools = tools_for(project)
-        repo = _repository(project, site, tools, env)
-        tidy(project, site, tools, repo, say, restoring=False)
+    with opened(project, say) as (site, tools, repo):
         run = run_id()
         _journal(site, "backup", run, chosen)  # first: a kill from here on leaves it for the next run to act on
         snapshot_list(site, tools, repo, create=True)
@@ -244,11 +253,7 @@ def check(project: Project, read_data_percent: int | None = None) -> None:
     data read back and verified. AiniError with restic's message when it finds damage."""
     if read_data_percent is not None and not 0 < read_data_percent <= 100:
         raise InputError("--read-data: a percentage from 1 to 100")
-    env = repository_env(project)
-    with site_for(project) as site, site.lock():
-        tools = tools_for(project)
-        repo = _repository(project, site, tools, env)
-        tidy(project, site, tools, repo, lambda _: None, restoring=False)
+    with opened(project, lambda _: None) as (site, tools, repo):
         _journal(site, "check", run_id(), [])  # check locks the repository exclusively
         _run(site, restic.check_cmd(tools, repo, read_data_percent), "restic check")
         site.remove(JOURNAL)

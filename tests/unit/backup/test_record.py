@@ -76,3 +76,13 @@ def test_a_journal_left_on_the_site_is_named_on_its_groups_rows_and_a_cut_one_is
         "aini backup tidies it (maintenance mode off, stopped containers started)")
     restore = record.Journal("restore", "r1", ("n8n",), safety_run="r2")
     assert "a restore (run r2)" in record.interrupted_note(restore)
+
+
+def test_the_last_drill_is_kept_beside_the_backups_and_a_failed_one_fails_its_row():
+    text = record.merged(None, "r1", NOW - dt.timedelta(hours=2), ["n8n", "mariadb"], {})
+    text = record.with_drill(text, record.Drill("r1", NOW - dt.timedelta(hours=1), ("n8n",), {"mariadb": "loading"}))
+    text = record.merged(text, "r2", NOW, ["n8n", "mariadb"], {})  # a later backup keeps the drill
+    v = record.verdicts(record.parse(text), ["n8n", "mariadb", "traefik"], DAILY, NOW)
+    assert v["n8n"] == (True, "backed up 0 h ago; drill passed 1 h ago")
+    assert v["mariadb"] == (False, "backed up 0 h ago; the last restore drill failed: loading")
+    assert v["traefik"] == (True, "no backup yet")
