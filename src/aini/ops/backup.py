@@ -124,11 +124,12 @@ def _repository(project: Project, site: Site, tools: Tools, env: dict[str, str])
 
 
 @contextlib.contextmanager
-def opened(project: Project, say: Say) -> Iterator[tuple[Site, Tools, restic.Repository]]:
+def opened(project: Project, say: Say, site: Site | None = None) -> Iterator[tuple[Site, Tools, restic.Repository]]:
     """The site locked (backups and deploys exclude each other), the repository reached, and
-    what an interrupted run left tidied: how every backup command but restore begins."""
+    what an interrupted run left tidied: how every backup command but restore begins (and a
+    deploy that finds a journal). `site`: one already open."""
     env = repository_env(project)
-    with site_for(project) as site, site.lock():
+    with (contextlib.nullcontext(site) if site else site_for(project)) as site, site.lock():
         tools = tools_for(project)
         repo = _repository(project, site, tools, env)
         tidy(project, site, tools, repo, say, restoring=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import catalog
+from ..backup import record
 from ..catalog import backup as backup_catalog
 from ..catalog.networks import FIXED_IPS
 from ..controlplane import registry
@@ -52,6 +53,11 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
                  pull_timeout: float = DEFAULT_PULL_TIMEOUT, keep: tuple[str, ...] = (), console: Console,
                  passphrase=None) -> StackResult:
     config, project_dir = project.config, project.root
+    if site.read(record.JOURNAL) is not None and backup_catalog.enabled(config):
+        from .backup import opened  # lazy: restic's side only when a backup was interrupted
+
+        with opened(project, console.print, site):  # its maintenance mode and stopped containers undone first
+            pass
     store, _generated, _imported = prepare_secrets(project)
     specs = catalog.enabled(config)
     files = bundle.render(config, store)
