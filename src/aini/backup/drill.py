@@ -99,7 +99,7 @@ def in_copy(item: plan.Item, scratch: Scratch) -> plan.Item:
 def load_cmds(tools: Tools, repo: restic.Repository, item: plan.Item, scratch: Scratch,
               snapshots: Sequence[restic.Snapshot]) -> list[Cmd]:
     copy = in_copy(item, scratch)
-    cmds = [c for c in plan.restore_cmds(tools, repo, copy, [s for s in snapshots if s.dump])]
+    cmds = plan.restore_cmds(tools, repo, copy, [s for s in snapshots if s.dump])
     if item.backup.verify:
         cmds.append(plan.in_container(tools, copy, item.backup.verify, timeout=300))
     return cmds

@@ -129,13 +129,12 @@ def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.dat
         else:
             result[name] = (True, f"backed up {_age(now - good)} ago")
     drill = record.drill
-    for name in result if drill else ():
-        assert drill is not None
-        ok, note = result[name]
-        if name in drill.failed:
-            result[name] = (False, f"{note}; the last restore drill failed: {drill.failed[name][:200]}")
-        elif name in drill.passed:
-            result[name] = (ok, f"{note}; drill passed {_age(now - drill.finished)} ago")
+    if drill is not None:
+        for name, (ok, note) in result.items():
+            if name in drill.failed:
+                result[name] = (False, f"{note}; the last restore drill failed: {drill.failed[name][:200]}")
+            elif name in drill.passed:
+                result[name] = (ok, f"{note}; drill passed {_age(now - drill.finished)} ago")
     return result
 
 

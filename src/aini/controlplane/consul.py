@@ -30,7 +30,7 @@ DEPLOY_TOKEN = "aini-deploy"
 KV_PREFIX = "aini/"
 # Backups. Consul has one ACL sense for snapshots, `acl = "write"`, because a snapshot holds
 # every token's secret: whoever can take one can become management anyway (agent/consul/
-# snapshot_endpoint.go). No narrower token exists; this one stays in .aini/ and on the server.
+# snapshot_endpoint.go). No narrower token exists; it stays in .aini/ (sent on stdin per run).
 SNAPSHOT_POLICY = "aini-snapshot"
 SNAPSHOT_TOKEN = "aini-snapshot"
 SNAPSHOT_RULES = 'acl = "write"\n'

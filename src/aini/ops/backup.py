@@ -161,7 +161,7 @@ def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None
     chosen = plan.items(config, only)
     with opened(project, say) as (site, tools, repo):
         run = run_id()
-        _journal(site, "backup", run, chosen)  # first: a kill from here on leaves it for the next run to act on
+        write_journal(site, "backup", run, chosen)  # first: a kill from here on leaves it for the next run to act on
         snapshot_list(site, tools, repo, create=True)
         result = backup_on(site, tools, repo, chosen, say, run, _tokens(project, chosen),
                            not_saved=plan.not_saved(config) if not only else {})
@@ -187,7 +187,7 @@ def _retention(project: Project, site: Site, tools: Tools, repo: restic.Reposito
         _run(site, restic.prune_cmd(tools, repo), "restic prune")
 
 
-def _journal(site: Site, kind: str, run: str, chosen: Sequence[plan.Item], safety_run: str | None = None) -> None:
+def write_journal(site: Site, kind: str, run: str, chosen: Sequence[plan.Item], safety_run: str | None = None) -> None:
     site.write(JOURNAL, record.journal_text(record.Journal(kind, run, tuple({i.group for i in chosen}), safety_run)))
 
 
@@ -255,7 +255,7 @@ def check(project: Project, read_data_percent: int | None = None) -> None:
     if read_data_percent is not None and not 0 < read_data_percent <= 100:
         raise InputError("--read-data: a percentage from 1 to 100")
     with opened(project, lambda _: None) as (site, tools, repo):
-        _journal(site, "check", run_id(), [])  # check locks the repository exclusively
+        write_journal(site, "check", run_id(), [])  # check locks the repository exclusively
         _run(site, restic.check_cmd(tools, repo, read_data_percent), "restic check")
         site.remove(JOURNAL)
 
@@ -274,10 +274,7 @@ def backup_on(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequenc
     if whole:
         manifest = json.dumps({"run": run, "safety": safety,
                                "snapshots": {s.service: s.snapshots for s in whole}}, sort_keys=True).encode()
-        with tempfile.TemporaryFile() as handle:
-            handle.write(manifest)
-            handle.seek(0)
-            r = site.stream(restic.manifest_cmd(tools, repo, run, [s.service for s in whole], safety), stdin=handle)
+        r = _fed(site, restic.manifest_cmd(tools, repo, run, [s.service for s in whole], safety), manifest)
         if r.returncode != 0:
             for s in whole:
                 s.error = f"the run's manifest was not stored: {restic.error_line(r.returncode, '', r.stderr)}"
@@ -327,12 +324,15 @@ def _tokens(project: Project, chosen: Sequence[plan.Item], restoring: bool = Fal
 
 
 def _run_fed(site: Site, cmd: Cmd, line: str | None) -> subprocess.CompletedProcess:
-    """`cmd` with `line` (a token) as the first line of its stdin, through a pipe: never an
-    argv, never a file. Without one, site.run."""
-    if line is None:
-        return site.run(cmd)
+    """`cmd` with `line` (a token) as the first line of its stdin: never an argv, never a
+    file. Without one, site.run."""
+    return site.run(cmd) if line is None else _fed(site, cmd, line.encode() + b"\n")
+
+
+def _fed(site: Site, cmd: Cmd, data: bytes) -> subprocess.CompletedProcess:
+    """`cmd` reading `data` (a token, a manifest: far below a pipe's buffer) from a pipe."""
     read_end, write_end = os.pipe()
-    os.write(write_end, line.encode() + b"\n")  # a token is far below a pipe's buffer
+    os.write(write_end, data)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as feed, tempfile.TemporaryFile() as out:
         r = site.stream(cmd, stdin=feed, stdout=out)
@@ -394,7 +394,7 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
         restore_tokens = _tokens(project, chosen, restoring=True)  # Vault's asks for the break-glass passphrase
         tidy(project, site, tools, repo, say, restoring=True)
         safety_run = run_id()
-        _journal(site, "restore", picked_run, chosen, safety_run)
+        write_journal(site, "restore", picked_run, chosen, safety_run)
         say(f"safety backup of {names} first")
         safety = backup_on(site, tools, repo, chosen, say, safety_run, _tokens(project, chosen), safety=True)
         if not safety.ok:

@@ -17,9 +17,11 @@ from ..errors import AiniError
 from ..project import Project
 from ..render.compose import pinned_ref
 from ..sites.base import Site
-from .backup import JOURNAL, Say, _journal, opened, run_id, snapshot_list
+from .backup import JOURNAL, Say, _run, opened, run_id, snapshot_list, write_journal
 
 ENV_FILE = "drill.env"  # a throwaway database's credentials, removed with it
+DOING = {"load": "loading its dump into a throwaway copy", "read": "reading its snapshot back",
+         "volumes": "restoring its volumes into throwaway ones, verified"}
 
 
 @dataclass
@@ -50,14 +52,14 @@ def run_drill(project: Project, run: str | None = None, only: Sequence[str] = ()
     with opened(project, say) as (site, tools, repo):
         picked_run, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
         say(f"drill of run {picked_run}: {len(chosen)} services into throwaway containers and volumes")
-        _journal(site, "drill", run_id(), [])  # a killed drill's restic locks are cleared by the next run
+        write_journal(site, "drill", run_id(), [])  # a killed drill's restic locks are cleared by the next run
         _remove_leftovers(site, tools, config.project)  # an earlier killed drill's
         scratch = drill.new_scratch(config.project)
         start, checked = time.monotonic(), []
         try:
-            _must(site, drill.network_cmd(tools, scratch), "docker network create")
+            _run(site, drill.network_cmd(tools, scratch), "docker network create")
             for item in chosen:
-                say(f"{item.service}: {_doing[drill.kind(item)]}")
+                say(f"{item.service}: {DOING[drill.kind(item)]}")
                 checked.append(_check(project, site, tools, repo, scratch, item, picked[item.service]))
         finally:
             site.remove(ENV_FILE)
@@ -70,16 +72,16 @@ def run_drill(project: Project, run: str | None = None, only: Sequence[str] = ()
         return result
 
 
-_doing = {"load": "loading its dump into a throwaway copy", "read": "reading its snapshot back",
-          "volumes": "restoring its volumes into throwaway ones, verified"}
-
-
 def _check(project: Project, site: Site, tools: Tools, repo: restic.Repository, scratch: drill.Scratch,
            item: plan.Item, snapshots: list[restic.Snapshot]) -> Checked:
     kind, start = drill.kind(item), time.monotonic()
     try:
-        detail = {"load": _load, "read": _read, "volumes": _volumes}[kind](
-            project, site, tools, repo, scratch, item, snapshots)
+        if kind == "load":
+            detail = _load(project, site, tools, repo, scratch, item, snapshots)
+        elif kind == "read":
+            detail = _read(site, tools, repo, item, snapshots)
+        else:
+            detail = _volumes(site, tools, repo, scratch, item, snapshots)
         ok = True
     except AiniError as exc:
         detail, ok = str(exc), False
@@ -90,7 +92,7 @@ def _load(project: Project, site: Site, tools: Tools, repo: restic.Repository, s
           item: plan.Item, snapshots: list[restic.Snapshot]) -> str:
     spec = catalog.by_name(item.service)
     site.write(ENV_FILE, restic.env_file(drill.throwaway_env(spec, catalog.context(project.config))))
-    _must(site, drill.database_cmd(tools, scratch, spec, pinned_ref(spec, project.config.images),
+    _run(site, drill.database_cmd(tools, scratch, spec, pinned_ref(spec, project.config.images),
                                    str(site.root / ENV_FILE)), "starting a throwaway copy")
     site.remove(ENV_FILE)
     ready = drill.ready_cmd(tools, item, scratch, spec.health)
@@ -101,33 +103,27 @@ def _load(project: Project, site: Site, tools: Tools, repo: restic.Repository, s
         time.sleep(2)
     output = ""
     for cmd in drill.load_cmds(tools, repo, item, scratch, snapshots):
-        output = _must(site, cmd, "loading the dump" if cmd.argv[0] == "bash" else "checking the loaded data")
+        output = _run(site, cmd, "loading the dump" if cmd.argv[0] == "bash" else "checking the loaded data")
     return output.strip().splitlines()[-1][:200] if item.backup.verify and output.strip() else "the dump loaded"
 
 
-def _read(project: Project, site: Site, tools: Tools, repo: restic.Repository, scratch: drill.Scratch,
-          item: plan.Item, snapshots: list[restic.Snapshot]) -> str:
+def _read(site: Site, tools: Tools, repo: restic.Repository, item: plan.Item, snapshots: list[restic.Snapshot]
+          ) -> str:
     (snap,) = [s for s in snapshots if s.dump]
-    size = _must(site, drill.read_back_cmd(tools, repo, snap, item.backup.dump_file or ""), "reading it back")
+    size = _run(site, drill.read_back_cmd(tools, repo, snap, item.backup.dump_file or ""), "reading it back")
     return f"{int(size.split()[0])} bytes read back whole"
 
 
-def _volumes(project: Project, site: Site, tools: Tools, repo: restic.Repository, scratch: drill.Scratch,
-             item: plan.Item, snapshots: list[restic.Snapshot]) -> str:
+def _volumes(site: Site, tools: Tools, repo: restic.Repository, scratch: drill.Scratch, item: plan.Item,
+             snapshots: list[restic.Snapshot]) -> str:
     (snap,) = [s for s in snapshots if not s.dump]
     out = ""
     for cmd in drill.volume_cmds(tools, repo, item, scratch, snap):
-        out = _must(site, cmd, "restoring the volumes")
+        out = _run(site, cmd, "restoring the volumes")
     summary = restic.parse_summary(out) or {}
     return (f"{summary.get('files_restored', summary.get('total_files', '?'))} files, "
             f"{summary.get('bytes_restored', summary.get('total_bytes', '?'))} bytes restored and verified")
 
-
-def _must(site: Site, cmd, what: str) -> str:
-    r = site.run(cmd)
-    if r.returncode != 0:
-        raise AiniError(f"{what}: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
-    return r.stdout
 
 
 def _remove_leftovers(site: Site, tools: Tools, project: str) -> None:
