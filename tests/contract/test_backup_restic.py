@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from aini import catalog
-from aini.backup import plan
+from aini.backup import plan, runner
 from aini.catalog.backup import RESTIC
 from aini.docker import restic
 from aini.docker.cmd import Tools
@@ -86,7 +86,7 @@ def test_a_postgres_dump_streamed_into_restic_restores_the_rows(postgres, repo):
     site, repository = repo
     sql(postgres, "CREATE TABLE workflows (name text); INSERT INTO workflows VALUES ('kept'), ('also kept')")
     item = item_for(postgres)
-    result = backup.backup_on(site, TOOLS, repository, [item], say=lambda _: None, run=backup.run_id(), tokens={})
+    result = runner.backup_on(site, TOOLS, repository, [item], say=lambda _: None, run=runner.run_id(), tokens={})
     assert result.ok, result.services
     (saved,) = result.services
     assert len(saved.snapshots) == 1 and saved.bytes > 0
@@ -107,7 +107,7 @@ def test_a_postgres_dump_streamed_into_restic_restores_the_rows(postgres, repo):
 def test_a_failed_dump_leaves_no_snapshot_and_names_the_service(postgres, repo):
     site, repository = repo
     broken = item_for(postgres, dump="pg_dump -U n8n --format=custom no_such_database")
-    result = backup.backup_on(site, TOOLS, repository, [broken], say=lambda _: None, run=backup.run_id(), tokens={})
+    result = runner.backup_on(site, TOOLS, repository, [broken], say=lambda _: None, run=runner.run_id(), tokens={})
     (saved,) = result.services
     assert not result.ok and saved.snapshots == [] and saved.service == "n8n-postgres"
     assert saved.error
@@ -123,7 +123,7 @@ def test_a_wrong_password_is_refused_with_restics_message(repo):
     assert r.returncode == 12
     assert restic.error_line(r.returncode, r.stdout, r.stderr) == "wrong password or no key found"
     with pytest.raises(AiniError, match="wrong password or no key found"):
-        backup.snapshot_list(site, TOOLS, repository)
+        runner.snapshot_list(site, TOOLS, repository)
 
 
 def test_the_restic_image_is_the_pinned_version():

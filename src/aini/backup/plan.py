@@ -6,20 +6,23 @@ maintenance mode) run and its `stop` containers stop before any of its members i
 and everything is undone after the last one. Per service: its volumes, mounted read-only
 into restic as one snapshot, and its dump, a command run in its container whose stdout is
 streamed into restic (never a file on the server). Services with neither are listed with
-the catalog's reason (a cache, an index rebuilt from its database, metrics history)."""
+the catalog's reason (a cache, an index rebuilt from its database, metrics history).
+
+Standard library only, as the rest of what the server's scheduled backup carries
+(backup.scheduled): which services a backup covers is decided by backup.scope."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .. import catalog
-from ..catalog.model import Backup
-from ..config import AiniConfig
 from ..docker import restic
 from ..docker.cmd import Cmd, Tools
 from ..errors import InputError
-from ..render.compose import volume_name
+
+if TYPE_CHECKING:
+    from ..catalog.model import Backup
 
 
 @dataclass(frozen=True)
@@ -35,35 +38,11 @@ class Item:
         return bool(self.backup.dump)
 
 
-def items(config: AiniConfig, only: Sequence[str] = ()) -> list[Item]:
-    """The enabled services with something to save, in deploy order; `only`: service or
-    group names (a group stands for all its members)."""
-    enabled = catalog.enabled(config)
-    if only:
-        known = {s.name for s in enabled} | {s.group for s in enabled}
-        unknown = sorted(set(only) - known)
-        if unknown:
-            raise InputError(f"no enabled service or group named {', '.join(unknown)}; "
-                             f"known: {', '.join(sorted(known))}")
-    result = []
-    for spec in enabled:
-        b = spec.backup
-        if (b.volumes or b.dump) and (not only or spec.name in only or spec.group in only):
-            result.append(Item(spec.name, spec.group, spec.container, tuple(volume_name(v) for v in b.volumes), b))
-    return result
-
-
 def by_group(chosen: Iterable[Item]) -> dict[str, list[Item]]:
     groups: dict[str, list[Item]] = {}
     for item in chosen:
         groups.setdefault(item.group, []).append(item)
     return groups
-
-
-def not_saved(config: AiniConfig) -> dict[str, str]:
-    """Enabled services without a backup -> why (the catalog's note)."""
-    return {s.name: s.backup.notes or "nothing to save" for s in catalog.enabled(config)
-            if not (s.backup.volumes or s.backup.dump)}
 
 
 def in_container(tools: Tools, item: Item, script: str, stdin: bool = False, timeout: float = 3600,

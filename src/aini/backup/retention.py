@@ -14,10 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from ..docker.restic import Snapshot, complete
 
 SAFETY_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Keep:
+    """backup.retention: how many daily, weekly and monthly runs are kept."""
+
+    daily: int
+    weekly: int
+    monthly: int
 
 
 def _newest_per_bucket(times: dict[str, dt.datetime], count: int, bucket: Callable[[dt.datetime], object]) -> set[str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from ..docker.cmd import Runner, Tools
-from ..docker.compose import compose_down_cmd, compose_ps_cmd, compose_up_cmd, parse_ps
+from ..docker.compose import compose_down_cmd, compose_up_cmd, group_healthy
 from ..docker.engine import (
     DEFAULT_PULL_TIMEOUT,
     containers_cmd,
@@ -34,7 +34,7 @@ from ..docker.engine import (
 from ..errors import AiniError
 from ..render.bundle import MANIFEST, Bundle, manifest_of
 from ..render.manifest import Manifest
-from .diagnose import DeployError, _indent, diagnose, missing_images_message, scrub, unhealthy
+from .diagnose import DeployError, _indent, diagnose, missing_images_message, scrub
 from .plan import DeployPlan, _own_networks, plan
 from .record import DEPLOYED_MANIFEST, parse_deployed, record
 
@@ -125,20 +125,6 @@ def _running(tools: Tools, project: str, run: Runner) -> dict[str, set[str]]:
     return parse_running(r.stdout)
 
 
-def group_healthy(tools: Tools, site: Site, group: str, deadline: float) -> bool:
-    """Compose's `--wait` said the group is up: check it ourselves, until `deadline`, for
-    every container running and healthy. Seen in CI: `up --wait` returning 0 while the
-    container it had just recreated was still starting and then failed its checks."""
-    while True:
-        rows = parse_ps(site.run(compose_ps_cmd(tools, site.root, group)).stdout)
-        if not unhealthy(rows):
-            return True
-        if time.monotonic() >= deadline or any(r.get("State") not in ("running", "restarting")
-                                               or r.get("Health") == "unhealthy" for r in rows):
-            return False
-        time.sleep(2)
-
-
 def deploy(
     files: Bundle,
     site: Site,
@@ -210,7 +196,7 @@ def deploy(
                 r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout))
                 if r.returncode == 0 and action.recreate:
                     r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
-                healthy = r.returncode == 0 and group_healthy(tools, site, action.group, deadline)
+                healthy = r.returncode == 0 and group_healthy(tools, site.run, site.root, action.group, deadline)
             if not healthy:
                 deployed = record(site, deployed, manifest.document, action.group, None)
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 
 from ..docker.cmd import Runner, Tools
-from ..docker.compose import compose_ps_cmd, parse_ps
+from ..docker.compose import compose_ps_cmd, parse_ps, unhealthy
 from ..docker.engine import LOG_LINES, inspect_state_cmd, logs_cmd
 from ..errors import AiniError
 from ..render.manifest import Manifest
@@ -52,12 +52,6 @@ def missing_images_message(missing: Mapping[str, str], manifest: Manifest) -> st
         "then run the command again (or `docker pull`/`docker load` the images first).",
     ]
     return "\n".join(lines)
-
-
-def unhealthy(rows: Iterable[Mapping]) -> list[Mapping]:
-    """`compose ps` rows of containers that are not running, or whose health check does not
-    say healthy (starting counts as not healthy)."""
-    return [c for c in rows if c.get("State") != "running" or c.get("Health") not in ("", "healthy", None)]
 
 
 def diagnose(tools: Tools, deploy_dir: PurePath, group: str, output: str,

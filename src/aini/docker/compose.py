@@ -4,10 +4,11 @@ No I/O: a Site runs them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 
-from .cmd import Cmd, Tools
+from .cmd import Cmd, Runner, Tools
 
 
 def project_name(group: str) -> str:
@@ -50,3 +51,23 @@ def parse_ps(stdout: str) -> list[dict]:
         elif line.startswith("["):
             rows.extend(json.loads(line))
     return rows
+
+
+def unhealthy(rows: Iterable[Mapping]) -> list[Mapping]:
+    """`compose ps` rows of containers that are not running, or whose health check does not
+    say healthy (starting counts as not healthy)."""
+    return [c for c in rows if c.get("State") != "running" or c.get("Health") not in ("", "healthy", None)]
+
+
+def group_healthy(tools: Tools, run: Runner, deploy_dir: PurePath, group: str, deadline: float) -> bool:
+    """Compose's `--wait` said the group is up: check it ourselves, until `deadline`, for
+    every container running and healthy. Seen in CI: `up --wait` returning 0 while the
+    container it had just recreated was still starting and then failed its checks."""
+    while True:
+        rows = parse_ps(run(compose_ps_cmd(tools, deploy_dir, group)).stdout)
+        if not unhealthy(rows):
+            return True
+        if time.monotonic() >= deadline or any(r.get("State") not in ("running", "restarting")
+                                               or r.get("Health") == "unhealthy" for r in rows):
+            return False
+        time.sleep(2)

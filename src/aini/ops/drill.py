@@ -10,14 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import catalog
-from ..backup import drill, plan, record
+from ..backup import drill, plan, record, scope
 from ..docker import restic
 from ..docker.cmd import Tools
 from ..errors import AiniError
 from ..project import Project
 from ..render.compose import pinned_ref
 from ..sites.base import Site
-from .backup import JOURNAL, Say, _run, opened, run_id, snapshot_list, write_journal
+from ..backup.runner import JOURNAL, Say, run_id, run_ok, snapshot_list, write_journal
+from .backup import opened
 
 ENV_FILE = "drill.env"  # a throwaway database's credentials, removed with it
 DOING = {"load": "loading its dump into a throwaway copy", "read": "reading its snapshot back",
@@ -48,7 +49,7 @@ def run_drill(project: Project, run: str | None = None, only: Sequence[str] = ()
               ) -> DrillResult:
     """`only`: services or groups, as for a backup (default: every service a backup saves)."""
     config = project.config
-    chosen = plan.items(config, only)
+    chosen = scope.items(config, only)
     with opened(project, say) as (site, tools, repo):
         picked_run, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
         say(f"drill of run {picked_run}: {len(chosen)} services into throwaway containers and volumes")
@@ -57,7 +58,7 @@ def run_drill(project: Project, run: str | None = None, only: Sequence[str] = ()
         scratch = drill.new_scratch(config.project)
         start, checked = time.monotonic(), []
         try:
-            _run(site, drill.network_cmd(tools, scratch), "docker network create")
+            run_ok(site, drill.network_cmd(tools, scratch), "docker network create")
             for item in chosen:
                 say(f"{item.service}: {DOING[drill.kind(item)]}")
                 checked.append(_check(project, site, tools, repo, scratch, item, picked[item.service]))
@@ -92,7 +93,7 @@ def _load(project: Project, site: Site, tools: Tools, repo: restic.Repository, s
           item: plan.Item, snapshots: list[restic.Snapshot]) -> str:
     spec = catalog.by_name(item.service)
     site.write(ENV_FILE, restic.env_file(drill.throwaway_env(spec, catalog.context(project.config))))
-    _run(site, drill.database_cmd(tools, scratch, spec, pinned_ref(spec, project.config.images),
+    run_ok(site, drill.database_cmd(tools, scratch, spec, pinned_ref(spec, project.config.images),
                                    str(site.root / ENV_FILE)), "starting a throwaway copy")
     site.remove(ENV_FILE)
     ready = drill.ready_cmd(tools, item, scratch, spec.health)
@@ -103,14 +104,14 @@ def _load(project: Project, site: Site, tools: Tools, repo: restic.Repository, s
         time.sleep(2)
     output = ""
     for cmd in drill.load_cmds(tools, repo, item, scratch, snapshots):
-        output = _run(site, cmd, "loading the dump" if cmd.argv[0] == "bash" else "checking the loaded data")
+        output = run_ok(site, cmd, "loading the dump" if cmd.argv[0] == "bash" else "checking the loaded data")
     return output.strip().splitlines()[-1][:200] if item.backup.verify and output.strip() else "the dump loaded"
 
 
 def _read(site: Site, tools: Tools, repo: restic.Repository, item: plan.Item, snapshots: list[restic.Snapshot]
           ) -> str:
     (snap,) = [s for s in snapshots if s.dump]
-    size = _run(site, drill.read_back_cmd(tools, repo, snap, item.backup.dump_file or ""), "reading it back")
+    size = run_ok(site, drill.read_back_cmd(tools, repo, snap, item.backup.dump_file or ""), "reading it back")
     return f"{int(size.split()[0])} bytes read back whole"
 
 
@@ -119,7 +120,7 @@ def _volumes(site: Site, tools: Tools, repo: restic.Repository, scratch: drill.S
     (snap,) = [s for s in snapshots if not s.dump]
     out = ""
     for cmd in drill.volume_cmds(tools, repo, item, scratch, snap):
-        out = _run(site, cmd, "restoring the volumes")
+        out = run_ok(site, cmd, "restoring the volumes")
     summary = restic.parse_summary(out) or {}
     return (f"{summary.get('files_restored', summary.get('total_files', '?'))} files, "
             f"{summary.get('bytes_restored', summary.get('total_bytes', '?'))} bytes restored and verified")

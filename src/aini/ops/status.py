@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import catalog
-from ..backup import plan as backup_plan
+from ..backup import scope as backup_scope
 from ..backup import record
 from ..catalog.networks import FIXED_IPS
 from ..config import AiniConfig
@@ -443,7 +443,7 @@ def overlay_backups(report: StatusReport, config: AiniConfig, text: str | None,
     """Rows with the site's backup record: the last good backup of each service that keeps
     data; a failed last run or a backup older than two periods of backup.schedule fails the row.
     A journal left on the site (a run under way or killed) is named on its groups' rows."""
-    saved = {i.service for i in backup_plan.items(config)}
+    saved = {i.service for i in backup_scope.items(config)}
     verdicts = record.verdicts(record.parse(text), saved, config.backup.schedule, report.checked_at)
     left = record.parse_journal(journal)
     groups = {s.name: s.group for s in catalog.enabled(config)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aini import catalog
-from aini.backup import drill, plan
+from aini.backup import drill, plan, scope
 from aini.docker import restic
 from aini.docker.cmd import Tools
 
@@ -19,11 +19,11 @@ WHEN = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
 
 
 def _item(service: str, config=None) -> plan.Item:
-    return next(i for i in plan.items(config or config_of()) if i.service == service)
+    return next(i for i in scope.items(config or config_of()) if i.service == service)
 
 
 def test_each_service_is_loaded_read_back_or_restored_by_what_it_keeps():
-    kinds = {i.service: drill.kind(i) for i in plan.items(config_of())}
+    kinds = {i.service: drill.kind(i) for i in scope.items(config_of())}
     assert kinds == {"traefik": "volumes", "consul": "read", "vault": "read", "mongodb": "load",
                      "librechat": "volumes", "n8n": "volumes", "mariadb": "load", "nextcloud": "volumes"}
 

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from aini.backup import plan
+from aini.backup import plan, scope
 from aini.docker import restic
 from aini.docker.cmd import Tools
 from aini.errors import InputError
@@ -20,7 +20,7 @@ REPO = restic.Repository("restic/restic:0.18.0", "/opt/aini/backup/restic.env")
 
 
 def test_the_default_stack_saves_these_volumes_and_dumps_in_deploy_order():
-    assert [(i.service, i.volumes, i.backup.dump_file) for i in plan.items(config_of())] == [
+    assert [(i.service, i.volumes, i.backup.dump_file) for i in scope.items(config_of())] == [
         ("traefik", ("aini-traefik-acme",), None),
         ("consul", (), "consul.snap"),
         ("vault", (), "vault.snap"),
@@ -33,7 +33,7 @@ def test_the_default_stack_saves_these_volumes_and_dumps_in_deploy_order():
 
 
 def test_what_is_not_saved_says_why():
-    skipped = plan.not_saved(config_of())
+    skipped = scope.not_saved(config_of())
     assert skipped["redis"] == "a cache; not backed up"
     assert skipped["meilisearch"] == "an index rebuilt from MongoDB; not backed up"
     assert set(skipped) == {"meilisearch", "redis", "nextcloud-cron", "onlyoffice", "socket-proxy",
@@ -42,16 +42,16 @@ def test_what_is_not_saved_says_why():
 
 def test_n8n_on_postgresql_adds_its_dump_and_disabled_services_drop_out():
     config = config_of(services={"n8n": {"database": "postgres"}, "librechat": {"enabled": False}})
-    saved = {i.service: i for i in plan.items(config)}
+    saved = {i.service: i for i in scope.items(config)}
     assert saved["n8n-postgres"].backup.dump_file == "n8n.pgdump"
     assert "librechat" not in saved and "mongodb" not in saved
 
 
 def test_only_takes_services_or_whole_groups_and_names_what_it_does_not_know():
-    assert [i.service for i in plan.items(config_of(), ["nextcloud"])] == ["mariadb", "nextcloud"]  # the group
-    assert [i.service for i in plan.items(config_of(), ["mariadb", "n8n"])] == ["n8n", "mariadb"]
+    assert [i.service for i in scope.items(config_of(), ["nextcloud"])] == ["mariadb", "nextcloud"]  # the group
+    assert [i.service for i in scope.items(config_of(), ["mariadb", "n8n"])] == ["n8n", "mariadb"]
     with pytest.raises(InputError, match="no enabled service or group named nope; known: .*mariadb"):
-        plan.items(config_of(), ["nope"])
+        scope.items(config_of(), ["nope"])
 
 
 def _argvs(cmd):
@@ -61,7 +61,7 @@ def _argvs(cmd):
 
 
 def test_a_dump_is_piped_from_its_container_into_restic_with_no_secret_in_argv():
-    mariadb = next(i for i in plan.items(config_of()) if i.service == "mariadb")
+    mariadb = next(i for i in scope.items(config_of()) if i.service == "mariadb")
     (cmd,) = plan.backup_cmds(TOOLS, REPO, mariadb, "r1")
     assert cmd.argv[:2] == ("bash", "-c") and "pipefail" in cmd.argv[2]
     first, second = _argvs(cmd)
@@ -70,9 +70,9 @@ def test_a_dump_is_piped_from_its_container_into_restic_with_no_secret_in_argv()
 
 
 def test_a_control_plane_snapshot_reads_its_token_from_the_first_line_of_stdin_never_argv():
-    """The executor sends the token as a line (ops.backup._run_fed); the argv holds only the
+    """The executor sends the token as a line (backup.runner.run_fed); the argv holds only the
     variable's name. Restoring takes that line through the pipe ahead of restic's output."""
-    vault = next(i for i in plan.items(config_of()) if i.service == "vault")
+    vault = next(i for i in scope.items(config_of()) if i.service == "vault")
     (cmd,) = plan.backup_cmds(TOOLS, REPO, vault, "r1")
     first, second = _argvs(cmd)
     assert first[:5] == ("docker", "exec", "-i", "-u", "root") and first[5] == "aini-vault"
@@ -90,14 +90,14 @@ def test_a_control_plane_snapshot_reads_its_token_from_the_first_line_of_stdin_n
 
 
 def test_a_service_without_a_token_gets_no_token_read_and_no_first_line():
-    mongodb = next(i for i in plan.items(config_of()) if i.service == "mongodb")
+    mongodb = next(i for i in scope.items(config_of()) if i.service == "mongodb")
     snap = restic.Snapshot("ab", "ab", dt.datetime(2026, 11, 27, tzinfo=dt.UTC), "mongodb", ("/mongodb.archive.gz",))
     (back,) = plan.restore_cmds(TOOLS, REPO, mongodb, [snap])
     assert "read -r" not in back.argv[2] and "read -r" not in " ".join(back.argv[3:])
 
 
 def test_volumes_are_one_snapshot_per_service():
-    librechat = next(i for i in plan.items(config_of()) if i.service == "librechat")
+    librechat = next(i for i in scope.items(config_of()) if i.service == "librechat")
     (cmd,) = plan.backup_cmds(TOOLS, REPO, librechat, "r1")
     assert [a for a in cmd.argv if a.endswith(":ro")] == [
         "aini-librechat-images:/data/librechat/aini-librechat-images:ro",
@@ -107,7 +107,7 @@ def test_volumes_are_one_snapshot_per_service():
 
 
 def test_nextcloud_is_in_maintenance_mode_and_n8n_stopped_around_their_copies():
-    saved = {i.service: i for i in plan.items(config_of())}
+    saved = {i.service: i for i in scope.items(config_of())}
     nextcloud, n8n = saved["nextcloud"], saved["n8n"]
     assert nextcloud.backup.before.endswith("php occ maintenance:mode --on") and nextcloud.backup.user == "www-data"
     assert plan.in_container(TOOLS, nextcloud, nextcloud.backup.after).argv == (
@@ -129,7 +129,7 @@ def _manifest(run, *services, sid="m0", day=27, safety=False):
 
 
 def test_a_restore_streams_the_dump_into_the_running_database_and_writes_volumes_back():
-    saved = {i.service: i for i in plan.items(config_of())}
+    saved = {i.service: i for i in scope.items(config_of())}
     (dump,) = plan.restore_cmds(TOOLS, REPO, saved["mariadb"], [_snap("mariadb", "r1", "/nextcloud.sql", "ab")])
     first, second = _argvs(dump)
     assert first[-3:] == ("dump", "ab" * 8, "/nextcloud.sql")
@@ -140,7 +140,7 @@ def test_a_restore_streams_the_dump_into_the_running_database_and_writes_volumes
 
 
 def test_the_run_restored_is_the_latest_its_manifest_vouches_for_or_the_one_named():
-    items = plan.items(config_of(), ["nextcloud"])
+    items = scope.items(config_of(), ["nextcloud"])
     snaps = [_snap("mariadb", "r1", "/nextcloud.sql", "a1"), _snap("nextcloud", "r1", "/data/nextcloud", "b1"),
              _manifest("r1", "mariadb", "nextcloud", sid="m1"),
              _snap("mariadb", "r2", "/nextcloud.sql", "a2"), _snap("nextcloud", "r2", "/data/nextcloud", "b2"),
@@ -151,7 +151,7 @@ def test_the_run_restored_is_the_latest_its_manifest_vouches_for_or_the_one_name
     assert run == "r1" and [s.short_id for s in picked["nextcloud"]] == ["b1"]
     assert [s.short_id for s in picked["mariadb"]] == ["a1"]
     assert plan.pick_run(items, snaps, "b1")[0] == "r1"  # a snapshot id stands for its run
-    assert plan.pick_run(plan.items(config_of(), ["mariadb"]), snaps)[0] == "r2"
+    assert plan.pick_run(scope.items(config_of(), ["mariadb"]), snaps)[0] == "r2"
     with pytest.raises(InputError, match="run r2 has no complete backup of nextcloud"):
         plan.pick_run(items, snaps, "r2")
     with pytest.raises(InputError, match="run r3 did not finish .* cut short"):
@@ -163,7 +163,7 @@ def test_the_run_restored_is_the_latest_its_manifest_vouches_for_or_the_one_name
 
 
 def test_a_restores_safety_backup_is_never_the_default_but_can_be_named():
-    items = plan.items(config_of(), ["mariadb"])
+    items = scope.items(config_of(), ["mariadb"])
     regular = _snap("mariadb", "r1", "/nextcloud.sql", "a1")
     safety = dataclasses.replace(_snap("mariadb", "r2", "/nextcloud.sql", "a2"),
                                  tags=("aini", "service=mariadb", "run=r2", restic.SAFETY_TAG))

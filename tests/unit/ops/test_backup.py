@@ -12,6 +12,7 @@ import pytest
 from aini.docker import restic
 from aini.docker.cmd import Tools
 from aini.errors import AiniError, InputError
+from aini.backup import runner
 from aini.ops import backup
 from aini.sites.local import LocalSite
 from aini.ops.plan import check
@@ -131,11 +132,11 @@ def test_the_unfinished_snapshots_of_a_killed_backup_are_forgotten_and_its_group
 
 def test_the_control_planes_tokens_come_from_aini_and_vaults_restore_from_the_break_glass_file(tmp_path,
                                                                                              monkeypatch):
-    from aini.backup import plan
+    from aini.backup import scope
     from aini.controlplane import bootstrap, breakglass
 
     proj = project(tmp_path, "/var/backups/aini")
-    chosen = plan.items(proj.config, ["vault", "consul", "mariadb"])
+    chosen = scope.items(proj.config, ["vault", "consul", "mariadb"])
     assert backup._tokens(proj, chosen) == {}  # deployed before the snapshot tokens: none yet
     bootstrap.State(vault_snapshot_token="hvs.snap", consul_snapshot_token="consul-snap").save(tmp_path)
     assert backup._tokens(proj, chosen) == {"vault": "hvs.snap", "consul": "consul-snap"}
@@ -151,17 +152,17 @@ def test_a_token_reaches_the_command_as_its_first_stdin_line_and_its_output_come
     from aini.docker.cmd import Cmd
 
     site = LocalSite(tmp_path)
-    r = backup._run_fed(site, Cmd(("sh", "-c", 'IFS= read -r T; printf "%s|" "$T"; cat')), "tok en")
+    r = runner.run_fed(site, Cmd(("sh", "-c", 'IFS= read -r T; printf "%s|" "$T"; cat')), "tok en")
     assert (r.returncode, r.stdout) == (0, "tok en|")
-    assert backup._run_fed(site, Cmd(("echo", "plain")), None).stdout == "plain\n"
+    assert runner.run_fed(site, Cmd(("echo", "plain")), None).stdout == "plain\n"
 
 
 def test_a_backup_of_a_control_plane_without_its_token_fails_that_service_alone(tmp_path):
-    from aini.backup import plan
+    from aini.backup import scope
 
     proj = project(tmp_path, "/var/backups/aini")
-    (vault,) = plan.items(proj.config, ["vault"])
-    saved = backup.Saved("vault", "vault")
+    (vault,) = scope.items(proj.config, ["vault"])
+    saved = runner.Saved("vault", "vault")
     repo = restic.Repository("restic/restic:0.18.0", str(tmp_path / "restic.env"))
-    backup._save(LocalSite(tmp_path), Tools(("docker",), ()), repo, "r1", vault, saved, lambda _: None, False, None)
+    runner._save(LocalSite(tmp_path), Tools(("docker",), ()), repo, "r1", vault, saved, lambda _: None, False, None)
     assert saved.error == "no snapshot token for vault yet; run aini up once (it makes one)" and not saved.snapshots

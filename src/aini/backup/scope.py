@@ -1,0 +1,36 @@
+"""Which services a backup covers: the enabled ones whose catalog entry has something to
+save, in deploy order, as backup.plan's Items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import catalog
+from ..config import AiniConfig
+from ..errors import InputError
+from ..render.compose import volume_name
+from .plan import Item
+
+
+def items(config: AiniConfig, only: Sequence[str] = ()) -> list[Item]:
+    """The enabled services with something to save, in deploy order; `only`: service or
+    group names (a group stands for all its members)."""
+    enabled = catalog.enabled(config)
+    if only:
+        known = {s.name for s in enabled} | {s.group for s in enabled}
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise InputError(f"no enabled service or group named {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+    result = []
+    for spec in enabled:
+        b = spec.backup
+        if (b.volumes or b.dump) and (not only or spec.name in only or spec.group in only):
+            result.append(Item(spec.name, spec.group, spec.container, tuple(volume_name(v) for v in b.volumes), b))
+    return result
+
+
+def not_saved(config: AiniConfig) -> dict[str, str]:
+    """Enabled services without a backup -> why (the catalog's note)."""
+    return {s.name: s.backup.notes or "nothing to save" for s in catalog.enabled(config)
+            if not (s.backup.volumes or s.backup.dump)}
