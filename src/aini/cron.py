@@ -85,3 +85,25 @@ def parse(expression: str) -> Cron:
     weekdays = frozenset(d % 7 for d in fields[4])
     return Cron(fields[0], fields[1], fields[2], fields[3], weekdays, parts[2].startswith("*"),
                 parts[4].startswith("*"))
+
+
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def on_calendar(expression: str) -> list[str]:
+    """The systemd OnCalendar= values (one timer, each line a union member) that fire when the
+    cron expression does. systemd ANDs its day-of-week with the date, where cron ORs two
+    restricted day fields: that case takes two lines."""
+    c = parse(expression)
+
+    def listed(values: frozenset[int], index: int, width: int) -> str:
+        low, high = _RANGES[index]
+        return "*" if values == frozenset(range(low, high + 1)) else ",".join(f"{v:0{width}d}" for v in sorted(values))
+
+    months = listed(c.months, 3, 2)
+    clock = f"{listed(c.hours, 1, 2)}:{listed(c.minutes, 0, 2)}:00"
+    weekdays = "" if len(c.weekdays) == 7 else ",".join(_WEEKDAYS[d] for d in sorted(c.weekdays)) + " "
+    by_date = f"*-{months}-{listed(c.days, 2, 2)} {clock}"
+    if c.any_day or c.any_weekday:
+        return [weekdays + by_date]
+    return [by_date, f"{weekdays}*-{months}-* {clock}"]

@@ -4,7 +4,8 @@ by aini.ops.backup on this machine's Docker engine, into a repository on a path.
 
 Shown here: a dump streamed in and restored brings the rows back; a dump that fails leaves
 no snapshot behind (restic had stored what it was sent before the pipe failed); a wrong
-password is refused with restic's own message. Against a real S3 server (SeaweedFS,
+password is refused with restic's own message. The server's scheduled run (the files `aini
+up` leaves there) saves with the system's python3 and no site-packages. Against a real S3 server (SeaweedFS,
 tests/harness/s3.py): nothing stored in clear, and a wrong key or an address nobody answers
 fails within the probe's bound, not after restic's 15 minutes of retries.
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -199,3 +202,42 @@ def subprocess_cmd(*argv: str):
 
     return Cmd(argv)
 
+
+
+def _scheduled_run(site: LocalSite, repository: restic.Repository, items, tmp_path) -> subprocess.CompletedProcess:
+    """What aini-backup.service runs on a server: the files `aini up` leaves there, run by the
+    system's python3 without any site-packages (so without pydantic, yaml or aini installed)."""
+    import aini
+    from aini.backup import scheduled
+    from aini.backup.retention import Keep
+    from aini.sites.local import sync_files
+
+    job = scheduled.Job(str(site.root), str(tmp_path / "deploy.lock"), TOOLS, repository, tuple(items),
+                        Keep(7, 4, 6), {"redis": "a cache"})
+    sync_files(scheduled.files(job, {}, "30 3 * * *", "contract", Path(aini.__file__).parent), site.root,
+               subdir=scheduled.SCHEDULE_DIR)
+    return subprocess.run(["/usr/bin/python3", "-E", "-s", "-S", str(site.root / "schedule/run.py"),
+                           str(site.root / scheduled.JOB)], capture_output=True, text=True, timeout=600,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd="/")
+
+
+def test_the_servers_scheduled_run_saves_with_the_standard_library_alone(postgres, repo, tmp_path):
+    from aini.backup import record
+
+    site, repository = repo
+    sql(postgres, "CREATE TABLE workflows (name text); INSERT INTO workflows VALUES ('scheduled')")
+    r = _scheduled_run(site, repository, [item_for(postgres)], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^n8n-postgres: saved [0-9a-f]{8}$", r.stdout, re.M), r.stdout
+    snaps = restic.parse_snapshots(site.run(restic.snapshots_cmd(TOOLS, repository)).stdout)
+    (run,) = restic.complete(snaps)
+    assert restic.complete(snaps)[run] == frozenset({"n8n-postgres"})
+    saved = record.parse(site.read(record.FILE))
+    assert saved.last_run == run and not saved.failed and "n8n-postgres" in saved.last_good, saved
+    assert site.read(record.JOURNAL) is None
+
+    site.write("restic.env", (site.read("restic.env") or "").replace(PASSWORD, "not-the-password"))
+    r = _scheduled_run(site, repository, [item_for(postgres)], tmp_path)
+    assert r.returncode == 1 and "wrong repository password" in r.stderr, r.stdout + r.stderr
+    failed = record.parse(site.read(record.FILE))
+    assert failed.last_run != run and "wrong repository password" in failed.failed["n8n-postgres"], failed  # status fails it now

@@ -5,6 +5,7 @@ The tests run in file order against one server (module fixture); each leaves it 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -266,8 +267,46 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         assert psql("SELECT v FROM aini_e2e") == "before"
         assert server.health()["aini-n8n"] == "healthy"
+
+        # backup.schedule: `aini up` installs the timer; the run it starts needs no operator.
+        r = server.up_cli()
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Backups run on the server at '30 3 * * *'" in r.stderr
+        systemctl = functools.partial(server.server.exec, "systemctl", check=False)
+        assert systemctl("is-enabled", "aini-backup.timer").stdout.strip() == "enabled"
+        assert " 03:30:00 " in systemctl("show", "aini-backup.timer", "-p", "NextElapseUSecRealtime",
+                                         "--value").stdout
+        psql("UPDATE aini_e2e SET v = 'scheduled'")
+        start = time.monotonic()
+        r = systemctl("start", "aini-backup.service", timeout=900)  # a oneshot: returns when the run ends
+        scheduled_seconds = time.monotonic() - start
+        journal = server.server.exec("journalctl", "-u", "aini-backup.service", "--no-pager", "-o", "cat",
+                                     check=False).stdout
+        assert r.returncode == 0, journal[-3000:]
+        r = server.aini("backup", "list", "--json")
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs: dict[str, set[str]] = {}
+        for snap in json.loads(r.stdout):
+            if snap["complete"] and not snap["safety"]:
+                runs.setdefault(snap["run"], set()).add(snap["service"])
+        newest = max(runs)
+        saved = {line.split(":")[0] for line in journal.splitlines() if ": saved " in line}
+        assert runs[newest] == saved and {"n8n-postgres", "openbao", "consul", "traefik"} <= saved, (runs, journal)
+        psql("UPDATE aini_e2e SET v = 'changed'")
+        r = server.aini("restore", "n8n", "--confirm", server.config.project, timeout=900)
+        assert r.returncode == 0 and psql("SELECT v FROM aini_e2e") == "scheduled"
+        r = server.aini("status", "--json", "--connect", f"127.0.0.1:{server.https_port}", timeout=120)
+        rows = {row["service"]: row for row in json.loads(r.stdout)["services"]}
+        assert all(rows[name]["backup"].startswith("backed up ") for name in saved), rows  # and none failed
+
+        server.write_config()  # backups off: the next up takes the timer away
+        r = server.up_cli()
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "the server's backup timer is removed" in r.stderr
+        assert systemctl("is-enabled", "aini-backup.timer").returncode != 0
         figures({"server_backup_n8n_seconds": round(backup_seconds, 1),
-                 "server_restore_n8n_seconds": round(restore_seconds, 1)})
+                 "server_restore_n8n_seconds": round(restore_seconds, 1),
+                 "server_scheduled_backup_seconds": round(scheduled_seconds, 1)})
     finally:
         server.write_config()
         psql("DROP TABLE IF EXISTS aini_e2e")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import subprocess
 
 import pytest
 
@@ -51,3 +53,21 @@ def test_backup_schedule_is_checked_in_aini_yml():
     with pytest.raises(ConfigError):
         config_of(backup={"schedule": "99 3 * * *"})
     assert config_of(backup={"schedule": "30  3 * * *"}).backup.schedule == "30 3 * * *"
+
+
+@pytest.mark.parametrize("expression", ["30 3 * * *", "*/15 1-3 * * 1-5", "0 4 1,15 * 0", "0 4 */2 * *",
+                                        "5 0 * 2 7", "0 4 */2 * 1", "0 0,12 29 2 *"])
+def test_the_systemd_timer_fires_when_cron_would(expression):
+    """systemd's own calendar parser (what the server's timer runs) against cron.fires, for the
+    next runs from now: same instants, including cron's OR of two restricted day fields."""
+    lines = cron.on_calendar(expression)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, second=0, microsecond=0) + dt.timedelta(minutes=1)
+    seen: set[dt.datetime] = set()
+    for line in lines:
+        r = subprocess.run(["systemd-analyze", "calendar", "--iterations=12", line], capture_output=True, text=True,
+                           env={"TZ": "UTC", "PATH": os.environ["PATH"]}, timeout=30)
+        assert r.returncode == 0, r.stderr
+        seen |= {dt.datetime.strptime(m, "%Y-%m-%d %H:%M:%S")
+                 for m in re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC", r.stdout)}
+    runs = sorted(seen)[:12]
+    assert runs == cron.parse(expression).fires(now, runs[-1] + dt.timedelta(minutes=1))

@@ -11,9 +11,12 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import aini
 
 from .. import catalog
-from ..backup import plan, runner, scope
+from ..backup import plan, runner, scheduled, scope
 from ..backup.retention import Keep
 from ..backup.runner import JOURNAL, HEALTH_WAIT, RunResult, Say, run_fed, run_id, run_ok, snapshot_list, what
 from ..catalog import backup as backup_catalog
@@ -25,6 +28,7 @@ from ..errors import AiniError, InputError
 from ..project import Project
 from ..render.compose import pinned_ref
 from ..sites.base import Site
+from ..sites.ssh import LOCK_FILE
 from . import confirm_project
 from .render import prepare_secrets
 from .targets import site_for, tools_for
@@ -202,3 +206,24 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
     r = site.run(compose_up_cmd(tools, site.root, group, HEALTH_WAIT))
     if r.returncode != 0:
         raise AiniError(f"group {group} did not become healthy after the restore: {r.stderr.strip()[-300:]}")
+
+
+def schedule_on(project: Project, site: Site, say: Say) -> None:
+    """After a server's deploy: backup.schedule installed there (backup.scheduled), with this
+    deploy's services, repository and snapshot tokens; removed when backups are off."""
+    config = project.config
+    if not backup_catalog.enabled(config):
+        if site.read(scheduled.JOB) is not None:
+            for cmd in scheduled.remove_cmds(site.root):
+                site.run(cmd)  # what is already gone is not an error
+            say("backup.repository is unset: the server's backup timer is removed (the repository is untouched)")
+        return
+    site.write(ENV_FILE, restic.env_file(repository_env(project)))
+    chosen = scope.items(config)
+    job = scheduled.Job(str(site.root), str(LOCK_FILE), tools_for(project), repository_of(project, site),
+                        tuple(chosen), keep_of(project), scope.not_saved(config))
+    site.sync(scheduled.SCHEDULE_DIR, scheduled.files(job, _tokens(project, chosen), config.backup.schedule,
+                                                      config.project, Path(aini.__file__).parent), keep=())
+    for cmd in scheduled.install_cmds(site.root):
+        run_ok(site, cmd, "installing the backup timer")
+    say(f"Backups run on the server at '{config.backup.schedule}' (cron, server time: {scheduled.UNIT}.timer).")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..catalog import backup as backup_catalog
 from ..config import SshTarget
 from ..deploy.apply import DEFAULT_WAIT, DeployResult
 from ..docker.cmd import Tools
@@ -16,6 +17,7 @@ from ..infra.ansible import Progress
 from ..infra.server import ADMIN_USER, UpOptions, UpResult
 from ..project import Project
 from ..sites.local import write_in_place
+from .backup import schedule_on
 from .plan import check
 from .stack import deploy_stack
 from .targets import is_hetzner, is_local, site_for, tools_for
@@ -60,12 +62,16 @@ def up(project: Project, options: UpOptions = UpOptions(), progress: Progress | 
 
 def deploy_server(project: Project, access=None, *, wait_timeout: int | None = None,
                   console: Console | None = None) -> DeployResult:
-    """Render the bundle here (secrets stay on this machine and in Vault) and deploy it on the server."""
+    """Render the bundle here (secrets stay on this machine and in Vault) and deploy it on the
+    server; then its backup timer (backup.schedule) put in place."""
     from rich.console import Console  # third-party, only when a deploy runs
 
+    console = console or Console(stderr=True)
     with site_for(project, access) as site:
-        return deploy_stack(project, site, tools=tools_for(project), wait_timeout=wait_timeout or DEFAULT_WAIT,
-                            console=console or Console(stderr=True))
+        result = deploy_stack(project, site, tools=tools_for(project), wait_timeout=wait_timeout or DEFAULT_WAIT,
+                              console=console)
+        schedule_on(project, site, console.print)  # after the deploy: it made the snapshot tokens
+        return result
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,8 @@ def up_local(project: Project, *, wait_timeout: int = DEFAULT_WAIT, pull_timeout
                               pull_timeout=pull_timeout, keep=tuple(keep), console=console, passphrase=passphrase)
     if config.tls_challenge == "local":
         console.print(localca.trust_hint(certs))
+    if backup_catalog.enabled(config):
+        console.print("backup.schedule runs on servers; here, aini backup runs when you run it (or from your crontab).")
     return result
 
 

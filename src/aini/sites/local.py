@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,10 @@ def run_cmd(cmd: Cmd) -> subprocess.CompletedProcess:
 class LocalSite:
     root: Path
     runner: Callable[[Cmd], subprocess.CompletedProcess] = field(default=lambda cmd: run_cmd(cmd))
+    # The server's scheduled backup is a LocalSite there: it takes the lock SshSite.lock holds
+    # (LOCK_FILE beside the root, not in it) and waits for a deploy instead of failing.
+    lock_file: Path | None = None
+    lock_wait: float = 0.0
 
     def run(self, cmd: Cmd) -> subprocess.CompletedProcess:
         return self.runner(cmd)
@@ -99,11 +104,17 @@ class LocalSite:
     @contextlib.contextmanager
     def lock(self):
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.root / LOCK_FILE, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise AiniError(f"another deploy is running ({self.root / LOCK_FILE}); wait for it to finish") from None
+        path = self.lock_file or self.root / LOCK_FILE
+        deadline = time.monotonic() + self.lock_wait
+        with open(path, "a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise AiniError(f"another deploy is running ({path}); wait for it to finish") from None
+                    time.sleep(5)
             yield
 
     def read(self, rel: str) -> str | None:

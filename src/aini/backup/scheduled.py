@@ -1,0 +1,184 @@
+"""backup.schedule on the server: a systemd timer runs the backup there, without the
+operator's machine. The run is the one `aini backup` makes (backup.runner), so a scheduled
+run and a manual one leave the same snapshots, journal and record.
+
+`aini up` leaves in the site's root, under SCHEDULE_DIR: the standard-library modules the
+run needs (MODULES, run by the server's own python3 with -E -s -S, so nothing installed
+there can stand in for them), JOB (what to save, as data: the Items, the repository,
+backup.retention) and TOKENS (the snapshot tokens, 0600 like restic's env file beside
+them); and the two systemd units, whose OnCalendar= is backup.schedule (cron.on_calendar).
+A run that cannot start (the repository unreachable, the lock held past LOCK_WAIT) is
+recorded as failed for every service, so `aini status` says so at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .. import cron
+from ..catalog.model import Backup
+from ..docker import restic
+from ..docker.cmd import Cmd, Tools
+from ..errors import AiniError
+from ..sites.local import LocalSite
+from . import plan, record, runner
+from .retention import Keep
+
+SCHEDULE_DIR = "schedule"
+JOB = f"{SCHEDULE_DIR}/job.json"
+TOKENS = f"{SCHEDULE_DIR}/tokens.json"
+UNIT = "aini-backup"
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+LOCK_WAIT = 3600.0  # seconds a scheduled run waits for a deploy or a manual backup to finish
+RUN_LIMIT = "6h"  # systemd stops a run that hangs longer (the next one tidies what it left)
+PYTHON = "/usr/bin/python3"
+
+# The package files the run imports (a test runs them without site-packages); the catalog's
+# entries stay behind: the run builds its Items from JOB, it needs only their model.
+MODULES = ("__init__.py", "errors.py", "cron.py", "project.py", "docker/__init__.py", "docker/cmd.py",
+           "docker/compose.py", "docker/restic.py", "sites/__init__.py", "sites/base.py", "sites/local.py",
+           "backup/__init__.py", "backup/plan.py", "backup/record.py", "backup/retention.py",
+           "backup/runner.py", "backup/scheduled.py", "catalog/model.py")
+CATALOG_INIT = '"""The catalog\'s model only: the scheduled backup reads its entries from job.json."""\n'
+ENTRY = ('"""aini-backup.service runs this: aini.backup.scheduled, the server\'s scheduled backup."""\n'
+         "import sys\n\nfrom aini.backup.scheduled import main\n\nsys.exit(main(sys.argv[1:]))\n")
+
+
+@dataclass(frozen=True)
+class Job:
+    root: str  # the site's root on the server
+    lock: str  # the deploy lock SshSite.lock takes
+    tools: Tools
+    repository: restic.Repository
+    items: tuple[plan.Item, ...]
+    keep: Keep
+    not_saved: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class File:
+    content: str
+    private: bool = False
+
+
+def job_text(job: Job) -> str:
+    return json.dumps({"version": 1, "root": job.root, "lock": job.lock, "tools": dataclasses.asdict(job.tools),
+                       "repository": dataclasses.asdict(job.repository), "keep": dataclasses.asdict(job.keep),
+                       "not_saved": dict(job.not_saved),
+                       "items": [{"service": i.service, "group": i.group, "container": i.container,
+                                  "volumes": list(i.volumes), "backup": dataclasses.asdict(i.backup)}
+                                 for i in job.items]}, indent=1, sort_keys=True)
+
+
+def parse_job(text: str) -> Job:
+    data = json.loads(text)
+    if data.get("version") != 1:
+        raise AiniError(f"{JOB} is from another version of aini; run aini up again")
+    items = tuple(plan.Item(i["service"], i["group"], i["container"], tuple(i["volumes"]),
+                            Backup(**{**i["backup"], "volumes": tuple(i["backup"]["volumes"])}))
+                  for i in data["items"])
+    tools = Tools(tuple(data["tools"]["docker"]), tuple(data["tools"]["compose"]))
+    return Job(data["root"], data["lock"], tools, restic.Repository(**data["repository"]), items,
+               Keep(**data["keep"]), data["not_saved"])
+
+
+def files(job: Job, tokens: Mapping[str, str], schedule: str, project: str, package: Path) -> dict[str, File]:
+    """Everything `aini up` puts under SCHEDULE_DIR (site.sync): the modules read from
+    `package` (the installed aini), JOB, TOKENS and the units."""
+    code = {f"{SCHEDULE_DIR}/aini/{m}": File((package / m).read_text(encoding="utf-8")) for m in MODULES}
+    return {**code, f"{SCHEDULE_DIR}/aini/catalog/__init__.py": File(CATALOG_INIT),
+            f"{SCHEDULE_DIR}/run.py": File(ENTRY),
+            JOB: File(job_text(job), private=True),
+            TOKENS: File(json.dumps(dict(tokens)), private=True),
+            f"{SCHEDULE_DIR}/{UNIT}.service": File(service_unit(job.root, project)),
+            f"{SCHEDULE_DIR}/{UNIT}.timer": File(timer_unit(schedule, project))}
+
+
+def service_unit(root: str, project: str) -> str:
+    base = PurePosixPath(root) / SCHEDULE_DIR
+    return f"""[Unit]
+Description=AINI scheduled backup of {project}
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=oneshot
+ExecStart={PYTHON} -E -s -S {base / 'run.py'} {PurePosixPath(root) / JOB}
+TimeoutStartSec={RUN_LIMIT}
+Nice=10
+IOSchedulingClass=idle
+"""
+
+
+def timer_unit(schedule: str, project: str) -> str:
+    """`Persistent=`: a run missed while the server was off happens when it is back."""
+    calendars = "".join(f"OnCalendar={line}\n" for line in cron.on_calendar(schedule))
+    return f"""[Unit]
+Description=AINI backup.schedule of {project} ({schedule}, server time)
+
+[Timer]
+{calendars}Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+def install_cmds(root: PurePosixPath) -> list[Cmd]:
+    """The units put in place and the timer (re)started, so a changed schedule takes effect."""
+    units = [Cmd(("install", "-m", "0644", str(root / SCHEDULE_DIR / f"{UNIT}.{kind}"), str(UNIT_DIR)))
+             for kind in ("service", "timer")]
+    return [*units, Cmd(("systemctl", "daemon-reload")), Cmd(("systemctl", "enable", f"{UNIT}.timer")),
+            Cmd(("systemctl", "restart", f"{UNIT}.timer"))]
+
+
+def remove_cmds(root: PurePosixPath) -> list[Cmd]:
+    """backup.repository unset: the timer stopped and gone, with the tokens; its record stays."""
+    return [Cmd(("systemctl", "disable", "--now", f"{UNIT}.timer")),
+            Cmd(("rm", "-rf", "--", str(UNIT_DIR / f"{UNIT}.service"), str(UNIT_DIR / f"{UNIT}.timer"),
+                 str(root / SCHEDULE_DIR))),
+            Cmd(("systemctl", "daemon-reload"))]
+
+
+def next_run_cmd() -> Cmd:
+    return Cmd(("systemctl", "show", f"{UNIT}.timer", "--property", "NextElapseUSecRealtime", "--value"))
+
+
+def main(argv: Sequence[str]) -> int:
+    """One scheduled run: exit 0 when every service was saved, 1 otherwise (systemd marks the
+    unit failed; the record says which service and why)."""
+    job_path = Path(argv[0])
+    try:
+        job = parse_job(job_path.read_text(encoding="utf-8"))
+        tokens = json.loads((job_path.parent / Path(TOKENS).name).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"the scheduled backup cannot read {job_path.parent} ({exc}); run aini up again", file=sys.stderr)
+        return 2
+    site = LocalSite(Path(job.root), lock_file=Path(job.lock), lock_wait=LOCK_WAIT)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        with site.lock():
+            try:
+                runner.probe(site, job.tools, job.repository)
+                runner.tidy(site, job.tools, job.repository, job.items, say, restoring=False)
+                result = runner.run_backup(site, job.tools, job.repository, job.items, tokens, job.keep, say,
+                                           job.not_saved)
+            except AiniError as exc:
+                site.write(record.FILE, record.merged(site.read(record.FILE), runner.run_id(), dt.datetime.now(dt.UTC),
+                                                      [], {i.service: str(exc) for i in job.items}))
+                raise
+    except AiniError as exc:
+        print(f"the scheduled backup failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    for s in result.services:
+        print(f"{s.service}: {'saved ' + ' '.join(s.snapshots) if s.error is None else 'FAILED: ' + s.error}",
+              flush=True)
+    return 0 if result.ok else 1
