@@ -335,6 +335,10 @@ class Backup(Model):
     )
     schedule: str = Field(default="30 3 * * *", max_length=200, description="5-field cron, host time.")
     retention: Retention = Retention()
+    notify_url: str | None = Field(
+        default=None, max_length=2000, pattern=r"^https?://[^\s]+$",
+        description="Where a scheduled backup that failed POSTs a JSON report (a webhook); kept root-only on the server.",
+    )
 
     @field_validator("schedule")
     @classmethod

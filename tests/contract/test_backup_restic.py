@@ -204,7 +204,8 @@ def subprocess_cmd(*argv: str):
 
 
 
-def _scheduled_run(site: LocalSite, repository: restic.Repository, items, tmp_path) -> subprocess.CompletedProcess:
+def _scheduled_run(site: LocalSite, repository: restic.Repository, items, tmp_path,
+                   notify_url: str | None = None) -> subprocess.CompletedProcess:
     """What aini-backup.service runs on a server: the files `aini up` leaves there, run by the
     system's python3 without any site-packages (so without pydantic, yaml or aini installed)."""
     import aini
@@ -213,7 +214,7 @@ def _scheduled_run(site: LocalSite, repository: restic.Repository, items, tmp_pa
     from aini.sites.local import sync_files
 
     job = scheduled.Job(str(site.root), str(tmp_path / "deploy.lock"), TOOLS, repository, tuple(items),
-                        Keep(7, 4, 6), {"redis": "a cache"})
+                        Keep(7, 4, 6), {"redis": "a cache"}, notify_url)
     sync_files(scheduled.files(job, {}, "30 3 * * *", "contract", Path(aini.__file__).parent), site.root,
                subdir=scheduled.SCHEDULE_DIR)
     return subprocess.run(["/usr/bin/python3", "-E", "-s", "-S", str(site.root / "schedule/run.py"),
@@ -235,9 +236,43 @@ def test_the_servers_scheduled_run_saves_with_the_standard_library_alone(postgre
     saved = record.parse(site.read(record.FILE))
     assert saved.last_run == run and not saved.failed and "n8n-postgres" in saved.last_good, saved
     assert site.read(record.JOURNAL) is None
+    assert "checking the repository, reading back 5% of its data" in r.stdout  # the first run: never checked
+    assert saved.check is not None and saved.check.read_data_percent == 5 and saved.check.error is None
 
     site.write("restic.env", (site.read("restic.env") or "").replace(PASSWORD, "not-the-password"))
-    r = _scheduled_run(site, repository, [item_for(postgres)], tmp_path)
+    with _webhook() as (url, received):
+        r = _scheduled_run(site, repository, [item_for(postgres)], tmp_path, notify_url=f"{url}/hook?token=s3cret")
     assert r.returncode == 1 and "wrong repository password" in r.stderr, r.stdout + r.stderr
+    ((path, body),) = received  # backup.notify_url told once, with the reason
+    assert path == "/hook?token=s3cret" and body["event"] == "aini.backup.failed" and body["project"] == "contract"
+    assert "wrong repository password" in body["failed"]["n8n-postgres"]
+    assert "s3cret" not in r.stdout + r.stderr
     failed = record.parse(site.read(record.FILE))
     assert failed.last_run != run and "wrong repository password" in failed.failed["n8n-postgres"], failed  # status fails it now
+
+
+@contextlib.contextmanager
+def _webhook():
+    """A real HTTP server on this machine taking POSTs: (its URL, [(path, JSON body)])."""
+    import http.server
+    import json
+    import threading
+
+    received: list = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()

@@ -48,6 +48,14 @@ class Record:
     failed: Mapping[str, str]  # service -> error, of the last run
     last_good: Mapping[str, dt.datetime]  # service -> when its last good backup finished
     drill: Drill | None = None  # the last restore drill
+    check: Check | None = None  # the last `restic check`
+
+
+@dataclass(frozen=True)
+class Check:
+    finished: dt.datetime
+    read_data_percent: int | None
+    error: str | None  # restic's reason when it found damage
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,24 @@ def parse(text: str | None) -> Record:
         passed = drill.get("passed") if isinstance(drill.get("passed"), list) else []
         drilled = Drill(str(drill.get("run", "")), when, tuple(str(p) for p in passed),
                         {str(k): str(v) for k, v in gone.items()})
+    checked, check = data.get("check"), None
+    if isinstance(checked, dict) and (when := _time(checked.get("finished"))) is not None:
+        share, error = checked.get("read_data_percent"), checked.get("error")
+        check = Check(when, share if isinstance(share, int) else None, str(error) if error else None)
     return Record(last.get("run"), _time(last.get("finished")), {str(k): str(v) for k, v in failed.items()}, good,
-                  drilled)
+                  drilled, check)
+
+
+def with_check(previous: str | None, check: Check) -> str:
+    """The record with the last repository check's outcome; the rest unchanged."""
+    data = _document(previous)
+    data["check"] = {"finished": check.finished.isoformat(timespec="seconds"),
+                     "read_data_percent": check.read_data_percent, "error": check.error}
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def check_due(record: Record, now: dt.datetime, every: dt.timedelta) -> bool:
+    return record.check is None or now - record.check.finished >= every
 
 
 def with_drill(previous: str | None, drill: Drill) -> str:
@@ -128,6 +152,10 @@ def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.dat
                                    f"'{schedule}'")
         else:
             result[name] = (True, f"backed up {_age(now - good)} ago")
+    if record.check is not None and record.check.error:
+        for name, (_ok, note) in result.items():
+            result[name] = (False, f"{note}; the repository check {_age(now - record.check.finished)} ago found "
+                                   f"damage: {record.check.error[:200]}")
     drill = record.drill
     if drill is not None:
         for name, (ok, note) in result.items():

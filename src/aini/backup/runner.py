@@ -277,3 +277,15 @@ def run_backup(site: Site, tools: Tools, repo: restic.Repository, chosen: Sequen
         apply_retention(site, tools, repo, keep, say)  # a killed prune leaves an exclusive lock: inside the journal
     site.remove(JOURNAL)
     return result
+
+
+def check_repository(site: Site, tools: Tools, repo: restic.Repository, read_data_percent: int | None) -> str | None:
+    """`restic check` (with a share of the data read back), its outcome in the site's record:
+    None, or restic's reason. It locks the repository exclusively: inside a journal."""
+    write_journal(site, "check", run_id(), [])
+    r = site.run(restic.check_cmd(tools, repo, read_data_percent))
+    error = None if r.returncode == 0 else restic.error_line(r.returncode, r.stdout, r.stderr)
+    site.write(record.FILE, record.with_check(site.read(record.FILE),
+                                              record.Check(dt.datetime.now(dt.UTC), read_data_percent, error)))
+    site.remove(JOURNAL)
+    return error

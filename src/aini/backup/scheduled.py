@@ -8,14 +8,18 @@ there can stand in for them), JOB (what to save, as data: the Items, the reposit
 backup.retention) and TOKENS (the snapshot tokens, 0600 like restic's env file beside
 them); and the two systemd units, whose OnCalendar= is backup.schedule (cron.on_calendar).
 A run that cannot start (the repository unreachable, the lock held past LOCK_WAIT) is
-recorded as failed for every service, so `aini status` says so at once."""
+recorded as failed for every service, so `aini status` says so at once. Once a week a run
+also checks the repository, reading back a share of its data (`aini status` fails every
+row when that finds damage)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import json
+import socket
 import sys
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,8 +39,11 @@ TOKENS = f"{SCHEDULE_DIR}/tokens.json"
 UNIT = "aini-backup"
 UNIT_DIR = PurePosixPath("/etc/systemd/system")
 LOCK_WAIT = 3600.0  # seconds a scheduled run waits for a deploy or a manual backup to finish
+CHECK_EVERY = dt.timedelta(days=7)  # a scheduled run after this long also checks the repository
+CHECK_SHARE = 5  # percent of the stored data that check reads back (packs picked at random)
 RUN_LIMIT = "6h"  # systemd stops a run that hangs longer (the next one tidies what it left)
 PYTHON = "/usr/bin/python3"
+NOTIFY_TIMEOUT = 15.0
 
 # The package files the run imports (a test runs them without site-packages); the catalog's
 # entries stay behind: the run builds its Items from JOB, it needs only their model.
@@ -58,6 +65,7 @@ class Job:
     items: tuple[plan.Item, ...]
     keep: Keep
     not_saved: Mapping[str, str]
+    notify_url: str | None = None  # backup.notify_url: told when a run fails
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ class File:
 def job_text(job: Job) -> str:
     return json.dumps({"version": 1, "root": job.root, "lock": job.lock, "tools": dataclasses.asdict(job.tools),
                        "repository": dataclasses.asdict(job.repository), "keep": dataclasses.asdict(job.keep),
-                       "not_saved": dict(job.not_saved),
+                       "not_saved": dict(job.not_saved), "notify_url": job.notify_url,
                        "items": [{"service": i.service, "group": i.group, "container": i.container,
                                   "volumes": list(i.volumes), "backup": dataclasses.asdict(i.backup)}
                                  for i in job.items]}, indent=1, sort_keys=True)
@@ -84,7 +92,7 @@ def parse_job(text: str) -> Job:
                   for i in data["items"])
     tools = Tools(tuple(data["tools"]["docker"]), tuple(data["tools"]["compose"]))
     return Job(data["root"], data["lock"], tools, restic.Repository(**data["repository"]), items,
-               Keep(**data["keep"]), data["not_saved"])
+               Keep(**data["keep"]), data["not_saved"], data.get("notify_url"))
 
 
 def files(job: Job, tokens: Mapping[str, str], schedule: str, project: str, package: Path) -> dict[str, File]:
@@ -164,6 +172,7 @@ def main(argv: Sequence[str]) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
+    damage = None
     try:
         with site.lock():
             try:
@@ -171,14 +180,47 @@ def main(argv: Sequence[str]) -> int:
                 runner.tidy(site, job.tools, job.repository, job.items, say, restoring=False)
                 result = runner.run_backup(site, job.tools, job.repository, job.items, tokens, job.keep, say,
                                            job.not_saved)
+                now = dt.datetime.now(dt.UTC)
+                if result.ok and record.check_due(record.parse(site.read(record.FILE)), now, CHECK_EVERY):
+                    say(f"checking the repository, reading back {CHECK_SHARE}% of its data")
+                    damage = runner.check_repository(site, job.tools, job.repository, CHECK_SHARE)
             except AiniError as exc:
                 site.write(record.FILE, record.merged(site.read(record.FILE), runner.run_id(), dt.datetime.now(dt.UTC),
                                                       [], {i.service: str(exc) for i in job.items}))
                 raise
     except AiniError as exc:
         print(f"the scheduled backup failed: {exc}", file=sys.stderr, flush=True)
+        notify(job, {i.service: str(exc) for i in job.items})
         return 1
     for s in result.services:
         print(f"{s.service}: {'saved ' + ' '.join(s.snapshots) if s.error is None else 'FAILED: ' + s.error}",
               flush=True)
-    return 0 if result.ok else 1
+    failed = {s.service: s.error for s in result.services if s.error is not None}
+    if damage:
+        print(f"the repository check found damage: {damage}", file=sys.stderr, flush=True)
+        failed["repository check"] = damage
+    if failed:
+        notify(job, failed, result.run)
+    return 0 if not failed else 1
+
+
+def report(job: Job, failed: Mapping[str, str], run: str | None) -> bytes:
+    """What backup.notify_url receives: which project, which run, what failed and why (the
+    lines the record keeps and `aini status` shows)."""
+    return json.dumps({"event": "aini.backup.failed", "project": job.repository.host, "host": socket.gethostname(),
+                       "run": run, "failed": dict(failed)}, sort_keys=True).encode()
+
+
+def notify(job: Job, failed: Mapping[str, str], run: str | None = None) -> None:
+    """POST the report; a notification that fails is said in the journal (without the URL,
+    which may hold a token) and changes nothing else."""
+    if not job.notify_url:
+        return
+    request = urllib.request.Request(job.notify_url, data=report(job, failed, run), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "aini-backup"})
+    try:
+        with urllib.request.urlopen(request, timeout=NOTIFY_TIMEOUT) as answer:
+            answer.read(1024)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__
+        print(f"backup.notify_url was not told: {reason}", file=sys.stderr, flush=True)

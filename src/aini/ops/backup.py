@@ -120,9 +120,9 @@ def check(project: Project, read_data_percent: int | None = None) -> None:
     if read_data_percent is not None and not 0 < read_data_percent <= 100:
         raise InputError("--read-data: a percentage from 1 to 100")
     with opened(project, lambda _: None) as (site, tools, repo):
-        runner.write_journal(site, "check", run_id(), [])  # check locks the repository exclusively
-        run_ok(site, restic.check_cmd(tools, repo, read_data_percent), "restic check")
-        site.remove(JOURNAL)
+        error = runner.check_repository(site, tools, repo, read_data_percent)
+    if error:
+        raise AiniError(f"restic check: {error}")
 
 
 def _tokens(project: Project, chosen: Sequence[plan.Item], restoring: bool = False) -> dict[str, str]:
@@ -221,7 +221,7 @@ def schedule_on(project: Project, site: Site, say: Say) -> None:
     site.write(ENV_FILE, restic.env_file(repository_env(project)))
     chosen = scope.items(config)
     job = scheduled.Job(str(site.root), str(LOCK_FILE), tools_for(project), repository_of(project, site),
-                        tuple(chosen), keep_of(project), scope.not_saved(config))
+                        tuple(chosen), keep_of(project), scope.not_saved(config), config.backup.notify_url)
     site.sync(scheduled.SCHEDULE_DIR, scheduled.files(job, _tokens(project, chosen), config.backup.schedule,
                                                       config.project, Path(aini.__file__).parent), keep=())
     for cmd in scheduled.install_cmds(site.root):

@@ -86,3 +86,16 @@ def test_the_last_drill_is_kept_beside_the_backups_and_a_failed_one_fails_its_ro
     assert v["n8n"] == (True, "backed up 0 h ago; drill passed 1 h ago")
     assert v["mariadb"] == (False, "backed up 0 h ago; the last restore drill failed: loading")
     assert v["traefik"] == (True, "no backup yet")
+
+
+def test_a_repository_check_that_found_damage_fails_every_row_until_one_passes():
+    text = record.merged(None, "r1", NOW - dt.timedelta(hours=2), ["n8n", "mariadb"], {})
+    assert record.check_due(record.parse(text), NOW, dt.timedelta(days=7))  # never checked
+    text = record.with_check(text, record.Check(NOW - dt.timedelta(hours=1), 5, "pack 3f2a: ciphertext verification failed"))
+    v = record.verdicts(record.parse(text), ["n8n", "mariadb"], DAILY, NOW)
+    assert v["n8n"] == (False, "backed up 2 h ago; the repository check 1 h ago found damage: pack 3f2a: "
+                               "ciphertext verification failed")
+    assert not record.check_due(record.parse(text), NOW, dt.timedelta(days=7))
+    text = record.with_check(record.merged(text, "r2", NOW, ["n8n"], {}), record.Check(NOW, None, None))
+    assert record.verdicts(record.parse(text), ["n8n"], DAILY, NOW) == {"n8n": (True, "backed up 0 h ago")}
+    assert record.check_due(record.parse(text), NOW + dt.timedelta(days=7), dt.timedelta(days=7))
