@@ -17,7 +17,7 @@ from ..infra.ansible import Progress
 from ..infra.server import ADMIN_USER, UpOptions, UpResult
 from ..project import Project
 from ..sites.local import write_in_place
-from .backup import schedule_on
+from .backup import repository_env, schedule_on
 from .plan import check
 from .stack import deploy_stack
 from .targets import is_hetzner, is_local, site_for, tools_for
@@ -47,6 +47,8 @@ def up(project: Project, options: UpOptions = UpOptions(), progress: Progress | 
     assert isinstance(target, SshTarget)
     if options.deploy:
         check(config)  # bad input stops us before the host is touched
+        if backup_catalog.enabled(config):
+            repository_env(project)  # the repository's credentials too: the deploy ends by scheduling backups
     configured = server.configure_ssh_host(target, project.root, options, progress, former_ports=former)
     if former:
         # sshd has moved and answered on the new port: only now may the Cloud Firewall close the old one.

@@ -138,3 +138,16 @@ def test_backup_of_an_unknown_service_names_the_known_ones(initialised):
     assert result.returncode == 2 and "no enabled service or group named nextclod; known:" in result.stderr
     result = aini("backup", "check", "--read-data", "0", cwd=initialised)
     assert result.returncode == 2 and "--read-data: a percentage from 1 to 100" in result.stderr
+
+
+def test_up_on_a_server_refuses_s3_backups_without_their_keys_before_touching_the_host(initialised):
+    """The deploy ends by scheduling backups on the server: their credentials are checked
+    first, so nothing is configured or deployed with a schedule that could not run."""
+    (initialised / "aini.yml").write_text(
+        "domain: example.com\nemail: admin@example.com\ntarget: {kind: ssh, host: 192.0.2.1}\n"
+        "backup: {repository: 's3:https://fsn1.your-objectstorage.com/b/aini'}\n")
+    env = {k: "" for k in os.environ if k.startswith("AINI_SECRET_")}
+    result = aini("up", cwd=initialised, env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "backup.repository needs AINI_SECRET_" in result.stderr and "Traceback" not in result.stderr
+    assert not (initialised / ".aini" / "known_hosts").exists()  # no SSH connection was tried
