@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,37 @@ def test_a_service_critical_longer_than_deregister_critical_service_after_is_rem
         assert call(url, "PUT", "/v1/agent/service/register", definition, admin).status == 200
     wait_for(lambda: "gone" not in call(url, "GET", "/v1/agent/services", token=admin).json)
     assert check_status(url, admin, "service:kept") == "critical"  # without the setting it stays, critical
+
+
+def test_a_ttl_check_holds_what_it_was_told_and_turns_critical_when_nobody_tells_it_again(consul):
+    """What the scheduled backup reports to (agent/checks/check.go CheckTTL; agent/check
+    API docs): updates need service:write on the check's service; an update resets the TTL;
+    when it lapses the check is critical, with the last output kept."""
+    url = consul.url
+    admin = bootstrap(url)
+    reader = token_with_rules(url, admin, "reader", 'service_prefix "" { policy = "read" }\n'
+                                                     'node_prefix "" { policy = "read" }\n')
+    writer = token_with_rules(url, admin, "backup", 'service "aini-backup" { policy = "write" }\n')
+    definition = {"Name": "aini-backup", "Check": {"TTL": "2s", "Status": "warning", "Notes": "scheduled backups"}}
+    assert call(url, "PUT", "/v1/agent/service/register", definition, admin).status == 200
+    assert check_status(url, admin, "service:aini-backup") == "warning"
+    update = "/v1/agent/check/update/service:aini-backup"
+    assert call(url, "PUT", update, {"Status": "passing", "Output": "saved"}, reader).status == 403
+    assert call(url, "PUT", update, {"Status": "fine", "Output": "saved"}, writer).status == 400
+    assert call(url, "GET", update, {"Status": "passing"}, writer).status == 405
+    assert call(url, "PUT", "/v1/agent/check/update/service:nope", {"Status": "passing"}, admin).status == 404
+    assert call(url, "PUT", update, {"Status": "passing", "Output": "run r1: 8 saved"}, writer).status == 200
+    assert check_status(url, admin, "service:aini-backup") == "passing"
+    time.sleep(1.2)
+    assert call(url, "PUT", "/v1/agent/check/pass/service:aini-backup?note=run%20r2", token=writer).status == 200
+    time.sleep(1.2)  # 2.4 s after the first update, 1.2 s after the second: the TTL was reset
+    assert check_status(url, admin, "service:aini-backup") == "passing"
+    wait_for(lambda: check_status(url, admin, "service:aini-backup") == "critical")
+    (check,) = call(url, "GET", "/v1/health/checks/aini-backup", token=admin).json
+    assert check["Output"] == "TTL expired (last output before timeout follows): run r2"
+    http = {"Name": "web", "Check": {"TCP": "127.0.0.1:9", "Interval": "10s"}}
+    assert call(url, "PUT", "/v1/agent/service/register", http, admin).status == 200
+    assert call(url, "PUT", "/v1/agent/check/pass/service:web", token=admin).status == 500  # not a TTL check
 
 
 # ------------------------------------------------------------------------------------ KV

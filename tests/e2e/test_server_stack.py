@@ -290,8 +290,11 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
             if snap["complete"] and not snap["safety"]:
                 runs.setdefault(snap["run"], set()).add(snap["service"])
         newest = max(runs)
-        saved = {line.split(":")[0] for line in journal.splitlines() if ": saved " in line}
+        order = [line.split(":")[0] for line in journal.splitlines() if ": saved " in line]
+        saved = set(order)
         assert runs[newest] == saved and {"n8n-postgres", "openbao", "consul", "traefik"} <= saved, (runs, journal)
+        (check,) = _consul_get(server, "/v1/health/checks/aini-backup")  # the run reported to its TTL check
+        assert (check["Status"], check["Output"]) == ("passing", f"run {newest}: saved {', '.join(order)}"), check
         psql("UPDATE aini_e2e SET v = 'changed'")
         r = server.aini("restore", "n8n", "--confirm", server.config.project, timeout=900)
         assert r.returncode == 0 and psql("SELECT v FROM aini_e2e") == "scheduled"
@@ -304,9 +307,20 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
         assert r.returncode == 0, r.stderr[-3000:]
         assert "the server's backup timer is removed" in r.stderr
         assert systemctl("is-enabled", "aini-backup.timer").returncode != 0
+        assert "aini-backup" not in _consul_get(server, "/v1/agent/services")
         figures({"server_backup_n8n_seconds": round(backup_seconds, 1),
                  "server_restore_n8n_seconds": round(restore_seconds, 1),
                  "server_scheduled_backup_seconds": round(scheduled_seconds, 1)})
     finally:
         server.write_config()
         psql("DROP TABLE IF EXISTS aini_e2e")
+
+
+def _consul_get(server: ServerStack, path: str):
+    """Consul on the server, read as aini status reads it: with the deploy's token."""
+    from aini.controlplane import Request, registry
+    from aini.controlplane.bootstrap import State
+
+    with site_for(Project(server.config, server.project_dir)) as site:
+        client = registry.consul_at(site, State.load(server.project_dir).consul_deploy_token)
+        return client._call(Request("GET", path)).json()

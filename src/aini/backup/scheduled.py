@@ -10,7 +10,9 @@ them); and the two systemd units, whose OnCalendar= is backup.schedule (cron.on_
 A run that cannot start (the repository unreachable, the lock held past LOCK_WAIT) is
 recorded as failed for every service, so `aini status` says so at once. Once a week a run
 also checks the repository, reading back a share of its data (`aini status` fails every
-row when that finds damage)."""
+row when that finds damage). Each run reports to Consul's TTL check on `aini-backup`
+(passing or critical, naming what failed), so a run that never comes turns it critical by
+itself; backup.notify_url is told of a failure."""
 
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class Job:
     keep: Keep
     not_saved: Mapping[str, str]
     notify_url: str | None = None  # backup.notify_url: told when a run fails
+    consul: str | None = None  # Consul's container: each run updates its TTL check (controlplane.consul)
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class File:
 def job_text(job: Job) -> str:
     return json.dumps({"version": 1, "root": job.root, "lock": job.lock, "tools": dataclasses.asdict(job.tools),
                        "repository": dataclasses.asdict(job.repository), "keep": dataclasses.asdict(job.keep),
-                       "not_saved": dict(job.not_saved), "notify_url": job.notify_url,
+                       "not_saved": dict(job.not_saved), "notify_url": job.notify_url, "consul": job.consul,
                        "items": [{"service": i.service, "group": i.group, "container": i.container,
                                   "volumes": list(i.volumes), "backup": dataclasses.asdict(i.backup)}
                                  for i in job.items]}, indent=1, sort_keys=True)
@@ -92,7 +95,8 @@ def parse_job(text: str) -> Job:
                   for i in data["items"])
     tools = Tools(tuple(data["tools"]["docker"]), tuple(data["tools"]["compose"]))
     return Job(data["root"], data["lock"], tools, restic.Repository(**data["repository"]), items,
-               Keep(**data["keep"]), data["not_saved"], data.get("notify_url"))
+               Keep(**data["keep"]), data["not_saved"], data.get("notify_url"),
+               data.get("consul"))
 
 
 def files(job: Job, tokens: Mapping[str, str], schedule: str, project: str, package: Path) -> dict[str, File]:
@@ -190,7 +194,9 @@ def main(argv: Sequence[str]) -> int:
                 raise
     except AiniError as exc:
         print(f"the scheduled backup failed: {exc}", file=sys.stderr, flush=True)
-        notify(job, {i.service: str(exc) for i in job.items})
+        failed = {i.service: str(exc) for i in job.items}
+        tell_consul(site, job, tokens.get("consul"), ttl_update(failed, [], None))
+        notify(job, failed)
         return 1
     for s in result.services:
         print(f"{s.service}: {'saved ' + ' '.join(s.snapshots) if s.error is None else 'FAILED: ' + s.error}",
@@ -199,9 +205,46 @@ def main(argv: Sequence[str]) -> int:
     if damage:
         print(f"the repository check found damage: {damage}", file=sys.stderr, flush=True)
         failed["repository check"] = damage
+    tell_consul(site, job, tokens.get("consul"),
+                ttl_update(failed, [s.service for s in result.services if s.error is None], result.run))
     if failed:
         notify(job, failed, result.run)
     return 0 if not failed else 1
+
+
+# The check's ID is controlplane.consul.BACKUP_CHECK (not imported: the run carries only the
+# standard-library modules). The token comes from stdin's first line and reaches curl through
+# a here-document (fd 3), the update's JSON through the rest of stdin: neither is in an argv.
+TTL_UPDATE = ('IFS= read -r CONSUL_HTTP_TOKEN || exit 2; curl -fsS -X PUT -H @/dev/fd/3 --data-binary @- '
+              'http://127.0.0.1:8500/v1/agent/check/update/service:aini-backup 3<<EOF\n'
+              'X-Consul-Token: $CONSUL_HTTP_TOKEN\nEOF')
+TTL_OUTPUT_MAX = 4000  # Consul keeps 4 KiB of a check's output
+
+
+def ttl_update_cmd(tools: Tools, container: str) -> Cmd:
+    return Cmd((*tools.docker, "exec", "-i", container, "sh", "-c", TTL_UPDATE), timeout=60)
+
+
+def ttl_update(failed: Mapping[str, str], saved: Sequence[str], run: str | None) -> bytes:
+    """The update's body: critical naming what failed, else passing naming the run."""
+    if failed:
+        text = f"run {run or '-'} failed: " + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items()))
+        return json.dumps({"Status": "critical", "Output": text[:TTL_OUTPUT_MAX]}).encode()
+    return json.dumps({"Status": "passing", "Output": f"run {run}: saved {', '.join(saved)}"[:TTL_OUTPUT_MAX]}).encode()
+
+
+def tell_consul(site: LocalSite, job: Job, token: str | None, body: bytes) -> None:
+    """The TTL check updated; a failure to reach Consul is said in the journal and changes
+    nothing else (the check then turns critical when its TTL lapses)."""
+    if not job.consul:
+        return
+    if not token:
+        print("Consul's check was not updated: no snapshot token for consul yet (aini up makes one)", file=sys.stderr)
+        return
+    r = runner.fed(site, ttl_update_cmd(job.tools, job.consul), token.encode() + b"\n" + body)
+    if r.returncode != 0:
+        print(f"Consul's check was not updated: {(r.stderr.strip().splitlines() or ['no answer'])[-1][:300]}",
+              file=sys.stderr, flush=True)
 
 
 def report(job: Job, failed: Mapping[str, str], run: str | None) -> bytes:

@@ -33,7 +33,11 @@ KV_PREFIX = "aini/"
 # snapshot_endpoint.go). No narrower token exists; it stays in .aini/ (sent on stdin per run).
 SNAPSHOT_POLICY = "aini-snapshot"
 SNAPSHOT_TOKEN = "aini-snapshot"
-SNAPSHOT_RULES = 'acl = "write"\n'
+# The scheduled backup reports each run to a TTL check on BACKUP_SERVICE with the same token
+# (updating a service's check needs service:write on it): one more right, on one service.
+BACKUP_SERVICE = "aini-backup"
+BACKUP_CHECK = f"service:{BACKUP_SERVICE}"
+SNAPSHOT_RULES = f'acl = "write"\nservice "{BACKUP_SERVICE}" {{ policy = "write" }}\n'
 DEPLOY_RULES = """# AINI deploys: register services, read health, keep the deployed configuration.
 service_prefix "" { policy = "write" }
 node_prefix "" { policy = "read" }
@@ -101,6 +105,15 @@ def service_definition(service: str, address: str, port: int | None, check: Heal
             probe["DeregisterCriticalServiceAfter"] = deregister_critical_after
         definition["Check"] = probe
     return definition
+
+
+def backup_service_definition(ttl_seconds: int, schedule: str) -> dict[str, Any]:
+    """The service the scheduled backup reports to: a TTL check, warning until the first run
+    reports, critical by itself when no run reported within the TTL (two periods of the
+    schedule). No AINI tag: registry.sync leaves it alone."""
+    return {"ID": BACKUP_SERVICE, "Name": BACKUP_SERVICE, "Meta": {"schedule": schedule},
+            "Check": {"CheckID": BACKUP_CHECK, "Name": "scheduled backup", "TTL": f"{ttl_seconds}s",
+                      "Status": "warning", "Notes": f"each backup.schedule run ({schedule}) reports here"}}
 
 
 def leader_request() -> Request:

@@ -31,10 +31,12 @@ from ..render.compose import internal_networks
 from ..catalog.networks import FIXED_IPS
 from . import Request
 from .consul import (
+    BACKUP_SERVICE,
     KV_PREFIX,
     ConsulClient,
     ConsulError,
     Health,
+    backup_service_definition,
     deploy_record,
     register_request,
     service_definition,
@@ -239,6 +241,22 @@ def sync(client: ConsulClient, config: AiniConfig, manifest: Mapping[str, Any], 
     for key in stale:
         client.kv_delete(key)
     return SyncResult(tuple(registered), tuple(deregistered), written, len(stale), tuple(unprobed(config)))
+
+
+def ensure_backup_service(client: ConsulClient, ttl_seconds: int, schedule: str) -> bool:
+    """The scheduled backup's TTL check registered, unless it already is with this TTL: a
+    re-registration would reset what the last run reported. True when it registered."""
+    definition = backup_service_definition(ttl_seconds, schedule)
+    present = (client._call(agent_services_request()).json() or {}).get(BACKUP_SERVICE)
+    if present is not None and (present.get("Meta") or {}).get("schedule") == schedule:
+        return False
+    client._call(register_request(definition))
+    return True
+
+
+def remove_backup_service(client: ConsulClient) -> None:
+    if BACKUP_SERVICE in (client._call(agent_services_request()).json() or {}):
+        client.deregister_service(BACKUP_SERVICE)
 
 
 def health(client: ConsulClient, names: Iterable[str]) -> dict[str, Health]:

@@ -8,6 +8,7 @@ neither sees the other's half-done work."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import aini
 
-from .. import catalog
+from .. import catalog, cron
 from ..backup import plan, runner, scheduled, scope
 from ..backup.retention import Keep
 from ..backup.runner import JOURNAL, HEALTH_WAIT, RunResult, Say, run_fed, run_id, run_ok, snapshot_list, what
 from ..catalog import backup as backup_catalog
+from ..controlplane import registry
 from ..controlplane.bootstrap import State, key_for, root_token
 from ..docker import restic
 from ..docker.cmd import Tools
@@ -212,18 +214,34 @@ def schedule_on(project: Project, site: Site, say: Say) -> None:
     """After a server's deploy: backup.schedule installed there (backup.scheduled), with this
     deploy's services, repository and snapshot tokens; removed when backups are off."""
     config = project.config
+    consul = _consul_of(project, site)
     if not backup_catalog.enabled(config):
         if site.read(scheduled.JOB) is not None:
             for cmd in scheduled.remove_cmds(site.root):
                 site.run(cmd)  # what is already gone is not an error
+            if consul is not None:
+                registry.remove_backup_service(consul)
             say("backup.repository is unset: the server's backup timer is removed (the repository is untouched)")
         return
     site.write(ENV_FILE, restic.env_file(repository_env(project)))
     chosen = scope.items(config)
+    if consul is not None:
+        gap = cron.parse(config.backup.schedule).longest_gap(dt.datetime.now(dt.UTC))
+        registry.ensure_backup_service(consul, 2 * int(gap.total_seconds()) if gap else 62 * 86400,
+                                       config.backup.schedule)
     job = scheduled.Job(str(site.root), str(LOCK_FILE), tools_for(project), repository_of(project, site),
-                        tuple(chosen), keep_of(project), scope.not_saved(config), config.backup.notify_url)
+                        tuple(chosen), keep_of(project), scope.not_saved(config), config.backup.notify_url,
+                        catalog.by_name("consul").container if consul is not None else None)
     site.sync(scheduled.SCHEDULE_DIR, scheduled.files(job, _tokens(project, chosen), config.backup.schedule,
                                                       config.project, Path(aini.__file__).parent), keep=())
     for cmd in scheduled.install_cmds(site.root):
         run_ok(site, cmd, "installing the backup timer")
     say(f"Backups run on the server at '{config.backup.schedule}' (cron, server time: {scheduled.UNIT}.timer).")
+
+
+def _consul_of(project: Project, site: Site) -> registry.ConsulClient | None:
+    """Consul with the deploy's token, when it is part of the stack."""
+    token = State.load(project.root).consul_deploy_token
+    if not token or not any(s.name == "consul" for s in catalog.enabled(project.config)):
+        return None
+    return registry.consul_at(site, token)

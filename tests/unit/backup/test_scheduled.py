@@ -3,6 +3,7 @@ runs and when, and the commands that install them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 
 import aini
@@ -60,3 +61,21 @@ def test_installing_and_removing_the_timer_are_commands():
         ("rm", "-rf", "--", "/etc/systemd/system/aini-backup.service", "/etc/systemd/system/aini-backup.timer",
          "/opt/aini/deployed/schedule"),
         ("systemctl", "daemon-reload")]
+
+
+def test_each_run_tells_consuls_ttl_check_with_the_token_on_stdin_only():
+    from aini.controlplane import consul
+
+    cmd = scheduled.ttl_update_cmd(Tools(("docker",), ()), "aini-consul")
+    assert cmd.argv[:5] == ("docker", "exec", "-i", "aini-consul", "sh")
+    assert f"/v1/agent/check/update/{consul.BACKUP_CHECK} 3<<EOF" in cmd.argv[-1]  # the check aini up registers
+    assert "$CONSUL_HTTP_TOKEN" in cmd.argv[-1] and "curl -fsS -X PUT -H @/dev/fd/3 --data-binary @-" in cmd.argv[-1]
+    assert json.loads(scheduled.ttl_update({}, ["n8n", "consul"], "r1")) == {
+        "Status": "passing", "Output": "run r1: saved n8n, consul"}
+    failed = json.loads(scheduled.ttl_update({"n8n": "x" * 5000}, [], "r2"))
+    assert failed["Status"] == "critical" and failed["Output"].startswith("run r2 failed: n8n: xxx")
+    assert len(failed["Output"]) == scheduled.TTL_OUTPUT_MAX
+    definition = consul.backup_service_definition(172800, "30 3 * * *")
+    assert definition["Check"] == {"CheckID": consul.BACKUP_CHECK, "Name": "scheduled backup", "TTL": "172800s",
+                                   "Status": "warning", "Notes": "each backup.schedule run (30 3 * * *) reports here"}
+    assert 'service "aini-backup" { policy = "write" }' in consul.SNAPSHOT_RULES

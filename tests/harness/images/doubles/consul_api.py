@@ -3,7 +3,8 @@ Never shipped, never a real Consul.
 
 Written from the upstream API documentation (developer.hashicorp.com/consul/api-docs) for
 the slice AINI calls: status/leader, acl/bootstrap, acl/policy, acl/token,
-agent/service/register and deregister, agent/services, agent/checks, health/service,
+agent/service/register and deregister, agent/services, agent/checks, agent/check/update
+(and pass, warn, fail), health/service,
 health/checks, health/state, catalog/services, kv and snapshot.
 
 What it keeps faithful, because AINI's behaviour depends on it:
@@ -14,6 +15,9 @@ What it keeps faithful, because AINI's behaviour depends on it:
   `Authorization: Bearer` or ?token=; rules are the HCL subset
   `service_prefix "" { policy = "write" }` / `key "x" {...}` / `operator = "read"`, exact
   rules before the longest prefix, deny winning over every other grant;
+- TTL checks turn critical ("TTL expired", with the last output) when no update came within
+  their TTL, counted from registration; /v1/agent/check/update|pass|warn|fail need
+  service:write on the check's service;
 - HTTP and TCP checks REALLY run on their interval (minimum 1 s, timeout default 10 s): a
   2xx answer is passing, 429 warning, anything else or no answer critical; a TCP connect
   that succeeds is passing. A stopped container therefore turns its check critical.
@@ -318,6 +322,15 @@ class ConsulDouble:
                 raise ApiError(404, "unknown service ID")
             authz.require("service", service["Service"], "read")
             return as_json(self._agent_service(service))
+        if path.startswith("/v1/agent/check/update/"):
+            self._method(method, "PUT")
+            update = self._json(body, dict)
+            return self.ttl_update(unquote(path.rsplit("/", 1)[1]), str(update.get("Status", "")),
+                                   str(update.get("Output", "")), authz)
+        if m := re.fullmatch(r"/v1/agent/check/(pass|warn|fail)/(.+)", path):
+            self._method(method, "PUT")
+            status = {"pass": "passing", "warn": "warning", "fail": "critical"}[m.group(1)]
+            return self.ttl_update(unquote(m.group(2)), status, one("note") or "", authz)
         if path == "/v1/agent/checks":
             checks = {c["CheckID"]: c for c in self._checks() if authz.allowed("service", c["ServiceName"], "read")}
             return self._filtered(checks, len(self.state["checks"]))
@@ -567,6 +580,7 @@ class ConsulDouble:
         return {**raw, "ServiceID": service_id, "ServiceName": service_name, "Status": status,
                 "Name": raw.get("Name") or f"Service '{service_name}' check",
                 "interval": interval, "timeout": seconds(raw.get("Timeout"), "Timeout"),
+                "ttl": seconds(raw.get("TTL"), "TTL") if raw.get("TTL") else 0.0,
                 "deregister_after": max(MIN_DEREGISTER_AFTER, seconds(raw.get("DeregisterCriticalServiceAfter"),
                                                                       "DeregisterCriticalServiceAfter"))
                 if raw.get("DeregisterCriticalServiceAfter") else 0.0}
@@ -574,9 +588,41 @@ class ConsulDouble:
     def _start(self, check_id: str) -> None:
         definition = self.state["checks"][check_id]
         self.results[check_id] = {"Status": definition["Status"], "Output": "", "since": time.monotonic(),
-                                  "ok": 0, "failed": 0, "ModifyIndex": self.state["index"]}
+                                  "renewed": time.monotonic(), "ok": 0, "failed": 0,
+                                  "ModifyIndex": self.state["index"]}
         if definition.get("HTTP") or definition.get("TCP"):
             self.runners[check_id] = CheckRunner(self, check_id, definition)
+
+    def _expire(self, definition: dict[str, Any], result: dict[str, Any]) -> None:
+        """agent/checks/check.go CheckTTL: a timer armed at registration and reset by every
+        update; when it fires the check is critical, "TTL expired" with the last output."""
+        if definition.get("ttl") and time.monotonic() - result["renewed"] >= definition["ttl"] \
+                and not result.get("expired"):
+            last = result.get("last_output", "")
+            result.update(Status="critical", expired=True, since=time.monotonic(), ModifyIndex=self._next_index(),
+                          Output=f"TTL expired (last output before timeout follows): {last}" if last else "TTL expired")
+
+    def ttl_update(self, check_id: str, status: str, output: str, authz: Authorizer) -> Reply:
+        """agent_endpoint.go AgentCheckUpdate / agentCheckPass|Warn|Fail: service:write on
+        the check's service (node:write for a node's own check), TTL checks only."""
+        definition = self.state["checks"].get(check_id)
+        if definition is None:
+            raise ApiError(404, f'Unknown check ID "{check_id}"')
+        if definition["ServiceName"]:
+            authz.require("service", definition["ServiceName"], "write")
+        else:
+            authz.require("node", self.node, "write")
+        if status not in ("passing", "warning", "critical"):
+            raise ApiError(400, f"Invalid check status: '{status}'")
+        if not definition.get("ttl"):
+            raise ApiError(500, f'CheckID "{check_id}" does not have associated TTL')
+        result = self.results[check_id]
+        output = output[:OUTPUT_MAX]
+        if status != result["Status"]:
+            result.update(Status=status, since=time.monotonic())
+        result.update(Output=output, last_output=output, renewed=time.monotonic(), expired=False,
+                      ModifyIndex=self._next_index())
+        return Reply(200, b"")
 
     def _drop_check(self, check_id: str) -> None:
         self.state["checks"].pop(check_id, None)
@@ -625,6 +671,7 @@ class ConsulDouble:
     # https://developer.hashicorp.com/consul/api-docs/health
     def _check_json(self, check_id: str) -> dict[str, Any]:
         d, r = self.state["checks"][check_id], self.results[check_id]
+        self._expire(d, r)
         service = self.state["services"].get(d["ServiceID"], {})
         kind = "http" if d.get("HTTP") else "tcp" if d.get("TCP") else "ttl"
         return {"Node": self.node, "CheckID": check_id, "Name": d["Name"], "Status": r["Status"],
