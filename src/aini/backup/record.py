@@ -135,11 +135,17 @@ def interrupted_note(journal: Journal) -> str:
             "tidies it (maintenance mode off, stopped containers started)")
 
 
+def overdue_after(schedule: str, now: dt.datetime) -> dt.timedelta:
+    """How old the last good backup may be: two periods of the schedule (its longest gap).
+    `aini status` judges by it, and Consul's TTL check on the scheduled run lapses after it."""
+    return 2 * (cron.parse(schedule).longest_gap(now) or dt.timedelta(days=31))
+
+
 def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.datetime
              ) -> dict[str, tuple[bool, str]]:
     """Per service that should be saved: (ok, what to show). Not ok when the last run failed
     for it, or its last good backup is older than two periods of the schedule."""
-    gap = cron.parse(schedule).longest_gap(now) or dt.timedelta(days=31)
+    overdue = overdue_after(schedule, now)
     result = {}
     for name in services:
         good = record.last_good.get(name)
@@ -147,7 +153,7 @@ def verdicts(record: Record, services: Iterable[str], schedule: str, now: dt.dat
             result[name] = (False, f"the last backup failed: {record.failed[name][:200]}")
         elif good is None:
             result[name] = (True, "no backup yet")
-        elif now - good > 2 * gap:
+        elif now - good > overdue:
             result[name] = (False, f"last good backup {_age(now - good)} ago, older than two periods of "
                                    f"'{schedule}'")
         else:

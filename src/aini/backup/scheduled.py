@@ -7,8 +7,9 @@ run needs (MODULES, run by the server's own python3 with -E -s -S, so nothing in
 there can stand in for them), JOB (what to save, as data: the Items, the repository,
 backup.retention) and TOKENS (the snapshot tokens, 0600 like restic's env file beside
 them); and the two systemd units, whose OnCalendar= is backup.schedule (cron.on_calendar).
-A run that cannot start (the repository unreachable, the lock held past LOCK_WAIT) is
-recorded as failed for every service, so `aini status` says so at once. Once a week a run
+A run that cannot start once it holds the lock (the repository unreachable, a wrong
+password) is recorded as failed for every service, so `aini status` says so at once; one
+that never got the lock (held past LOCK_WAIT) is told to Consul and the webhook only. Once a week a run
 also checks the repository, reading back a share of its data (`aini status` fails every
 row when that finds damage). Each run reports to Consul's TTL check on `aini-backup`
 (passing or critical, naming what failed), so a run that never comes turns it critical by
@@ -176,7 +177,9 @@ def main(argv: Sequence[str]) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    damage = None
+    failed: dict[str, str] = {}
+    saved: list[str] = []
+    run = None
     try:
         with site.lock():
             try:
@@ -185,6 +188,7 @@ def main(argv: Sequence[str]) -> int:
                 result = runner.run_backup(site, job.tools, job.repository, job.items, tokens, job.keep, say,
                                            job.not_saved)
                 now = dt.datetime.now(dt.UTC)
+                damage = None
                 if result.ok and record.check_due(record.parse(site.read(record.FILE)), now, CHECK_EVERY):
                     say(f"checking the repository, reading back {CHECK_SHARE}% of its data")
                     damage = runner.check_repository(site, job.tools, job.repository, CHECK_SHARE)
@@ -195,21 +199,20 @@ def main(argv: Sequence[str]) -> int:
     except AiniError as exc:
         print(f"the scheduled backup failed: {exc}", file=sys.stderr, flush=True)
         failed = {i.service: str(exc) for i in job.items}
-        tell_consul(site, job, tokens.get("consul"), ttl_update(failed, [], None))
-        notify(job, failed)
-        return 1
-    for s in result.services:
-        print(f"{s.service}: {'saved ' + ' '.join(s.snapshots) if s.error is None else 'FAILED: ' + s.error}",
-              flush=True)
-    failed = {s.service: s.error for s in result.services if s.error is not None}
-    if damage:
-        print(f"the repository check found damage: {damage}", file=sys.stderr, flush=True)
-        failed["repository check"] = damage
-    tell_consul(site, job, tokens.get("consul"),
-                ttl_update(failed, [s.service for s in result.services if s.error is None], result.run))
+    else:
+        run = result.run
+        for s in result.services:
+            print(f"{s.service}: {'saved ' + ' '.join(s.snapshots) if s.error is None else 'FAILED: ' + s.error}",
+                  flush=True)
+        failed = {s.service: s.error for s in result.services if s.error is not None}
+        saved = [s.service for s in result.services if s.error is None]
+        if damage:
+            print(f"the repository check found damage: {damage}", file=sys.stderr, flush=True)
+            failed["repository check"] = damage
+    tell_consul(site, job, tokens.get("consul"), ttl_update(failed, saved, run))
     if failed:
-        notify(job, failed, result.run)
-    return 0 if not failed else 1
+        notify(job, failed, run)
+    return 1 if failed else 0
 
 
 # The check's ID is controlplane.consul.BACKUP_CHECK (not imported: the run carries only the

@@ -14,10 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import aini
-
-from .. import catalog, cron
-from ..backup import plan, runner, scheduled, scope
+from .. import catalog
+from ..backup import plan, record, runner, scheduled, scope
 from ..backup.retention import Keep
 from ..backup.runner import JOURNAL, HEALTH_WAIT, RunResult, Say, run_fed, run_id, run_ok, snapshot_list, what
 from ..catalog import backup as backup_catalog
@@ -226,14 +224,13 @@ def schedule_on(project: Project, site: Site, say: Say) -> None:
     site.write(ENV_FILE, restic.env_file(repository_env(project)))
     chosen = scope.items(config)
     if consul is not None:
-        gap = cron.parse(config.backup.schedule).longest_gap(dt.datetime.now(dt.UTC))
-        registry.ensure_backup_service(consul, 2 * int(gap.total_seconds()) if gap else 62 * 86400,
-                                       config.backup.schedule)
+        overdue = record.overdue_after(config.backup.schedule, dt.datetime.now(dt.UTC))
+        registry.ensure_backup_service(consul, int(overdue.total_seconds()), config.backup.schedule)
     job = scheduled.Job(str(site.root), str(LOCK_FILE), tools_for(project), repository_of(project, site),
                         tuple(chosen), keep_of(project), scope.not_saved(config), config.backup.notify_url,
                         catalog.by_name("consul").container if consul is not None else None)
     site.sync(scheduled.SCHEDULE_DIR, scheduled.files(job, _tokens(project, chosen), config.backup.schedule,
-                                                      config.project, Path(aini.__file__).parent), keep=())
+                                                      config.project, Path(__file__).parents[1]), keep=())
     for cmd in scheduled.install_cmds(site.root):
         run_ok(site, cmd, "installing the backup timer")
     say(f"Backups run on the server at '{config.backup.schedule}' (cron, server time: {scheduled.UNIT}.timer).")

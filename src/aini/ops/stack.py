@@ -29,6 +29,7 @@ from ..errors import AiniError
 from ..project import Project
 from ..render import bundle
 from ..sites.base import Site
+from .backup import opened
 from .render import prepare_secrets
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
                  passphrase=None) -> StackResult:
     config, project_dir = project.config, project.root
     if site.read(record.JOURNAL) is not None and backup_catalog.enabled(config):
-        from .backup import opened  # lazy: restic's side only when a backup was interrupted
-
         with opened(project, console.print, site):  # its maintenance mode and stopped containers undone first
             pass
     store, _generated, _imported = prepare_secrets(project)
