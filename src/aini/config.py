@@ -339,6 +339,11 @@ class Backup(Model):
         default=None, max_length=2000, pattern=r"^https?://[^\s]+$",
         description="Where a scheduled backup that failed POSTs a JSON report (a webhook); kept root-only on the server.",
     )
+    recovery_kit: bool = Field(
+        default=True,
+        description="Keep aini.yml and .aini/ in the repository too, readable with the break-glass passphrase, so "
+                    "`aini recover` can rebuild this project from the repository alone (see the README).",
+    )
 
     @field_validator("schedule")
     @classmethod

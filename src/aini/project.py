@@ -25,6 +25,11 @@ SSH_PORTS = "ssh-ports.json"  # the SSH port each host was last configured with
 class Project:
     config: AiniConfig
     root: Path  # the directory of aini.yml: relative paths in it start here
+    source: Path | None = None  # the file it was read from (-c), when not root/aini.yml
+
+    @property
+    def config_file(self) -> Path:
+        return self.source or self.root / "aini.yml"
 
     @property
     def aini_dir(self) -> Path:

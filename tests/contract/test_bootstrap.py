@@ -3,6 +3,8 @@ DOUBLE: first run, a restart (sealed), secrets made Vault's, break-glass handlin
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,97 @@ def test_put_secret_writes_vault_then_the_working_copy(tmp_path, project):
             bootstrap.put_secret(client, store, specs(), "nope", "x")
     finally:
         server.stop()
+
+
+def _raft(url: str, token: str, restore: bytes | None = None, force: bool = False) -> bytes:
+    """A raft snapshot taken (GET) or restored (POST): what the vault CLI in the container does."""
+    path = "/v1/sys/storage/raft/snapshot" + ("-force" if force else "")
+    request = urllib.request.Request(url + path, data=restore, method="POST" if restore else "GET",
+                                     headers={"X-Vault-Token": token})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.read()
+
+
+def test_a_new_vault_retires_the_old_keys_and_a_forced_restore_of_the_old_snapshot_brings_them_back(tmp_path, project):
+    """Recovery onto a new server: `aini up` initialises a new Vault (the earlier keys are
+    retired in the break-glass file, not overwritten); the earlier Vault's snapshot, forced in,
+    seals it; vault_back unseals it with the retired keys and makes them current again."""
+    key = bootstrap.Passphrase(environ=PASSPHRASE)
+    old_server, new_server = vault_api.serve(tmp_path / "old"), vault_api.serve(tmp_path / "new")
+    try:
+        client, _ = bootstrap.ensure_vault(VaultClient(old_server.url), project, ["n8n"], key)
+        client.kv_put("n8n/marker", {"value": "from the old server"})
+        old = bootstrap.load_material(project, key)
+        snapshot = _raft(old_server.url, old.vault_root_token)
+
+        bootstrap.ensure_vault(VaultClient(new_server.url), project, ["n8n"], key)
+        new = bootstrap.load_material(project, key)
+        assert new.vault_unseal_keys != old.vault_unseal_keys
+        assert new.retired_vaults == ((old.vault_unseal_keys, old.vault_root_token),)
+        raw = (project / ".aini" / "breakglass.enc").read_text()
+        assert old.vault_root_token not in raw  # retired keys are as encrypted as the current ones
+
+        fresh = VaultClient(new_server.url)
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            _raft(new_server.url, new.vault_root_token, snapshot)
+        _raft(new_server.url, new.vault_root_token, snapshot, force=True)
+        assert fresh.health().state == "sealed"
+        bootstrap.vault_back(fresh, project, key)
+        assert fresh.health().state == "active"
+        back = bootstrap.load_material(project, key)
+        assert (back.vault_unseal_keys, back.vault_root_token) == (old.vault_unseal_keys, old.vault_root_token)
+        assert back.retired_vaults == ((new.vault_unseal_keys, new.vault_root_token),)  # they open the safety backup
+        assert bootstrap.State.load(project).approle is None  # the replaced Vault's: aini up makes a new one
+        client, outcome = bootstrap.ensure_vault(fresh, project, ["n8n"], key)
+        assert outcome.bootstrapped and client.kv_get("n8n/marker") == {"value": "from the old server"}
+    finally:
+        old_server.stop()
+        new_server.stop()
+
+
+def test_a_restored_vault_that_no_kept_key_opens_is_an_error_that_says_so(tmp_path, project):
+    key = bootstrap.Passphrase(environ=PASSPHRASE)
+    servers = [vault_api.serve(tmp_path / n) for n in ("a", "b")]
+    try:
+        bootstrap.ensure_vault(VaultClient(servers[0].url), project / "a", [], key)
+        bootstrap.ensure_vault(VaultClient(servers[1].url), project, [], key)
+        snapshot = _raft(servers[0].url, bootstrap.load_material(project / "a", key).vault_root_token)
+        _raft(servers[1].url, bootstrap.load_material(project, key).vault_root_token, snapshot, force=True)
+        with pytest.raises(AiniError, match="no unseal keys in .* open it"):
+            bootstrap.vault_back(VaultClient(servers[1].url), project, key)
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def test_a_restored_consul_snapshot_brings_back_its_management_token(tmp_path, project):
+    """Consul's snapshot carries its ACL tokens: restored onto a Consul bootstrapped anew, the
+    retired management token is the one that works, and becomes current again."""
+    from aini.controlplane.consul import ConsulClient
+
+    consul_api = import_double("consul_api")
+    key = bootstrap.Passphrase(environ=PASSPHRASE)
+    old_server, new_server = consul_api.serve(tmp_path / "old"), consul_api.serve(tmp_path / "new")
+    try:
+        old_token = ConsulClient(old_server.url).acl_bootstrap()
+        bootstrap.save_material(project, breakglass.BreakGlass(consul_bootstrap_token=old_token.secret_id), key)
+        bootstrap.State(consul_deploy_token="old-deploy", consul_snapshot_token="old-snap").save(project)
+        new_token = ConsulClient(new_server.url).acl_bootstrap()
+        bootstrap.save_material(project, bootstrap.load_material(project, key).replace(
+            consul_bootstrap_token=new_token.secret_id), key)
+        assert bootstrap.load_material(project, key).retired_consuls == (old_token.secret_id,)
+        new = ConsulClient(new_server.url)
+        assert bootstrap.consul_back(new, project, key) is False  # nothing restored yet: the current token works
+
+        snapshot = urllib.request.urlopen(urllib.request.Request(
+            old_server.url + "/v1/snapshot", headers={"X-Consul-Token": old_token.secret_id}), timeout=30).read()
+        urllib.request.urlopen(urllib.request.Request(new_server.url + "/v1/snapshot", data=snapshot, method="PUT",
+                                                      headers={"X-Consul-Token": new_token.secret_id}), timeout=30)
+        assert bootstrap.consul_back(new, project, key) is True
+        back = bootstrap.load_material(project, key)
+        assert (back.consul_bootstrap_token, back.retired_consuls) == (old_token.secret_id, (new_token.secret_id,))
+        state = bootstrap.State.load(project)
+        assert (state.consul_deploy_token, state.consul_snapshot_token) == (None, None)  # aini up makes new ones
+    finally:
+        old_server.stop()
+        new_server.stop()

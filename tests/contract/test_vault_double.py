@@ -577,15 +577,26 @@ def test_a_snapshot_needs_read_on_its_path_and_a_restore_update(vault):
     assert call(url, "GET", "/v1/aini/data/kept", token=root).status == 404  # back to before the write
 
 
-def test_a_snapshot_of_another_cluster_needs_force(tmp_path: Path):
+def test_a_snapshot_of_another_cluster_needs_force_and_then_that_clusters_unseal_keys(tmp_path: Path):
     servers = [vault_api.serve(tmp_path / name) for name in ("a", "b")]
     try:
-        roots = [ready(s.url) for s in servers]
+        inits = [initialise(s.url) for s in servers]
+        for server, init in zip(servers, inits):
+            unseal(server.url, init["keys"])
+        roots = [init["root_token"] for init in inits]
         taken = call(servers[0].url, "GET", "/v1/sys/storage/raft/snapshot", token=roots[0]).body
         refused = call(servers[1].url, "POST", "/v1/sys/storage/raft/snapshot", taken, roots[1])
         assert refused.status == 400 and "another cluster" in refused.errors[0]
         assert call(servers[1].url, "POST", "/v1/sys/storage/raft/snapshot-force", taken, roots[1]).status == 204
+        # vault/raft.go raftSnapshotRestoreCallback: the keyring is another's, a Shamir node seals itself.
+        assert call(servers[1].url, "GET", "/v1/sys/seal-status").json["sealed"] is True
+        assert call(servers[1].url, "GET", "/v1/auth/token/lookup-self", token=roots[0]).status == 503
+        call(servers[1].url, "PUT", "/v1/sys/unseal", {"key": inits[1]["keys"][0]})
+        wrong = call(servers[1].url, "PUT", "/v1/sys/unseal", {"key": inits[1]["keys"][1]})
+        assert wrong.status == 400 and "invalid key" in wrong.errors[0]  # its own keys no longer open it
+        unseal(servers[1].url, inits[0]["keys"])
         assert call(servers[1].url, "GET", "/v1/auth/token/lookup-self", token=roots[0]).status == 200
+        assert call(servers[1].url, "GET", "/v1/auth/token/lookup-self", token=roots[1]).status == 403
     finally:
         for s in servers:
             s.stop()

@@ -251,6 +251,8 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         saved = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
         assert {"n8n-postgres", "n8n", "openbao", "consul"} <= saved  # the snapshot tokens went over SSH on stdin
+        assert "recovery kit (aini.yml and .aini/) stored in the repository" in r.stderr  # the passphrase went on
+        assert "the repository now also opens with the break-glass passphrase" in r.stderr  # stdin over SSH
         out = server.server.exec("stat", "-c", "%a %U", "/opt/aini/deployed/restic.env").stdout.strip()
         assert out == "600 root"
         password = server.store.get("restic_password")
@@ -272,6 +274,7 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
         r = server.up_cli()
         assert r.returncode == 0, r.stderr[-3000:]
         assert "Backups run on the server at '30 3 * * *'" in r.stderr
+        assert "recovery kit" not in r.stderr and "opens with the break-glass" not in r.stderr  # unchanged: not again
         systemctl = functools.partial(server.server.exec, "systemctl", check=False)
         assert systemctl("is-enabled", "aini-backup.timer").stdout.strip() == "enabled"
         assert " 03:30:00 " in systemctl("show", "aini-backup.timer", "-p", "NextElapseUSecRealtime",

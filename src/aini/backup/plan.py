@@ -77,16 +77,18 @@ def backup_cmds(tools: Tools, repo: restic.Repository, item: Item, run: str, saf
     return cmds
 
 
-def restore_cmds(tools: Tools, repo: restic.Repository, item: Item, snapshots: Sequence[restic.Snapshot]
-                 ) -> list[Cmd]:
+def restore_cmds(tools: Tools, repo: restic.Repository, item: Item, snapshots: Sequence[restic.Snapshot],
+                 foreign: bool = False) -> list[Cmd]:
     """The volumes written back from their snapshot (the container stopped), the dump streamed
-    from the repository into the running database: `restic dump | docker exec -i ... restore`."""
+    from the repository into the running database: `restic dump | docker exec -i ... restore`.
+    `foreign`: the dump is another cluster's snapshot (Backup.restore_foreign)."""
     cmds = []
     for snap in snapshots:
         if snap.dump:
-            assert item.backup.dump_file and item.backup.restore
+            script = item.backup.restore_foreign if foreign else item.backup.restore
+            assert item.backup.dump_file and script
             cmds.append(restic.pipe_cmd(restic.dump_cmd(tools, repo, snap.id, item.backup.dump_file),
-                                        in_container(tools, item, item.backup.restore, stdin=True, token=True),
+                                        in_container(tools, item, script, stdin=True, token=True),
                                         first_line=bool(item.backup.token)))
         else:
             cmds.append(restic.restore_volumes_cmd(tools, repo, snap.id, item.service, item.volumes))

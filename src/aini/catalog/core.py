@@ -90,6 +90,7 @@ CONSUL = ServiceSpec(
         restore=("curl -fsS -X PUT -H @/dev/fd/3 --data-binary @- http://127.0.0.1:8500/v1/snapshot 3<<EOF\n"
                  "X-Consul-Token: $CONSUL_HTTP_TOKEN\nEOF"),
         token="CONSUL_HTTP_TOKEN",
+        carries="acl",
         notes="its snapshot: services, checks, the deploy records in KV and the ACL tokens",
     ),
 )
@@ -118,7 +119,10 @@ def _raft_snapshot(cli: str, prefix: str) -> Backup:
     `save /dev/stdout` works because the CLI opens its file lazily, O_WRONLY|O_CREATE|O_TRUNC
     (command/operator_raft_snapshot_save.go), and as root: a pipe is not reopened by
     another user. The restore is not forced: a snapshot of another cluster (other unseal
-    keys) is refused rather than sealing this Vault."""
+    keys) is refused rather than sealing this Vault. Only when the break-glass file holds
+    retired keys (this Vault was initialised anew: a new server) is it forced, `-force`; Vault
+    then seals itself until that cluster's keys unseal it (vault/raft.go
+    raftSnapshotRestoreCallback; docs sysadmin/snapshots/restore)."""
     address = f"export {prefix}_ADDR=http://127.0.0.1:8200; "
     return Backup(
         dump=address + f"{cli} token renew >/dev/null && {cli} operator raft snapshot save /dev/stdout",
@@ -126,6 +130,8 @@ def _raft_snapshot(cli: str, prefix: str) -> Backup:
         restore=address + f"{cli} operator raft snapshot restore /dev/stdin",
         token=f"{prefix}_TOKEN",
         restore_token="root",
+        carries="keyring",
+        restore_foreign=address + f"{cli} operator raft snapshot restore -force /dev/stdin",
         notes="its raft snapshot (encrypted by Vault; unsealed by the keys in the break-glass file)",
     )
 

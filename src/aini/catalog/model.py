@@ -129,6 +129,13 @@ class Backup:
     # token from the break-glass file.
     token: str | None = None
     restore_token: Literal["snapshot", "root"] = "snapshot"
+    # A control plane's own keys or tokens travel inside its snapshot, so restoring one onto a
+    # control plane initialised anew (a new server) needs the break-glass file's retired ones:
+    # "keyring" (Vault: the plain restore refuses another cluster's snapshot; `restore_foreign`,
+    # forced, takes it and Vault seals until that cluster's keys unseal it) or "acl" (Consul:
+    # its ACL tokens become the snapshot's, the management token among them).
+    carries: Literal["keyring", "acl"] | None = None
+    restore_foreign: str | None = None
     # The restore drill's check of a loaded dump: a shell command run in the throwaway copy
     # (credentials from its environment) that prints what it found and fails when the data
     # is not there.
@@ -145,6 +152,8 @@ class Backup:
             raise ValueError("a token is an environment variable's name, for a dump")
         if bool(self.before) != bool(self.after):
             raise ValueError("before and after come in pairs")
+        if bool(self.restore_foreign) != (self.carries == "keyring"):
+            raise ValueError("a snapshot that carries its keyring needs its forced restore, and only it")
 
 
 @dataclass(frozen=True)

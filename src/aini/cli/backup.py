@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -113,7 +114,8 @@ def backup_drill(
 
 @app.command()
 def restore(
-    services: Annotated[list[str], typer.Argument(metavar="SERVICE|GROUP...", help="What to restore.")],
+    services: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[SERVICE|GROUP...]", help="What to restore (default: every service that keeps data).")] = None,
     snapshot: Annotated[Optional[str], typer.Option(help="A run or snapshot id (default: the latest complete run).")
                         ] = None,
     confirm: Annotated[Optional[str], typer.Option(help="The project name, to confirm without a prompt.")] = None,
@@ -122,8 +124,33 @@ def restore(
     from ..ops import backup  # lazy: startup time
 
     def action() -> None:
-        done = backup.restore(load(), services, confirm, typer.prompt, snapshot, say=err)
+        done = backup.restore(load(), services or (), confirm, typer.prompt, snapshot, say=err)
         print(f"restored {', '.join(done.services)} to run {done.run} in {done.seconds:.0f}s; "
               f"what they held before is run {done.safety_run}")
+        if done.renewed:
+            print(f"{' and '.join(done.renewed)} came back with their own keys and tokens: run aini up to give AINI "
+                  "new tokens in them (until then their scheduled backups fail)")
+
+    run(action)
+
+
+@app.command()
+def recover(
+    repository: Annotated[str, typer.Option(help="The backup repository (backup.repository of the lost project); "
+                                                 "its credentials come from AINI_SECRET_BACKUP_*.")],
+    project: Annotated[Optional[str], typer.Option(help="Which project, when the repository holds several.")] = None,
+    into: Annotated[Path, typer.Option(help="The empty directory to write aini.yml and .aini/ into.")] = Path("."),
+    restic_image: Annotated[Optional[str], typer.Option(help="The restic image to run, when the pinned one cannot "
+                                                             "be pulled (your mirror's copy).")] = None,
+) -> None:
+    """Rebuild a project's aini.yml and .aini/ from its backup repository with the break-glass
+    passphrase (AINI_BREAKGLASS_PASSPHRASE or a prompt): the recovery kit aini backup keeps there."""
+    from ..controlplane.breakglass import Passphrase  # lazy: startup time
+    from ..ops import recovery  # lazy: startup time
+
+    def action() -> None:
+        done = recovery.recover(repository, into.resolve(), project, Passphrase(), err, restic_image)
+        print(f"recovered {done.project} from its kit of {done.kit_time[:19]}: {', '.join(done.files)}")
+        print("next: aini backup list shows its runs; README 'Recovery' says how to bring the services back")
 
     run(action)

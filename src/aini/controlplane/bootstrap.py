@@ -26,10 +26,11 @@ from ..errors import AiniError, InputError
 from ..project import ensure_private, private_dir, write_private
 from . import breakglass
 from .breakglass import AgeKey, Key, Passphrase
-from .vault import AppRoleCredentials, VaultClient
+from .vault import AppRoleCredentials, VaultClient, VaultError
 
 if TYPE_CHECKING:
     from ..catalog.model import ServiceSpec
+    from .consul import ConsulClient
     from ..config import AiniConfig
     from ..store import SecretStore
 
@@ -174,6 +175,47 @@ def root_token(project_dir: Path, key: Key, why: str) -> str:
         raise AiniError(f"{why} and {breakglass.material_path(project_dir, key)} holds no root token; restore "
                         ".aini/ from your backup")
     return material.vault_root_token
+
+
+def vault_back(client: VaultClient, project_dir: Path, key: Key) -> None:
+    """After a forced restore of another Vault's snapshot (onto a new server) Vault is sealed
+    and opens only with that Vault's keys: one of the break-glass file's retired sets, tried
+    newest first. They become current again; AINI's AppRole and snapshot token in
+    controlplane.json were the replaced Vault's, so they go (aini up makes new ones)."""
+    material = load_material(project_dir, key)
+    for index in reversed(range(len(material.retired_vaults))):
+        client.reset_unseal()
+        try:
+            client.unseal(material.retired_vaults[index][0])
+        except VaultError:
+            continue
+        save_material(project_dir, material.vault_back(index), key)
+        state = State.load(project_dir)
+        state.approle_role_id = state.approle_secret_id = state.vault_snapshot_token = None
+        state.save(project_dir)
+        client.wait_active()
+        return
+    raise AiniError("Vault holds the restored snapshot but is sealed, and no unseal keys in "
+                    f"{breakglass.material_path(project_dir, key)} open it (it was another project's snapshot?)")
+
+
+def consul_back(client: ConsulClient, project_dir: Path, key: Key) -> bool:
+    """After a restore of Consul's snapshot its ACL tokens are the snapshot's. When the
+    management token in the break-glass file is no longer one of them, the retired token that
+    is becomes current again and AINI's deploy and snapshot tokens go (aini up makes new ones).
+    True when that happened."""
+    material = load_material(project_dir, key)
+    if material.consul_bootstrap_token and client.with_token(material.consul_bootstrap_token).token_valid():
+        return False
+    for index in reversed(range(len(material.retired_consuls))):
+        if client.with_token(material.retired_consuls[index]).token_valid():
+            save_material(project_dir, material.consul_back(index), key)
+            state = State.load(project_dir)
+            state.consul_deploy_token = state.consul_deploy_accessor = state.consul_snapshot_token = None
+            state.save(project_dir)
+            return True
+    raise AiniError("Consul holds the restored snapshot, and no management token in "
+                    f"{breakglass.material_path(project_dir, key)} is one of its tokens")
 
 
 def unseal(client: VaultClient, project_dir: Path, key: Key) -> bool:

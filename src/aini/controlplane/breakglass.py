@@ -60,19 +60,49 @@ class BreakGlassError(AiniError):
     """The break-glass file cannot be opened (exit 1)."""
 
 
+KEEP_RETIRED = 3
+
+
 @dataclass(frozen=True, repr=False)
 class BreakGlass:
     vault_unseal_keys: tuple[str, ...] = ()
     vault_root_token: str | None = None
     consul_bootstrap_token: str | None = None
+    # The keys of a Vault and the token of a Consul that were initialised anew (a new server, a
+    # lost volume), oldest first: their snapshots, restored onto the new ones, need them again.
+    retired_vaults: tuple[tuple[tuple[str, ...], str | None], ...] = ()
+    retired_consuls: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (f"BreakGlass(<{len(self.vault_unseal_keys)} unseal keys>, vault_root_token="
                 f"{'<set>' if self.vault_root_token else None}, consul_bootstrap_token="
-                f"{'<set>' if self.consul_bootstrap_token else None})")
+                f"{'<set>' if self.consul_bootstrap_token else None}, <{len(self.retired_vaults)} retired "
+                f"Vaults, {len(self.retired_consuls)} retired Consuls>)")
 
     def replace(self, **changes: Any) -> BreakGlass:
+        """With new Vault keys or a new Consul token, the ones they replace are retired, not lost."""
+        keys, token = changes.get("vault_unseal_keys"), changes.get("consul_bootstrap_token")
+        if keys is not None and self.vault_unseal_keys and tuple(keys) != self.vault_unseal_keys:
+            changes.setdefault("retired_vaults", (*self.retired_vaults,
+                                                  (self.vault_unseal_keys, self.vault_root_token))[-KEEP_RETIRED:])
+        if token is not None and self.consul_bootstrap_token and token != self.consul_bootstrap_token:
+            changes.setdefault("retired_consuls", (*self.retired_consuls,
+                                                   self.consul_bootstrap_token)[-KEEP_RETIRED:])
         return dataclasses.replace(self, **changes)
+
+    def vault_back(self, index: int) -> BreakGlass:
+        """A retired Vault's keys current again (its snapshot was restored), the replaced ones retired
+        in its place: they open the safety backup the restore took."""
+        keys, root = self.retired_vaults[index]
+        rest = tuple(v for i, v in enumerate(self.retired_vaults) if i != index)
+        return dataclasses.replace(self, vault_unseal_keys=keys, vault_root_token=root,
+                                   retired_vaults=(*rest, (self.vault_unseal_keys, self.vault_root_token)))
+
+    def consul_back(self, index: int) -> BreakGlass:
+        rest = tuple(t for i, t in enumerate(self.retired_consuls) if i != index)
+        current = (self.consul_bootstrap_token,) if self.consul_bootstrap_token else ()
+        return dataclasses.replace(self, consul_bootstrap_token=self.retired_consuls[index],
+                                   retired_consuls=(*rest, *current))
 
 
 # ------------------------------------------------------------------------ passphrases
@@ -123,6 +153,8 @@ def _plaintext(material: BreakGlass) -> bytes:
     return json.dumps({
         "vault": {"unseal_keys": list(material.vault_unseal_keys), "root_token": material.vault_root_token},
         "consul": {"bootstrap_token": material.consul_bootstrap_token},
+        "retired": {"vaults": [{"unseal_keys": list(keys), "root_token": root} for keys, root in material.retired_vaults],
+                    "consuls": list(material.retired_consuls)},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }).encode()
 
@@ -130,8 +162,11 @@ def _plaintext(material: BreakGlass) -> bytes:
 def _material(plaintext: bytes, source: str) -> BreakGlass:
     try:
         content = json.loads(plaintext)
+        retired = content.get("retired") or {}  # absent from files written before it existed
         return BreakGlass(tuple(content["vault"]["unseal_keys"]), content["vault"]["root_token"],
-                          content["consul"]["bootstrap_token"])
+                          content["consul"]["bootstrap_token"],
+                          tuple((tuple(v["unseal_keys"]), v["root_token"]) for v in retired.get("vaults", ())),
+                          tuple(retired.get("consuls", ())))
     except (ValueError, KeyError, TypeError):
         raise _damaged(source) from None
 

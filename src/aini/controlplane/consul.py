@@ -124,6 +124,10 @@ def acl_bootstrap_request() -> Request:
     return Request("PUT", "/v1/acl/bootstrap", ok=(200, 403))
 
 
+def token_self_request() -> Request:
+    return Request("GET", "/v1/acl/token/self", ok=(200, 403))  # 403 "ACL not found": not a token here
+
+
 def policy_by_name_request(policy: str) -> Request:
     return Request("GET", f"/v1/acl/policy/name/{name(policy)}", ok=(200, 404))
 
@@ -217,6 +221,9 @@ class ConsulClient:
         return str(self._call(leader_request()).json())
 
     # --- ACL ------------------------------------------------------------------------------
+    def token_valid(self) -> bool:
+        return self._call(token_self_request()).status == 200
+
     def acl_bootstrap(self) -> ConsulToken | None:
         """The management token, once; None when the cluster was bootstrapped before (its
         token is then the one in the break-glass file)."""

@@ -328,6 +328,10 @@ class VaultClient:
             raise VaultError(f"Vault init: {reason}", 400)
         return InitResult(tuple(data["keys"]), data["root_token"], shares, threshold)
 
+    def reset_unseal(self) -> None:
+        """Shares given so far forgotten (another set of keys is tried next)."""
+        self._call(unseal_reset_request())
+
     def unseal(self, keys: Iterable[str]) -> SealStatus:
         """Give key shares until Vault unseals; the threshold's worth is enough, the rest
         are not sent."""

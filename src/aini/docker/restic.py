@@ -192,6 +192,75 @@ def restore_volumes_cmd(tools: Tools, repo: Repository, snapshot: str, service: 
                   "--delete", mounts=mounts)
 
 
+# The recovery kit (ops.recovery): aini.yml and .aini/ as one tar, in snapshots of their own
+# tag (no `aini` tag: no run, retention or restore ever counts them), readable with a second
+# key whose password is the break-glass passphrase.
+KIT_TAG = "aini-kit"
+KIT_FILE = "aini-kit.tar"
+KIT_KEY_HOST = "aini-breakglass"  # the host name the kit's key carries, so it is found again
+KEEP_KITS = 3
+BY_PASSPHRASE = ("--password-file", "/dev/stdin")  # restic reads it before the env's RESTIC_PASSWORD
+
+
+def kit_snapshots_cmd(tools: Tools, repo: Repository, by_passphrase: bool = False, every_host: bool = False) -> Cmd:
+    """The kits, oldest first; `by_passphrase`: opened with the passphrase on stdin (recovery,
+    which knows neither the repository password nor the project, so `every_host`)."""
+    pw = BY_PASSPHRASE if by_passphrase else ()
+    host = () if every_host else ("--host", repo.host)
+    return restic(tools, repo, *pw, "snapshots", "--json", "--tag", KIT_TAG, *host, stdin=by_passphrase, timeout=300)
+
+
+def kit_backup_cmd(tools: Tools, repo: Repository, fingerprint: str) -> Cmd:
+    return restic(tools, repo, "backup", "--json", "--host", repo.host, "--tag", KIT_TAG, "--tag",
+                  f"sha={fingerprint}", "--stdin", "--stdin-filename", KIT_FILE, stdin=True, timeout=300)
+
+
+def kit_forget_cmd(tools: Tools, repo: Repository) -> Cmd:
+    """Only the last few kits kept (the next prune frees the rest): each holds the whole of .aini/."""
+    return restic(tools, repo, "forget", "--json", "--host", repo.host, "--tag", KIT_TAG,
+                  "--keep-last", str(KEEP_KITS), timeout=600)
+
+
+def kit_dump_cmd(tools: Tools, repo: Repository, snapshot: str) -> Cmd:
+    return restic(tools, repo, *BY_PASSPHRASE, "dump", snapshot, f"/{KIT_FILE}", stdin=True, timeout=300)
+
+
+def key_list_cmd(tools: Tools, repo: Repository) -> Cmd:
+    return restic(tools, repo, "key", "list", "--json", timeout=300)
+
+
+def key_add_cmd(tools: Tools, repo: Repository, user: str) -> Cmd:
+    """A second key, its password (the break-glass passphrase) read from stdin; `user` says
+    which project and which break-glass file it belongs to."""
+    return restic(tools, repo, "key", "add", "--host", KIT_KEY_HOST, "--user", user,
+                  "--new-password-file", "/dev/stdin", stdin=True, timeout=300)
+
+
+def key_remove_cmd(tools: Tools, repo: Repository, key_id: str) -> Cmd:
+    return restic(tools, repo, "key", "remove", key_id, timeout=300)
+
+
+def parse_keys(stdout: str) -> list[dict]:
+    """`key list --json`: [{id, current, userName, hostName, created}]."""
+    try:
+        rows = json.loads(stdout or "[]")
+    except ValueError:
+        return []
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def parse_kits(stdout: str) -> list[tuple[str, str, str, str]]:
+    """`snapshots --json --tag aini-kit`: (id, host, time, fingerprint), oldest first."""
+    try:
+        rows = json.loads(stdout or "[]")
+    except ValueError:
+        return []
+    kits = [(str(r.get("id")), str(r.get("hostname") or ""), str(r.get("time") or ""),
+             next((t[4:] for t in r.get("tags") or () if t.startswith("sha=")), ""))
+            for r in (rows if isinstance(rows, list) else []) if isinstance(r, dict) and r.get("id")]
+    return sorted(kits, key=lambda k: _time(k[2]))
+
+
 def pipe_cmd(first: Cmd, second: Cmd, first_line: bool = False) -> Cmd:
     """`first | second` on the site, failing when either fails (bash's pipefail). The argvs
     travel as positional parameters, never through a shell string: nothing in them is parsed.
@@ -287,6 +356,9 @@ def error_line(returncode: int, stdout: str, stderr: str) -> str:
             continue
         if isinstance(message, dict) and message.get("message_type") == "exit_error":
             return (str(message.get("message", "")).splitlines() or [""])[0].removeprefix("Fatal: ")[:300]
+    if returncode == 125:  # docker's own failure (no such image, a bad mount): its first line says why
+        text = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
+        return f"docker could not start restic: {text[:300]}"
     text = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
     meaning = EXIT_MEANING.get(returncode, f"exit {returncode}")
     return f"{meaning}: {text[:300]}" if text and returncode not in (10, 11, 12) else meaning

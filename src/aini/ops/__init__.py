@@ -13,7 +13,7 @@ from ..project import Project
 
 def load_project(config_path: Path) -> Project:
     """aini.yml read and validated (ConfigError otherwise), with its directory as the root."""
-    return Project(load(config_path), config_path.resolve().parent)
+    return Project(load(config_path), config_path.resolve().parent, config_path.resolve())
 
 
 def confirm_project(name: str, given: str | None, ask: Callable[[str], str], question: str, nothing: str) -> None:

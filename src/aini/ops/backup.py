@@ -20,7 +20,8 @@ from ..backup.retention import Keep
 from ..backup.runner import JOURNAL, HEALTH_WAIT, RunResult, Say, run_fed, run_id, run_ok, snapshot_list, what
 from ..catalog import backup as backup_catalog
 from ..controlplane import registry
-from ..controlplane.bootstrap import State, key_for, root_token
+from ..controlplane.bootstrap import State, consul_back, key_for, load_material, root_token, vault_back
+from ..controlplane.breakglass import Key
 from ..docker import restic
 from ..docker.cmd import Tools
 from ..docker.compose import compose_up_cmd
@@ -29,8 +30,9 @@ from ..project import Project
 from ..render.compose import pinned_ref
 from ..sites.base import Site
 from ..sites.ssh import LOCK_FILE
-from . import confirm_project
+from . import confirm_project, recovery
 from .render import prepare_secrets
+from .secrets import vault_at
 from .targets import site_for, tools_for
 
 ENV_FILE = "restic.env"
@@ -42,6 +44,7 @@ class Restored:
     safety_run: str
     services: list[str]
     seconds: float
+    renewed: list[str]  # control planes back with their own keys: aini up gives AINI new tokens in them
 
 
 def repository_env(project: Project) -> dict[str, str]:
@@ -110,8 +113,23 @@ def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None
     config = project.config
     chosen = scope.items(config, only)
     with opened(project, say) as (site, tools, repo):
-        return runner.run_backup(site, tools, repo, chosen, _tokens(project, chosen), keep_of(project), say,
-                                 not_saved=scope.not_saved(config) if not only else {})
+        result = runner.run_backup(site, tools, repo, chosen, _tokens(project, chosen), keep_of(project), say,
+                                   not_saved=scope.not_saved(config) if not only else {})
+        _kit(project, site, tools, repo, say)
+        return result
+
+
+def _kit(project: Project, site: Site, tools: Tools, repo: restic.Repository, say: Say, probe: bool = False) -> None:
+    """The recovery kit kept current; its failure is said, and leaves the backup (or the deploy)
+    as it is. `probe`: the repository not reached yet by this command."""
+    try:
+        if recovery.kit_current(project, site, repo):
+            return
+        if probe:
+            runner.probe(site, tools, repo)
+        recovery.store_kit(project, site, tools, repo, say)
+    except AiniError as exc:
+        say(f"warning: the recovery kit was not stored: {exc}")
 
 
 def check(project: Project, read_data_percent: int | None = None) -> None:
@@ -125,16 +143,16 @@ def check(project: Project, read_data_percent: int | None = None) -> None:
         raise AiniError(f"restic check: {error}")
 
 
-def _tokens(project: Project, chosen: Sequence[plan.Item], restoring: bool = False) -> dict[str, str]:
-    """Service -> the token its dump (or its restore) reads: the backups' snapshot tokens from
-    .aini/, and for a restore that needs it Vault's root token from the break-glass file."""
+def _tokens(project: Project, chosen: Sequence[plan.Item], key: Key | None = None) -> dict[str, str]:
+    """Service -> the token its dump (or, given the break-glass `key`, its restore) reads: the
+    backups' snapshot tokens from .aini/, and for a restore that needs it Vault's root token
+    from the break-glass file."""
     state, tokens = State.load(project.root), {}
     for item in chosen:
         if not item.backup.token:
             continue
-        if restoring and item.backup.restore_token == "root":
-            tokens[item.service] = root_token(project.root, key_for(project.config),
-                                              f"restoring {item.service} needs Vault's root token")
+        if key is not None and item.backup.restore_token == "root":
+            tokens[item.service] = root_token(project.root, key, f"restoring {item.service} needs Vault's root token")
         elif token := state.snapshot_token(item.group):
             tokens[item.service] = token
     return tokens
@@ -165,7 +183,8 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
         names = ", ".join(i.service for i in chosen)
         confirm_project(config.project, confirm, ask, f"Restore {names} to run {picked_run}, overwriting their data?",
                         "nothing was restored")
-        restore_tokens = _tokens(project, chosen, restoring=True)  # Vault's asks for the break-glass passphrase
+        key = key_for(config)
+        restore_tokens = _tokens(project, chosen, key)  # Vault's asks for the break-glass passphrase
         tidy(project, site, tools, repo, say, restoring=True)
         safety_run = run_id()
         runner.write_journal(site, "restore", picked_run, chosen, safety_run)
@@ -175,28 +194,47 @@ def restore(project: Project, only: Sequence[str], confirm: str | None, ask: Cal
             site.remove(JOURNAL)  # nothing was overwritten
             failed = "; ".join(f"{s.service}: {s.error}" for s in safety.services if s.error)
             raise AiniError(f"the safety backup failed, nothing was restored: {failed}")
+        renewed: list[str] = []
         for group, members in plan.by_group(chosen).items():
-            _restore_group(project, site, tools, repo, group, members, picked, safety.run, say, restore_tokens)
+            renewed += _restore_group(project, site, tools, repo, group, members, picked, safety.run, say,
+                                      restore_tokens, key)
         site.remove(JOURNAL)
-    return Restored(picked_run, safety.run, [i.service for i in chosen], time.monotonic() - start)
+    return Restored(picked_run, safety.run, [i.service for i in chosen], time.monotonic() - start, renewed)
 
 
 def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repository, group: str,
                    members: Sequence[plan.Item], picked: dict[str, list[restic.Snapshot]], safety_run: str,
-                   say: Say, tokens: dict[str, str]) -> None:
+                   say: Say, tokens: dict[str, str], key: Key) -> list[str]:
+    """The group's members put back; returns the control planes whose own keys or tokens came
+    back with their snapshot (their AINI tokens are renewed by the next aini up)."""
     databases = {m.container for m in members if m.dump}
     stop = [s.container for s in catalog.enabled(project.config) if s.group == group and s.container not in databases]
     if stop:
         say(f"{group}: stopping {', '.join(stop)}")
         run_ok(site, plan.stop_cmd(tools, stop), "docker stop")
+    renewed = []
     for m in members:
-        for cmd in plan.restore_cmds(tools, repo, m, picked[m.service]):
+        for snap in picked[m.service]:
+            [cmd] = plan.restore_cmds(tools, repo, m, [snap])
             say(f"{m.service}: restoring {what(cmd)}")
             r = run_fed(site, cmd, tokens.get(m.service))
+            if r.returncode != 0 and snap.dump and m.backup.carries == "keyring" and \
+                    load_material(project.root, key).retired_vaults:
+                say(f"{m.service}: its snapshot is of the {m.service} this one replaced (a new server): restoring "
+                    "it forced, then unsealing it with that one's keys from the break-glass file")
+                [cmd] = plan.restore_cmds(tools, repo, m, [snap], foreign=True)
+                r = run_fed(site, cmd, tokens.get(m.service))
+                if r.returncode == 0:
+                    vault_back(vault_at(site, project.config), project.root, key)
+                    renewed.append(m.service)
             if r.returncode != 0:
                 raise AiniError(f"restore of {m.service} failed ({r.stderr.strip()[-300:] or 'no message'}); "
                                 f"group {group} is left stopped; what it held before is run {safety_run} "
                                 f"(aini restore {group} --snapshot {safety_run})")
+        if m.backup.carries == "acl" and consul_back(registry.consul_at(site), project.root, key):
+            say(f"{m.service}: its ACL tokens are the snapshot's; the break-glass file's management token is "
+                "that one's again")
+            renewed.append(m.service)
     say(f"{group}: starting, waiting for it to be healthy")
     if stop:
         run_ok(site, plan.start_cmd(tools, stop), "docker start")
@@ -206,6 +244,7 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
     r = site.run(compose_up_cmd(tools, site.root, group, HEALTH_WAIT))
     if r.returncode != 0:
         raise AiniError(f"group {group} did not become healthy after the restore: {r.stderr.strip()[-300:]}")
+    return renewed
 
 
 def schedule_on(project: Project, site: Site, say: Say) -> None:
@@ -226,13 +265,15 @@ def schedule_on(project: Project, site: Site, say: Say) -> None:
     if consul is not None:
         overdue = record.overdue_after(config.backup.schedule, dt.datetime.now(dt.UTC))
         registry.ensure_backup_service(consul, int(overdue.total_seconds()), config.backup.schedule)
-    job = scheduled.Job(str(site.root), str(LOCK_FILE), tools_for(project), repository_of(project, site),
+    tools, repo = tools_for(project), repository_of(project, site)
+    job = scheduled.Job(str(site.root), str(LOCK_FILE), tools, repo,
                         tuple(chosen), keep_of(project), scope.not_saved(config), config.backup.notify_url,
                         catalog.by_name("consul").container if consul is not None else None)
     site.sync(scheduled.SCHEDULE_DIR, scheduled.files(job, _tokens(project, chosen), config.backup.schedule,
                                                       config.project, Path(__file__).parents[1]), keep=())
     for cmd in scheduled.install_cmds(site.root):
         run_ok(site, cmd, "installing the backup timer")
+    _kit(project, site, tools, repo, say, probe=True)
     say(f"Backups run on the server at '{config.backup.schedule}' (cron, server time: {scheduled.UNIT}.timer).")
 
 

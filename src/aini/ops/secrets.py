@@ -88,13 +88,13 @@ def vault_spec(config: AiniConfig) -> ServiceSpec:
     return spec
 
 
-def _vault(site: Site, config: AiniConfig):
+def vault_at(site: Site, config: AiniConfig) -> VaultClient:
     spec = vault_spec(config)
     return VaultClient(site.endpoint(FIXED_IPS[spec.name], spec.port))
 
 
 def deploy_client(site: Site, project: Project):
-    client = _vault(site, project.config)
+    client = vault_at(site, project.config)
     if client.health().state == "sealed":
         raise AiniError("Vault is sealed; run: aini vault unseal")
     creds = State.load(project.root).approle
@@ -105,7 +105,7 @@ def deploy_client(site: Site, project: Project):
 
 def unseal(project: Project, passphrase=None) -> bool:
     with site_for(project) as site:
-        return unseal_vault(_vault(site, project.config), project.root, passphrase or key_for(project.config))
+        return unseal_vault(vault_at(site, project.config), project.root, passphrase or key_for(project.config))
 
 
 def get(project: Project, service: str, key: str) -> str:

@@ -116,7 +116,9 @@ def _consul(project: Project, site: Site, files, key, console: Console) -> dict:
     config, project_dir = project.config, project.root
     client = registry.consul_at(site)
     state = State.load(project_dir)
-    if not (state.consul_deploy_token and state.consul_snapshot_token):
+    # A token Consul does not know (its data was lost, or replaced by a snapshot's) is made anew.
+    if not (state.consul_deploy_token and state.consul_snapshot_token
+            and client.with_token(state.consul_deploy_token).token_valid()):
         token = client.acl_bootstrap()
         if token is not None:
             save_material(project_dir, load_material(project_dir, key).replace(

@@ -141,11 +141,11 @@ def test_the_control_planes_tokens_come_from_aini_and_vaults_restore_from_the_br
     bootstrap.State(vault_snapshot_token="hvs.snap", consul_snapshot_token="consul-snap").save(tmp_path)
     assert backup._tokens(proj, chosen) == {"vault": "hvs.snap", "consul": "consul-snap"}
     monkeypatch.setenv("AINI_BREAKGLASS_PASSPHRASE", "a long enough test passphrase")
-    with pytest.raises(AiniError, match="restoring vault needs Vault's root token and .* holds no root token"):
-        backup._tokens(proj, chosen, restoring=True)
     key = bootstrap.key_for(proj.config)
+    with pytest.raises(AiniError, match="restoring vault needs Vault's root token and .* holds no root token"):
+        backup._tokens(proj, chosen, key)
     bootstrap.save_material(tmp_path, breakglass.BreakGlass().replace(vault_root_token="hvs.root"), key)
-    assert backup._tokens(proj, chosen, restoring=True) == {"vault": "hvs.root", "consul": "consul-snap"}
+    assert backup._tokens(proj, chosen, key) == {"vault": "hvs.root", "consul": "consul-snap"}
 
 
 def test_a_token_reaches_the_command_as_its_first_stdin_line_and_its_output_comes_back(tmp_path):

@@ -452,11 +452,14 @@ class VaultDouble:
             raise ApiError(400, "failed to read snapshot file: not a snapshot") from None
         if not isinstance(state, dict) or not state.get("initialized"):
             raise ApiError(400, "failed to read snapshot file: not a snapshot")
-        if not force and state.get("cluster_id") != self.state.get("cluster_id"):
+        other = state.get("cluster_id") != self.state.get("cluster_id")
+        if not force and other:
             raise ApiError(400, "could not verify hash file: the snapshot was taken on another cluster "
                                 "(use snapshot-force)")
         self.state = state
         self._save()
+        if other:  # another keyring: upstream (Shamir) seals itself; only the snapshot's own keys unseal it
+            self.sealed, self.parts, self.nonce = True, [], ""
         return NO_CONTENT
 
     # --- tokens and ACLs ---------------------------------------------------------------
