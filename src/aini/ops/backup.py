@@ -127,7 +127,11 @@ def _kit(project: Project, site: Site, tools: Tools, repo: restic.Repository, sa
             return
         if probe:
             runner.probe(site, tools, repo)
-        recovery.store_kit(project, site, tools, repo, say)
+        runner.write_journal(site, "recovery kit", run_id(), [])  # a kill from here on is tidied like a run's
+        try:
+            recovery.store_kit(project, site, tools, repo, say)
+        finally:
+            site.remove(JOURNAL)
     except AiniError as exc:
         say(f"warning: the recovery kit was not stored: {exc}")
 

@@ -36,6 +36,9 @@ class ScriptedSite:
     def read(self, rel):
         return self.files.get(rel)
 
+    def remove(self, rel):
+        self.files.pop(rel, None)
+
     def run(self, cmd):
         self.ran.append((cmd.argv, b""))
         out = json.dumps(self.kits) if "snapshots" in cmd.argv else json.dumps(self.keys) if "list" in cmd.argv else ""
@@ -100,6 +103,7 @@ def test_once_stored_an_unchanged_kit_costs_no_restic_run_and_a_changed_one_is_s
     repo = restic.Repository("restic/restic:0.18.0", "/opt/aini/deployed/restic.env", host="demo")
     backup._kit(project, site, Tools(("docker",), ()), repo, lambda _: None, probe=True)
     assert site.verbs() == ["cat", "snapshots", "backup", "forget", "key list", "key add"]  # probe first
+    assert set(site.files) == {recovery.RECORD}  # its journal (a kill is tidied by the next run) is gone
     assert recovery.kit_current(project, site, repo)
     backup._kit(project, site, Tools(("docker",), ()), repo, lambda _: None, probe=True)
     assert len(site.ran) == 6  # nothing ran
@@ -173,3 +177,14 @@ def test_recover_refuses_bad_locations_missing_credentials_and_a_directory_in_us
     (tmp_path / "aini.yml").write_text("project: x\n")
     with pytest.raises(InputError, match="recover into an empty directory"):
         recovery.recover("/srv/backup", tmp_path, None, breakglass.Passphrase({}), lambda _: None)
+
+
+def test_the_kit_is_stored_inside_a_journal_so_a_kill_is_tidied_by_the_next_command(tmp_path, monkeypatch):
+    from aini.ops import backup
+
+    seen = []
+    monkeypatch.setattr(recovery, "store_kit", lambda project, site, *_: seen.append(site.read(backup.JOURNAL)))
+    site = ScriptedSite(tmp_path)
+    repo = restic.Repository("restic/restic:0.18.0", "/opt/aini/deployed/restic.env", host="demo")
+    backup._kit(_project(tmp_path), site, Tools(("docker",), ()), repo, lambda _: None)
+    assert '"kind": "recovery kit"' in seen[0] and backup.JOURNAL not in site.files
