@@ -10,6 +10,10 @@ Figures (ratios, because this machine is shared and noisy):
   for one volume-only service (the probe, the listing, the snapshot, the run's manifest, the
   retention's listing) against one bare `restic backup` of the same paths into the same
   repository (the floor). Target: at most 10 s and 1.5x the floor;
+- incremental backup with nothing changed, stack-shaped: the same, for every item the default
+  aini.yml backs up (backup.scope: each service's volumes as small synthetic volumes, each dump
+  as a fixed stream from a throwaway container, so the same number of snapshots as a real
+  `aini backup`), against the floor of bare restic runs of those same volumes and streams;
 - restore: aini's restore_volumes_cmd into an emptied volume against a bare `restic restore`
   into another, both checked byte for byte against the original (sha256 of every file).
 Writes bench/results/backup_volume.json."""
@@ -26,11 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aini.backup import plan  # noqa: E402
+from aini.backup import plan, runner  # noqa: E402
 from aini.catalog.model import Backup  # noqa: E402
 from aini.docker import restic  # noqa: E402
 from aini.docker.cmd import Cmd, Tools  # noqa: E402
-from aini.ops import backup  # noqa: E402
 from aini.sites.local import LocalSite  # noqa: E402
 from tests.harness import stack_images  # noqa: E402
 from tests.harness.docker_engine import ensure_engine  # noqa: E402
@@ -86,6 +89,67 @@ def bare(repo: restic.Repository, *args: str, volume: str, read_only: bool = Tru
     return restic.restic(TOOLS, repo, *args, mounts=[(volume, f"{restic.DATA_ROOT}/nextcloud/{volume}", read_only)])
 
 
+STREAM = "seq 1 40000"  # the same bytes each time: nothing changed
+
+
+def stack_shaped(site: LocalSite, image: str, tag: str) -> dict:
+    """The nothing-changed run of a whole default stack's backup (see the module docstring)."""
+    import dataclasses
+
+    from aini.backup import scope  # noqa: E402
+    from tests.unit.conftest import config_of  # noqa: E402
+
+    made_volumes, made_containers = [], []
+    items, floor_cmds = [], []
+    repo = repository(site, image, "stack")
+    try:
+        for item in scope.items(config_of(backup={"repository": "/unused"})):
+            volumes = tuple(f"aini-bench-{tag}-{v}" for v in item.volumes)
+            for v in volumes:
+                run(site, in_volume(image, v, "mkdir -p /v/d && head -c 256K /dev/urandom > /v/d/f"))
+                made_volumes.append(v)
+            container = f"aini-bench-{tag}-{item.service}"
+            b = item.backup
+            if b.dump:
+                run(site, Cmd(("docker", "run", "-d", "--name", container, "--entrypoint", "sleep", image,
+                               "infinity"), 120))
+                made_containers.append(container)
+            bench_backup = dataclasses.replace(b, dump=STREAM if b.dump else None, restore="cat" if b.dump else None,
+                                               before=None, after=None, stop=False, token=None, carries=None,
+                                               restore_foreign=None, refused_as_foreign=None, restore_token="snapshot", user="root")
+            item = dataclasses.replace(item, container=container, volumes=volumes, backup=bench_backup)
+            items.append(item)
+            floor_cmds += [restic.restic(TOOLS, repo, "backup", "--host", "bench", f"{restic.DATA_ROOT}/{item.service}",
+                                         mounts=[(v, f"{restic.DATA_ROOT}/{item.service}/{v}", True) for v in volumes])
+                           ] if volumes else []
+            floor_cmds += [restic.pipe_cmd(plan.in_container(TOOLS, item, STREAM),
+                                           restic.restic(TOOLS, repo, "backup", "--host", "bench", "--stdin",
+                                                         "--stdin-filename", str(b.dump_file), stdin=True))
+                           ] if b.dump else []
+        runs, floors = [], []
+        for n in range(3):
+            start = time.perf_counter()
+            run(site, restic.probe_cmd(TOOLS, repo, f"aini-bench-probe-{tag}-s{n}"))
+            runner.snapshot_list(site, TOOLS, repo, create=True)
+            result = runner.backup_on(site, TOOLS, repo, items, lambda _: None, f"s{n}", {})
+            if not result.ok:
+                raise SystemExit(f"aini's backup failed: {[(s.service, s.error) for s in result.services]}")
+            runner.snapshot_list(site, TOOLS, repo)  # what the retention reads
+            runs.append(time.perf_counter() - start)
+            floors.append(timed(site, *floor_cmds))
+        snapshots = sum(len(s.snapshots) for s in result.services)
+    finally:
+        for c in made_containers:
+            site.run(Cmd(("docker", "rm", "-f", c)))
+        for v in made_volumes:
+            site.run(Cmd(("docker", "volume", "rm", "-f", v)))
+        site.run(Cmd(("rm", "-rf", str(repo.path))))
+    aini_s, floor_s = min(runs), min(floors)
+    return {"services": len(items), "snapshots": snapshots, "restic_runs_floor": len(floor_cmds),
+            "aini_s": round(aini_s, 2), "floor_s": round(floor_s, 2), "aini_vs_floor": round(aini_s / floor_s, 2),
+            "within_target": aini_s <= 10 and aini_s <= 1.5 * floor_s}
+
+
 def main() -> None:
     ensure_engine()
     image = stack_images.restic_image()
@@ -111,15 +175,17 @@ def main() -> None:
         for n in range(3):
             start = time.perf_counter()
             run(site, restic.probe_cmd(TOOLS, aini_repo, f"aini-bench-probe-{tag}-{n}"))
-            backup.snapshot_list(site, TOOLS, aini_repo, create=True)
-            result = backup.backup_on(site, TOOLS, aini_repo, [item], lambda _: None, run=f"r{n + 2}")
+            runner.snapshot_list(site, TOOLS, aini_repo, create=True)
+            result = runner.backup_on(site, TOOLS, aini_repo, [item], lambda _: None, f"r{n + 2}", {})
             if not result.ok:
                 raise SystemExit(f"aini's backup failed: {result.services}")
-            backup.snapshot_list(site, TOOLS, aini_repo)  # what the retention reads
+            runner.snapshot_list(site, TOOLS, aini_repo)  # what the retention reads
             runs.append(time.perf_counter() - start)
         incremental = min(runs)
 
-        snaps = [s for s in backup.snapshot_list(site, TOOLS, aini_repo) if s.service == "nextcloud"]
+        snaps = [s for s in runner.snapshot_list(site, TOOLS, aini_repo) if s.service == "nextcloud"]
+        print("the same, stack-shaped ...", flush=True)
+        stack = stack_shaped(site, image, tag)
         run(site, in_volume(image, source, "rm -rf /v/data"))
         restore_aini = timed(site, *plan.restore_cmds(TOOLS, aini_repo, item, snaps[-1:]))
         aini_back = run(site, in_volume(image, source, SUMS)).split()[0]
@@ -142,6 +208,7 @@ def main() -> None:
         "incremental_nothing_changed": {"aini_s": round(incremental, 2), "floor_s": round(floor, 2),
                                         "aini_vs_floor": round(incremental / floor, 2),
                                         "within_target": incremental <= 10 and incremental <= 1.5 * floor},
+        "incremental_nothing_changed_stack_shaped": stack,
         "restore": {"aini_mib_s": round(MIB / restore_aini, 1), "raw_mib_s": round(MIB / restore_raw, 1),
                     "aini_vs_raw": round(restore_aini / restore_raw, 2)},
     }
@@ -150,6 +217,9 @@ def main() -> None:
     inc = result["incremental_nothing_changed"]
     print(f"nothing changed: aini's whole run {inc['aini_s']} s, one bare restic backup {inc['floor_s']} s "
           f"({inc['aini_vs_floor']}x; target <= 10 s and <= 1.5x: {'met' if inc['within_target'] else 'NOT met'})")
+    print(f"nothing changed, stack-shaped ({stack['services']} services, {stack['snapshots']} snapshots): aini's "
+          f"whole run {stack['aini_s']} s, {stack['restic_runs_floor']} bare restic backups {stack['floor_s']} s "
+          f"({stack['aini_vs_floor']}x; target <= 10 s and <= 1.5x: {'met' if stack['within_target'] else 'NOT met'})")
     print(f"restore: aini {result['restore']['aini_mib_s']} MiB/s, raw restic {result['restore']['raw_mib_s']} MiB/s "
           f"({result['restore']['aini_vs_raw']}x the time); both equal to the original, file by file")
     out = Path(__file__).parent / "results" / "backup_volume.json"

@@ -238,3 +238,26 @@ def test_a_restored_consul_snapshot_brings_back_its_management_token(tmp_path, p
     finally:
         old_server.stop()
         new_server.stop()
+
+
+def test_a_snapshot_token_of_an_earlier_aini_gets_this_versions_policy_without_the_break_glass_token(tmp_path):
+    """Deployments from before the scheduled runs reported to Consul have a snapshot policy
+    without `service "aini-backup"`: aini up brings it up to date with the snapshot token."""
+    from aini.controlplane import consul
+    from aini.controlplane.consul import ConsulClient
+
+    server = import_double("consul_api").serve(tmp_path / "consul")
+    try:
+        management = ConsulClient(server.url).with_token(ConsulClient(server.url).acl_bootstrap().secret_id)
+        management.ensure_policy(consul.SNAPSHOT_POLICY, 'acl = "write"\n', "AINI backups: snapshots")
+        snapshot = ConsulClient(server.url).with_token(management.ensure_token(consul.SNAPSHOT_TOKEN,
+                                                                               [consul.SNAPSHOT_POLICY]).secret_id)
+        management.ensure_deploy_token()
+        snapshot.ensure_policies()
+        rules = {name: management._call(consul.policy_by_name_request(name)).json()["Rules"]
+                 for name in (consul.SNAPSHOT_POLICY, consul.DEPLOY_POLICY)}
+        assert rules == {consul.SNAPSHOT_POLICY: consul.SNAPSHOT_RULES, consul.DEPLOY_POLICY: consul.DEPLOY_RULES}
+        assert ConsulClient(server.url).with_token("not-a-token").token_valid() is False
+        assert snapshot.token_valid() is True
+    finally:
+        server.stop()

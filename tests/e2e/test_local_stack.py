@@ -796,6 +796,11 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         r = stack.wait_https(stack.host("nextcloud"), "/status.php", ok=lambda r: '"maintenance":false' in r.text)
         code, out, err = _cli(stack, "backup", "--only", "vault", "--only", "consul")  # the new tokens work
         assert code == 0, out + err
+        deadline = time.monotonic() + 60  # Consul's checks of the restarted services turn passing
+        while (status := _cli(stack, "status", "--json"))[0] != 0 and time.monotonic() < deadline:
+            time.sleep(3)
+        rows = {r["service"]: r for r in json.loads(status[1])["services"]}
+        assert status[0] == 0, [(r["service"], r["reason"]) for r in rows.values() if not r["ok"]]
         figures({"backup_all_seconds": round(backup_seconds, 1),
                  "backup_windows_seconds": windows,
                  "restore_nextcloud_n8n_librechat_seconds": round(restore_seconds, 1)})

@@ -132,6 +132,7 @@ def _raft_snapshot(cli: str, prefix: str) -> Backup:
         restore_token="root",
         carries="keyring",
         restore_foreign=address + f"{cli} operator raft snapshot restore -force /dev/stdin",
+        refused_as_foreign="use the snapshot-force API to bypass this check",  # vault/logical_system_raft.go
         notes="its raft snapshot (encrypted by Vault; unsealed by the keys in the break-glass file)",
     )
 

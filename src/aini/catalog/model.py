@@ -136,6 +136,7 @@ class Backup:
     # its ACL tokens become the snapshot's, the management token among them).
     carries: Literal["keyring", "acl"] | None = None
     restore_foreign: str | None = None
+    refused_as_foreign: str | None = None  # what the plain restore says of another cluster's snapshot
     # The restore drill's check of a loaded dump: a shell command run in the throwaway copy
     # (credentials from its environment) that prints what it found and fails when the data
     # is not there.
@@ -152,8 +153,9 @@ class Backup:
             raise ValueError("a token is an environment variable's name, for a dump")
         if bool(self.before) != bool(self.after):
             raise ValueError("before and after come in pairs")
-        if bool(self.restore_foreign) != (self.carries == "keyring"):
-            raise ValueError("a snapshot that carries its keyring needs its forced restore, and only it")
+        if not bool(self.restore_foreign) == bool(self.refused_as_foreign) == (self.carries == "keyring"):
+            raise ValueError("a snapshot that carries its keyring needs its forced restore and the plain one's "
+                             "refusal, and only it")
 
 
 @dataclass(frozen=True)

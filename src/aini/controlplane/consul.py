@@ -269,6 +269,13 @@ class ConsulClient:
         self.ensure_policy(SNAPSHOT_POLICY, SNAPSHOT_RULES, "AINI backups: snapshots")
         return self.ensure_token(SNAPSHOT_TOKEN, [SNAPSHOT_POLICY])
 
+    def ensure_policies(self) -> None:
+        """With the snapshot token (it has `acl = "write"`): AINI's policies as this version
+        writes them, so a deployment made by an earlier one needs no break-glass token for a
+        new rule (the snapshot policy gained `service "aini-backup"` for the scheduled runs)."""
+        self.ensure_policy(DEPLOY_POLICY, DEPLOY_RULES, "AINI deploys")
+        self.ensure_policy(SNAPSHOT_POLICY, SNAPSHOT_RULES, "AINI backups: snapshots")
+
     # --- services ---------------------------------------------------------------------------
     def register_service(self, service: str, address: str, port: int | None, check: HealthCheck | None, *,
                          service_id: str | None = None, tags: Iterable[str] = (),

@@ -222,7 +222,8 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
             [cmd] = plan.restore_cmds(tools, repo, m, [snap])
             say(f"{m.service}: restoring {what(cmd)}")
             r = run_fed(site, cmd, tokens.get(m.service))
-            if r.returncode != 0 and snap.dump and m.backup.carries == "keyring" and \
+            refused = m.backup.refused_as_foreign  # matched across line breaks: a CLI may wrap its error
+            if r.returncode != 0 and snap.dump and refused and refused in " ".join(r.stderr.split()) and \
                     load_material(project.root, key).retired_vaults:
                 say(f"{m.service}: its snapshot is of the {m.service} this one replaced (a new server): restoring "
                     "it forced, then unsealing it with that one's keys from the break-glass file")

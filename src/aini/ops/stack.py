@@ -118,7 +118,8 @@ def _consul(project: Project, site: Site, files, key, console: Console) -> dict:
     state = State.load(project_dir)
     # A token Consul does not know (its data was lost, or replaced by a snapshot's) is made anew.
     if not (state.consul_deploy_token and state.consul_snapshot_token
-            and client.with_token(state.consul_deploy_token).token_valid()):
+            and all(client.with_token(t).token_valid() for t in (state.consul_deploy_token,
+                                                                  state.consul_snapshot_token))):
         token = client.acl_bootstrap()
         if token is not None:
             save_material(project_dir, load_material(project_dir, key).replace(
@@ -135,6 +136,8 @@ def _consul(project: Project, site: Site, files, key, console: Console) -> dict:
         state.consul_deploy_token, state.consul_deploy_accessor = deploy_token.secret_id, deploy_token.accessor_id
         state.consul_snapshot_token = management_client.ensure_snapshot_token().secret_id
         state.save(project_dir)
+    else:
+        client.with_token(state.consul_snapshot_token).ensure_policies()
     manifest = bundle.manifest_of(files).document  # Consul's records are built from the JSON as written
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     deploy_client = client.with_token(state.consul_deploy_token)

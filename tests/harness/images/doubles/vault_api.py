@@ -454,8 +454,8 @@ class VaultDouble:
             raise ApiError(400, "failed to read snapshot file: not a snapshot")
         other = state.get("cluster_id") != self.state.get("cluster_id")
         if not force and other:
-            raise ApiError(400, "could not verify hash file: the snapshot was taken on another cluster "
-                                "(use snapshot-force)")
+            raise ApiError(400, "could not verify hash file, possibly the snapshot is using a different set of "
+                                "unseal keys; use the snapshot-force API to bypass this check")
         self.state = state
         self._save()
         if other:  # another keyring: upstream (Shamir) seals itself; only the snapshot's own keys unseal it
