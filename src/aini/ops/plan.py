@@ -55,16 +55,19 @@ class Overview:
     warnings: list[str]
 
 
+def check_repository(field: str, repository: str) -> None:
+    if repository.startswith(("sftp:", "rclone:")):
+        raise InputError(f"{field}: {repository.split(':', 1)[0]}: repositories are not supported yet; "
+                         "use s3: (Hetzner Object Storage), rest: (a rest-server) or a directory path")
+
+
 def check(config: AiniConfig) -> list[ServiceSpec]:
     """Checks that need the catalog; raise InputError naming the field. Returns the enabled entries."""
     known = [*catalog.names(), *(tool.name for tool in TOOLS)]
     unknown = sorted(set(config.images.overrides) - set(known))
     if unknown:
         raise InputError(f"images.overrides: unknown service {', '.join(unknown)}; known: {', '.join(known)}")
-    repository = config.backup.repository or ""
-    if repository.startswith(("sftp:", "rclone:")):
-        raise InputError(f"backup.repository: {repository.split(':', 1)[0]}: repositories are not supported yet; "
-                         "use s3: (Hetzner Object Storage), rest: (a rest-server) or a directory path")
+    check_repository("backup.repository", config.backup.repository or "")
     specs = catalog.enabled(config)
     if config.target.kind == "hetzner":
         fit = sizing.budget(specs, config.target.server_type)

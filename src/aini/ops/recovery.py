@@ -33,6 +33,7 @@ from ..project import Project, ensure_private, private_dir, write_private
 from ..render.compose import pinned_ref
 from ..sites.base import Site
 from ..sites.local import LocalSite, find_tools
+from .plan import check_repository
 
 ENV_FILE = "restic.env"
 
@@ -132,8 +133,9 @@ def credentials_env(location: str, environ: Mapping[str, str] = os.environ) -> d
     try:
         Backup(repository=location)
     except ValueError:
-        raise InputError(f"--repository: not a restic repository aini can use: {location!r} (s3:, sftp:, rest:, "
-                         "rclone: or an absolute path)") from None
+        raise InputError(f"--repository: not a restic repository aini can use: {location!r} (s3:, rest: or an "
+                         "absolute path)") from None
+    check_repository("--repository", location)
     env, missing = {"RESTIC_REPOSITORY": location}, []
     for secret, variable, required in backup_catalog.CREDENTIALS.get(backup_catalog.scheme(location), ()):
         if value := environ.get(secret.env_var):

@@ -168,6 +168,8 @@ def test_with_the_kit_off_nothing_runs(tmp_path):
 def test_recover_refuses_bad_locations_missing_credentials_and_a_directory_in_use(tmp_path):
     with pytest.raises(InputError, match="not a restic repository aini can use"):
         recovery.credentials_env("-oProxyCommand=x", {})
+    with pytest.raises(InputError, match="--repository: sftp: repositories are not supported yet"):
+        recovery.credentials_env("sftp:u1@u1.your-storagebox.de:/aini", {})
     with pytest.raises(InputError, match="AINI_SECRET_BACKUP_S3_ACCESS_KEY and AINI_SECRET_BACKUP_S3_SECRET_KEY"):
         recovery.credentials_env("s3:https://fsn1.your-objectstorage.com/b/aini", {})
     env = recovery.credentials_env("s3:https://fsn1.your-objectstorage.com/b/aini", {
