@@ -85,10 +85,12 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
     deps = {d: {"condition": "service_healthy"} for d in spec.depends_on if ctx.on(d) and _healthy_dep(d)}
     if deps:
         svc["depends_on"] = deps
-    if spec.health.test:
-        h = spec.health
+    h = spec.health
+    if h.test or h.port is not None:
+        # Without `test` the daemon keeps the image's own HEALTHCHECK command and takes only
+        # the timing: Netdata's image checks every 60 s, so its first check would come a minute late.
         svc["healthcheck"] = {
-            "test": list(h.test),
+            **({"test": list(h.test)} if h.test else {}),
             "interval": h.interval,
             "timeout": h.timeout,
             "retries": h.retries,
