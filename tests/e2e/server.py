@@ -56,6 +56,7 @@ class ServerStack(Stack):
     ca_pem: Path | None = None  # Pebble's root: the client trusts only it
     log: list[str] = field(default_factory=list)
     up_result: dict = field(default_factory=dict)
+    pebble: acme.PebbleWorld | None = None
 
     def __post_init__(self) -> None:
         pass  # no local-target ports: Traefik listens on the server's 80/443
@@ -68,9 +69,10 @@ class ServerStack(Stack):
     def write_config(self, data: dict | None = None) -> None:
         (self.project_dir / "aini.yml").write_text(yaml.safe_dump(data or self.data, sort_keys=False))
 
-    def aini(self, *args: str, timeout: float = UP_TIMEOUT) -> subprocess.CompletedProcess:
+    def aini(self, *args: str, timeout: float = UP_TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
         r = subprocess.run([*AINI, *args], cwd=self.project_dir, capture_output=True, text=True,
-                           timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, **PASSPHRASE_ENV})
+                           timeout=timeout, stdin=subprocess.DEVNULL,
+                           env={**os.environ, **PASSPHRASE_ENV, **(env or {})})
         self.log.append(r.stdout + r.stderr)
         return r
 
@@ -137,7 +139,7 @@ def server_world(workdir: Path, images: dict[str, str], wait_timeout: int = 300,
         project = workdir / "project"
         project.mkdir()
         s = ServerStack(project, data, host.http_port, host.https_port, sandbox.docker_cli(), server=host,
-                        ca_pem=root)
+                        ca_pem=root, pebble=pebble)
         s.write_config()
         start = time.monotonic()
         r = s.up_cli("--wait-timeout", str(wait_timeout))

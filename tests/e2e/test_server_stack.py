@@ -14,18 +14,25 @@ import tempfile
 import time
 
 import pytest
+import yaml
 
 from aini import catalog
-from aini.controlplane import breakglass
+from aini.catalog import backup as backup_catalog
+from aini.controlplane import breakglass, registry
+from aini.controlplane.bootstrap import State
 from aini.docker.cmd import Cmd
+from aini.ops.secrets import vault_at
 from aini.ops.targets import site_for
 from aini.project import Project
 from aini.ops.status import fetch_certificate
+from aini.render.compose import pinned_ref
 from tests.e2e.conftest import _merge_figures
-from tests.e2e.server import DOMAIN, ServerStack, server_world
+from tests.e2e.server import DOMAIN, ServerStack, load_images, server_world
 from tests.e2e.stack import PASSPHRASE
 from tests.e2e.test_local_stack import ANSWERS as LOCAL_ANSWERS
-from tests.e2e.test_local_stack import REAL
+from tests.e2e.test_local_stack import BROWSER, N8N_OWNER, REAL, _mariadb, _mongo, _n8n_login
+from tests.harness import s3 as s3_harness
+from tests.harness import sandbox
 from tests.harness.world import build_or_fail
 
 pytestmark = pytest.mark.sandbox
@@ -321,9 +328,134 @@ def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerSt
 
 def _consul_get(server: ServerStack, path: str):
     """Consul on the server, read as aini status reads it: with the deploy's token."""
-    from aini.controlplane import Request, registry
-    from aini.controlplane.bootstrap import State
+    from aini.controlplane import Request
 
     with site_for(Project(server.config, server.project_dir)) as site:
         client = registry.consul_at(site, State.load(server.project_dir).consul_deploy_token)
         return client._call(Request("GET", path)).json()
+
+
+def _served_certificate(s: ServerStack, host: str) -> str:
+    """The sha256 of the leaf certificate Traefik serves for `host`."""
+    import socket
+
+    context = ssl.create_default_context(cafile=str(s.ca))
+    with socket.create_connection(("127.0.0.1", s.https_port), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname=host) as tls:
+        return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
+
+
+def _workspace(s: ServerStack, workflow_id: str, cookie: str) -> dict:
+    """Every datum the disaster test writes, read back from where its service keeps it."""
+    r = s.https(s.host("n8n"), f"/rest/workflows/{workflow_id}", headers={**BROWSER, "Cookie": cookie})
+    assert r.status == 200, r.text[:300]
+    state = State.load(s.project_dir)
+    assert state.approle is not None
+    with site_for(Project(s.config, s.project_dir)) as site:
+        vault = vault_at(site, s.config).login_approle(state.approle).kv_get("e2e/disaster")
+        consul = registry.consul_at(site, state.consul_deploy_token).kv_get("aini/e2e-disaster")
+    sums = s.docker_cmd("exec", "aini-nextcloud", "sha256sum", "/var/www/html/aini-disaster.bin").split()[0], \
+        s.docker_cmd("exec", "aini-librechat", "sha256sum", "/app/uploads/aini-disaster.bin").split()[0]
+    return {"files": sums,
+            "mariadb": _mariadb(s, "SELECT v FROM aini_disaster"),
+            "postgres": s.docker_cmd("exec", "aini-n8n-postgres", "psql", "-U", "n8n", "-d", "n8n", "-tAc",
+                                     "SELECT v FROM aini_disaster").strip(),
+            "mongodb": _mongo(s, {"find": "conversations", "filter": {"title": "disaster"}, "$db": "LibreChat"}
+                              )["documents"],
+            "workflow": json.loads(r.body)["data"], "vault": vault, "consul": consul,
+            "certificate": _served_certificate(s, s.host("librechat"))}
+
+
+def test_a_new_server_comes_back_from_s3_with_the_repository_and_the_passphrase_alone(server: ServerStack, figures,
+                                                                                      tmp_path_factory):
+    """The disaster: server A, backed up to S3, is removed whole. A fresh server B and a fresh
+    operator directory holding only the repository's location, its S3 keys and the break-glass
+    passphrase: `aini recover`, `aini up`, `aini restore`, `aini up`, and every datum is back."""
+    assert server.server is not None and server.pebble is not None
+    workdir = tmp_path_factory.mktemp("server-disaster")
+    b_hosts: list[sandbox.SandboxHost] = []
+    with s3_harness.serve(workdir / "s3", docker=sandbox.docker_cli(), host=sandbox.world_network()) as s3:
+        keys = {"AINI_SECRET_BACKUP_S3_ACCESS_KEY": s3.access_key, "AINI_SECRET_BACKUP_S3_SECRET_KEY": s3.secret_key}
+        repository = s3.repository("aini-disaster/workspace")
+        data = json.loads(json.dumps(server.data))
+        data["backup"] = {"repository": repository}
+        server.write_config(data)
+        try:
+            # Server A: a datum in every service that keeps one.
+            n8n = server.host("n8n")
+            r = server.https(n8n, "/rest/owner/setup", method="POST", body=json.dumps(N8N_OWNER).encode(),
+                             headers=BROWSER)
+            assert r.status == 200, r.text[:300]
+            cookie = r.cookie()
+            workflow = {"name": "aini-disaster", "nodes": [], "connections": {}, "settings": {}, "active": False}
+            r = server.https(n8n, "/rest/workflows", method="POST", body=json.dumps(workflow).encode(),
+                             headers={**BROWSER, "Cookie": cookie})
+            assert r.status == 200, r.text[:300]
+            workflow_id = json.loads(r.body)["data"]["id"]
+            _mariadb(server, "CREATE TABLE aini_disaster (v TEXT); INSERT INTO aini_disaster VALUES ('mariadb-row')")
+            server.docker_cmd("exec", "aini-n8n-postgres", "psql", "-U", "n8n", "-d", "n8n", "-c",
+                              "CREATE TABLE aini_disaster (v text); INSERT INTO aini_disaster VALUES ('postgres-row')")
+            _mongo(server, {"insert": "conversations", "documents": [{"title": "disaster"}], "$db": "LibreChat"})
+            for container, path in (("aini-nextcloud", "/var/www/html"), ("aini-librechat", "/app/uploads")):
+                server.docker_cmd("exec", container, "sh", "-c",
+                                  f"head -c 262144 /dev/urandom > {path}/aini-disaster.bin")
+            state = State.load(server.project_dir)
+            with site_for(Project(server.config, server.project_dir)) as site:
+                vault_at(site, server.config).login_approle(state.approle).kv_put("e2e/disaster", {"value": "kv"})
+                registry.consul_at(site, state.consul_deploy_token).kv_put("aini/e2e-disaster", "consul-kv")
+            before = _workspace(server, workflow_id, cookie)
+
+            start = time.monotonic()
+            r = server.aini("backup", env=keys, timeout=1200)
+            figures({"disaster_backup_seconds": round(time.monotonic() - start, 1)})
+            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+            assert "the repository now also opens with the break-glass passphrase" in r.stderr
+            material = breakglass.load(server.project_dir / ".aini" / "breakglass.enc", PASSPHRASE)
+            known = [server.store.get("restic_password"), server.store.get("mariadb_root_password"),
+                     material.vault_root_token, "mariadb-row", "postgres-row", "consul-kv", PASSPHRASE]
+            stored = s3.stored_bytes()
+            assert stored and [k for k in known if any(k.encode() in blob for blob in stored)] == []
+
+            # A is gone, with its disk. B is a fresh server where the names now point.
+            server.server.remove()
+            start = time.monotonic()
+            b_hosts = sandbox.start_hosts(1, server.server.key, image=sandbox.docker_host_image(),
+                                          prefix="aini-server-b")
+            host = b_hosts[0]
+            load_images(host, sorted(set(server.data["images"]["overrides"].values())))
+            server.pebble.set_default_ipv4(host.ip)
+
+            # A fresh operator directory: the repository, its keys and the passphrase.
+            operator = workdir / "operator"
+            operator.mkdir()
+            restic_image = pinned_ref(backup_catalog.RESTIC, server.config.images)  # no Docker Hub here
+            b = ServerStack(operator, {}, host.http_port, host.https_port, sandbox.docker_cli(), server=host,
+                            ca_pem=server.ca, pebble=server.pebble)
+            r = b.aini("recover", "--repository", repository, "--into", str(operator), "--restic-image",
+                       restic_image, env=keys, timeout=600)
+            assert r.returncode == 0, r.stdout + r.stderr
+            b.data = yaml.safe_load((operator / "aini.yml").read_text())
+            assert b.data["backup"] == {"repository": repository}
+            b.data["target"]["port"] = host.ssh_port  # the operator points aini.yml at the new server
+            b.write_config()
+            r = b.up_cli("--wait-timeout", str(WAIT))
+            assert r.returncode == 0, r.stderr[-4000:]
+            r = b.aini("restore", "--confirm", b.config.project, timeout=1200)
+            assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+            assert "restoring it forced, then unsealing it with that one's keys" in r.stderr
+            r = b.up_cli("--wait-timeout", str(WAIT))
+            assert r.returncode == 0, r.stderr[-4000:]
+            figures({"disaster_recovery_seconds": round(time.monotonic() - start, 1)})
+
+            b.wait_https(b.host("nextcloud"), "/status.php", ok=lambda r: '"maintenance":false' in r.text)
+            assert _workspace(b, workflow_id, _n8n_login(b)) == before
+            deadline = time.monotonic() + 90  # Consul's checks of the restarted services turn passing
+            while (r := b.aini("status", "--json", "--connect", f"127.0.0.1:{b.https_port}", timeout=120)
+                   ).returncode != 0 and time.monotonic() < deadline:
+                time.sleep(3)
+            rows = {row["service"]: row for row in json.loads(r.stdout)["services"]} if r.stdout else {}
+            assert r.returncode == 0, ([(row["service"], row["reason"]) for row in rows.values() if not row["ok"]],
+                                       r.stderr[-2000:])
+        finally:
+            for h in b_hosts:
+                h.remove()

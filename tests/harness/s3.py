@@ -96,8 +96,10 @@ def weed_binary() -> str:
 
 
 @contextlib.contextmanager
-def serve(directory: Path, docker: str = "docker", timeout: float = 90) -> Iterator[S3]:
-    host = bridge_gateway(docker)
+def serve(directory: Path, docker: str = "docker", timeout: float = 90, host: str | None = None) -> Iterator[S3]:
+    """`host`: the address to listen on, one of this machine's (default: docker0's, for
+    containers of this engine; the sandbox servers reach the world network's gateway)."""
+    host = host or bridge_gateway(docker)
     master, volume, filer, s3_port = free_ports(host, 4)
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"

@@ -206,13 +206,19 @@ def run_fed(site: Site, cmd: Cmd, line: str | None) -> subprocess.CompletedProce
 
 def fed(site: Site, cmd: Cmd, data: bytes) -> subprocess.CompletedProcess:
     """`cmd` reading `data` (a token, a manifest: far below a pipe's buffer) from a pipe."""
+    r = fed_bytes(site, cmd, data)
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr)
+
+
+def fed_bytes(site: Site, cmd: Cmd, data: bytes) -> subprocess.CompletedProcess:
+    """As fed, with stdout as bytes (a tar)."""
     read_end, write_end = os.pipe()
     os.write(write_end, data)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as feed, tempfile.TemporaryFile() as out:
         r = site.stream(cmd, stdin=feed, stdout=out)
         out.seek(0)
-        return subprocess.CompletedProcess(r.args, r.returncode, out.read().decode(errors="replace"), r.stderr)
+        return subprocess.CompletedProcess(r.args, r.returncode, out.read(), r.stderr)
 
 
 def what(cmd: Cmd) -> str:

@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .cmd import Cmd, Tools
 
@@ -249,16 +250,23 @@ def parse_keys(stdout: str) -> list[dict]:
     return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
-def parse_kits(stdout: str) -> list[tuple[str, str, str, str]]:
-    """`snapshots --json --tag aini-kit`: (id, host, time, fingerprint), oldest first."""
+class Kit(NamedTuple):
+    id: str
+    host: str  # the project
+    time: str
+    fingerprint: str
+
+
+def parse_kits(stdout: str) -> list[Kit]:
+    """`snapshots --json --tag aini-kit`, oldest first."""
     try:
         rows = json.loads(stdout or "[]")
     except ValueError:
         return []
-    kits = [(str(r.get("id")), str(r.get("hostname") or ""), str(r.get("time") or ""),
-             next((t[4:] for t in r.get("tags") or () if t.startswith("sha=")), ""))
+    kits = [Kit(str(r.get("id")), str(r.get("hostname") or ""), str(r.get("time") or ""),
+                next((t[4:] for t in r.get("tags") or () if t.startswith("sha=")), ""))
             for r in (rows if isinstance(rows, list) else []) if isinstance(r, dict) and r.get("id")]
-    return sorted(kits, key=lambda k: _time(k[2]))
+    return sorted(kits, key=lambda k: _time(k.time))
 
 
 def pipe_cmd(first: Cmd, second: Cmd, first_line: bool = False) -> Cmd:

@@ -18,10 +18,9 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from ..backup import kit
-from ..backup.runner import Say, fed, run_ok
+from ..backup.runner import Say, fed, fed_bytes, run_ok
 from ..catalog import backup as backup_catalog
 from ..config import Backup, Images
 from ..controlplane import breakglass
@@ -82,7 +81,7 @@ def store_kit(project: Project, site: Site, tools: Tools, repo: restic.Repositor
     elif r.returncode != 0:
         raise AiniError(f"restic snapshots: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
     kits = restic.parse_kits(r.stdout)
-    if not kits or kits[-1][3] != wanted["kit"]:
+    if not kits or kits[-1].fingerprint != wanted["kit"]:
         r = fed(site, restic.kit_backup_cmd(tools, repo, str(wanted["kit"])), data)
         if r.returncode != 0:
             raise AiniError(f"storing the recovery kit: {restic.error_line(r.returncode, r.stdout, r.stderr)}")
@@ -185,12 +184,10 @@ def recover(location: str, into: Path, project: str | None, key: breakglass.Pass
             raise AiniError(f"the repository holds no recovery kit{f' of {project}' if project else ''} "
                             "(backup.recovery_kit off, or no aini backup since it was on)")
         snapshot, host, when, _ = kits[-1]
-        with _feed(passphrase) as feed, tempfile.TemporaryFile() as out:
-            r = site.stream(restic.kit_dump_cmd(tools, repo, snapshot), stdin=feed, stdout=out)
-            if r.returncode != 0:
-                raise AiniError(f"reading the recovery kit: {restic.error_line(r.returncode, '', r.stderr)}")
-            out.seek(0)
-            data = out.read()
+        r = fed_bytes(site, restic.kit_dump_cmd(tools, repo, snapshot), passphrase.encode() + b"\n")
+        if r.returncode != 0:
+            raise AiniError(f"reading the recovery kit: {restic.error_line(r.returncode, '', r.stderr)}")
+        data = r.stdout
     try:
         files = kit.unpack(data)
     except kit.KitError as exc:
@@ -205,11 +202,3 @@ def recover(location: str, into: Path, project: str | None, key: breakglass.Pass
         else:
             write_private(private / Path(name).name, content.decode())
     return Recovered(host, when, sorted(files))
-
-
-def _feed(passphrase: str) -> IO[bytes]:
-    """The passphrase as restic's --password-file /dev/stdin, through a pipe (never an argv)."""
-    read_end, write_end = os.pipe()
-    os.write(write_end, passphrase.encode() + b"\n")
-    os.close(write_end)
-    return os.fdopen(read_end, "rb")
