@@ -176,4 +176,16 @@ def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: 
     volumes = sorted({v.name for s in specs for v in s.volumes if not v.name.startswith(("/", "./"))})
     if volumes:
         doc["volumes"] = {v: {"name": volume_name(v), "labels": owner} for v in volumes}
-    return doc
+    return literal(doc)
+
+
+def literal(value):
+    """`value` with every `$` doubled: Compose interpolates `${X}` from the environment it runs
+    in, and values from aini.yml (a schedule, a region) are data, never references."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: literal(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [literal(v) for v in value]
+    return value

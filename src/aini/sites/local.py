@@ -53,9 +53,15 @@ def find_tools(compose: bool = True) -> Tools:
                     "./run demo does this), or Docker's docker-compose-plugin package")
 
 
+# What docker, compose and restic's containers are started with: what the docker CLI itself
+# reads, and nothing else of the caller's (AINI_*, HCLOUD_TOKEN, COMPOSE_* that would change the
+# files or project compose reads). Compose interpolates from this environment.
+_PASSED = {"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR", "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK",
+           "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+
+
 def subprocess_env() -> dict[str, str]:
-    # COMPOSE_* of the caller's shell would change what compose reads (files, project name).
-    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    return {k: v for k, v in os.environ.items() if k in _PASSED or k.startswith(("DOCKER_", "LC_"))}
 
 
 def spawn(argv: Sequence[str], timeout: float, env: Mapping[str, str], *, cwd: str | None = None,

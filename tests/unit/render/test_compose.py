@@ -47,3 +47,38 @@ def test_compose_rejects_a_broken_project(tmp_path):
     (tmp_path / "compose.yml").write_text("services:\n  x:\n    image: a:1\n    no_such_key: 1\n")
     result = subprocess.run([compose_binary(), "config", "--quiet"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode != 0
+
+
+def test_values_from_aini_yml_reach_the_container_literally_even_with_the_variable_set(tmp_path):
+    """Compose interpolates ${X} from where it runs: a value from aini.yml is data, so the
+    variable set in the caller's environment never reaches the container."""
+    import json
+    import os
+
+    schedule, region = "0 0 4 * * ${AINI_TEST_MARKER}", "$AINI_TEST_MARKER-$(id)-`id`-$$"
+    config = config_of(services={"watchtower": {"schedule": schedule},
+                                 "nextcloud": {"s3": {"bucket": "aini-files", "region": region}}})
+    store = seed_store(tmp_path / ".aini")
+    store.set_user("nextcloud_s3_key", "key")
+    store.set_user("nextcloud_s3_secret", "secret")
+    bundle.write(bundle.render(config, store), tmp_path / "bundle")
+    for group, variable, wanted in (("watchtower", "WATCHTOWER_SCHEDULE", schedule),
+                                    ("nextcloud", "OBJECTSTORE_S3_REGION", region)):
+        r = subprocess.run([compose_binary(), "-f", "compose.yml", "config", "--format", "json"],
+                           cwd=tmp_path / "bundle" / group, capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "AINI_TEST_MARKER": "leaked"})
+        assert r.returncode == 0, r.stderr
+        # `config` prints a compose file again, with `$$` for a literal `$`: the container gets one.
+        assert "leaked" not in r.stdout
+        assert json.loads(r.stdout)["services"][group]["environment"][variable].replace("$$", "$") == wanted
+
+
+def test_compose_runs_with_what_docker_reads_and_nothing_else_of_the_callers(monkeypatch):
+    from aini.sites import local
+
+    for name, value in {"AINI_BREAKGLASS_PASSPHRASE": "p", "HCLOUD_TOKEN": "t", "AINI_SECRET_X": "s",
+                        "COMPOSE_FILE": "other.yml", "DOCKER_HOST": "unix:///run/d.sock", "PATH": "/usr/bin"}.items():
+        monkeypatch.setenv(name, value)
+    env = local.subprocess_env()
+    assert env["DOCKER_HOST"] == "unix:///run/d.sock" and env["PATH"] == "/usr/bin"
+    assert not {"AINI_BREAKGLASS_PASSPHRASE", "HCLOUD_TOKEN", "AINI_SECRET_X", "COMPOSE_FILE"} & set(env)
