@@ -63,7 +63,7 @@ class Model(BaseModel):
 
 
 def _check_subdomain(value: str | None) -> str | None:
-    if value is not None and not SUBDOMAIN_RE.match(value):
+    if value is not None and not SUBDOMAIN_RE.fullmatch(value):
         raise ValueError("must be one DNS label: lowercase letters, digits and '-', at most 63 characters")
     return value
 
@@ -211,7 +211,8 @@ class HetznerTarget(Model):
 
 class SshTarget(Model):
     kind: Literal["ssh"]
-    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$")
+    # Never a leading '-': ssh would read it as an option (-oProxyCommand=...).
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:][A-Za-z0-9.:-]*$")
     port: int = Field(default=22, ge=1, le=65535)
     user: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     ssh_key: str = Field(default="~/.ssh/id_ed25519", description="Private key file.")
@@ -368,7 +369,7 @@ class Images(Model):
     @classmethod
     def _pinned(cls, value: dict[str, str]) -> dict[str, str]:
         for name, ref in value.items():
-            match = IMAGE_RE.match(ref)
+            match = IMAGE_RE.fullmatch(ref)
             if not match:
                 raise ValueError(f"{name}: {ref!r} is not an image reference")
             if not (match["tag"] or match["digest"]) or match["tag"] == "latest":
@@ -392,15 +393,15 @@ class AiniConfig(Model):
     @field_validator("domain")
     @classmethod
     def _domain(cls, value: str) -> str:
-        if len(value) > 200 or not (value == "localhost" or DOMAIN_RE.match(value)):
+        if len(value) > 200 or not (value == "localhost" or DOMAIN_RE.fullmatch(value)):
             raise ValueError("must be a lowercase domain name such as 'example.com'")
         return value
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        match = EMAIL_RE.match(value)
-        if not match or not DOMAIN_RE.match(match["domain"].lower()):
+        match = EMAIL_RE.fullmatch(value)
+        if not match or not DOMAIN_RE.fullmatch(match["domain"].lower()):
             raise ValueError("must be an email address such as 'admin@example.com'")
         return value
 

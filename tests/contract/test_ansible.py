@@ -126,3 +126,24 @@ def test_installed_collection_has_dns_modules():
     modules = {p.stem for p in (root / "plugins" / "modules").glob("*.py") if p.stem != "__init__"}
     assert tuple(int(x) for x in manifest["collection_info"]["version"].split(".")) >= (5, 4, 0)
     assert {"zone", "zone_info", "zone_rrset", "zone_rrset_info", "server", "firewall", "ssh_key"} <= modules
+
+
+def test_values_aini_hands_ansible_are_never_templated(tmp_path, monkeypatch):
+    """aini's run_playbook, the real ansible-playbook: a `{{ 7*7 }}` in a variable (a key's
+    comment, say) and in the inventory arrives as written, not as 49."""
+    from aini.infra import ansible, provision
+
+    (tmp_path / "playbooks").mkdir()
+    out = tmp_path / "out.json"
+    (tmp_path / "playbooks" / "probe.yml").write_text(yaml.safe_dump([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [{"ansible.builtin.copy": {"dest": str(out), "content": "{{ [comment, nested, from_inventory] | to_json }}"}}],
+    }]))
+    (tmp_path / "ansible.cfg").write_text("[defaults]\n")
+    monkeypatch.setattr(ansible, "ANSIBLE_DIR", tmp_path)
+    inventory = json.loads(json.dumps(provision.LOCAL_INVENTORY))
+    inventory["all"]["hosts"]["localhost"]["from_inventory"] = "{{ 6*7 }}"
+    ansible.run_playbook("probe.yml", inventory,
+                         variables={"comment": "ops@{{ 7*7 }}", "nested": {"list": ["{% raw %}x", "{{ lookup('env', 'HOME') }}"]}})
+    assert json.loads(out.read_text()) == [
+        "ops@{{ 7*7 }}", {"list": ["{% raw %}x", "{{ lookup('env', 'HOME') }}"]}, "{{ 6*7 }}"]

@@ -104,3 +104,25 @@ def test_the_valid_base_is_accepted(tmp_path):
     """The corruptions start from this document: it must itself be valid."""
     result = run_validate(tmp_path, yaml.safe_dump(VALID))
     assert result.exit_code == 0, result.output
+
+
+
+
+def test_a_trailing_newline_or_a_leading_dash_is_refused_naming_the_field(tmp_path):
+    """Python's `$` also matches before a final newline: every pattern is a full match."""
+    ssh = {"kind": "ssh", "host": "203.0.113.7"}
+    cases = [
+        ({**VALID, "domain": "example.org\n"}, "domain"),
+        ({**VALID, "email": "admin@example.com\n"}, "email"),
+        ({**VALID, "project": "aini\n"}, "project"),
+        (_set(dict(VALID), ("services", "n8n", "subdomain"), "chat2\n"), "subdomain"),
+        (_set(dict(VALID), ("images", "overrides"), {"n8n": "docker.n8n.io/n8nio/n8n:2.0.0\n"}), "overrides"),
+        ({**VALID, "target": {**ssh, "host": "-oProxyCommand=touch /tmp/x"}}, "host"),
+        ({**VALID, "target": {**ssh, "host": "example.org\n"}}, "host"),
+        ({**VALID, "admin": {"user": "admin\n"}}, "user"),
+    ]
+    for doc, field in cases:
+        result = run_validate(tmp_path, yaml.safe_dump(doc))
+        assert_refused(result)
+        assert field in result.output, (doc, result.output)
+    assert run_validate(tmp_path, yaml.safe_dump({**VALID, "target": ssh})).exit_code == 0

@@ -389,8 +389,20 @@ def _write_private(path: Path, data: Mapping[str, Any]) -> Path:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
+        json.dump(unsafe(data), handle)
     return path
+
+
+def unsafe(value: Any) -> Any:
+    """Every string marked unsafe for Ansible's templating (its JSON form of `!unsafe`): a
+    value from aini.yml or a key file reaches the server as written, `{{ 7*7 }}` included."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, Mapping):
+        return {k: unsafe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unsafe(v) for v in value]
+    return value
 
 
 __all__ = ["ANSIBLE_DIR", "ConsoleProgress", "HostStats", "Progress", "RunResult", "explain",

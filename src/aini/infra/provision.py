@@ -8,6 +8,7 @@ resource with AINI's name that AINI did not create.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     from ..config import AiniConfig, HetznerTarget
 
 PLAYBOOK = "provision.yml"
+# This Python runs the playbook too (ansible-playbook beside it): no template, as every value
+# AINI hands Ansible is marked unsafe for templating.
 LOCAL_INVENTORY = {"all": {"hosts": {"localhost": {
-    "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}
+    "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}
 FIREWALL_PLAYBOOK = "firewall.yml"
 SSH_RULE = "ssh"
 # An SSH port sshd may still listen on (a server before its port moved): open until

@@ -56,7 +56,7 @@ class SshAccess:
         """`ssh ... user@host command`; `options` go before the destination (-o pairs)."""
         return ["ssh", *self.options(), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT}",
                 "-o", "LogLevel=ERROR", *options, "-i", str(self.key), "-p", str(self.port), "-l", user,
-                self.host, command]
+                "--", self.host, command]
 
     def run(self, user: str, command: str) -> subprocess.CompletedProcess:
         argv = self.argv(user, command)
@@ -199,7 +199,7 @@ class SshSite:
             local = s.getsockname()[1]
         self._exec("true", 60)  # the master connection must exist before -O forward
         r = subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "forward",
-                            "-L", f"127.0.0.1:{local}:{address}:{port}", self.access.host],
+                            "-L", f"127.0.0.1:{local}:{address}:{port}", "--", self.access.host],
                            capture_output=True, text=True, timeout=30, env=_ssh_env())
         if r.returncode != 0:
             raise AiniError(f"cannot forward a port to {address}:{port} on {self.access.where}: "
@@ -211,7 +211,7 @@ class SshSite:
 
     def close(self) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", self.access.host],
+            subprocess.run(["ssh", "-o", f"ControlPath={self.control_path}", "-O", "exit", "--", self.access.host],
                            capture_output=True, timeout=10, env=_ssh_env())
 
 

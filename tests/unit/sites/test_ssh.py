@@ -43,7 +43,7 @@ def test_commands_run_with_sudo_and_never_carry_a_secret():
     remote = site.sudo(["docker", "compose", "--project-directory", str(REMOTE_ROOT / "n8n"), "up"])
     assert remote == "sudo -n docker compose --project-directory /opt/aini/deployed/n8n up"
     argv = site.ssh_argv(remote)
-    assert argv[-2:] == ["203.0.113.7", remote]
+    assert argv[-3:] == ["--", "203.0.113.7", remote]  # after `--`, a host is never read as an option
     assert ["-p", "2222", "-l", "aini"] == argv[argv.index("-p"):argv.index("-p") + 4]
     assert "ControlPath=/tmp/c" in argv and "BatchMode=yes" in argv
     # A path with a shell metacharacter stays one word on the server.
