@@ -156,6 +156,19 @@ class Stack:
             time.sleep(1)
         raise AssertionError(f"https://{host}{path} not as expected within {timeout:.0f}s: {last!r}")
 
+    def tls_refused(self, host: str, timeout: float = 60) -> bool:
+        """No certificate names `host`, and Traefik's sniStrict gives it no TLS at all (not its
+        default certificate); polled, as Traefik reloads certificates within a few seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.https(host, "/", verify=False)
+            except ssl.SSLError:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1)
+
     def admin(self) -> tuple[str, str]:
         return self.config.admin.user, self.store.get("admin_password") or ""
 

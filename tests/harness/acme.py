@@ -52,8 +52,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def make_listener_tls(directory: Path, ips: Iterable[str] = ()) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a certificate it signs for 127.0.0.1, localhost and `ips`.
+def make_listener_tls(directory: Path, ips: Iterable[str] = ("127.0.0.1",), names: Iterable[str] = ("localhost",)
+                      ) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate it signs for `ips` and `names`.
     Returns (ca.pem, listener.pem, listener.key); the key is 0600."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -75,8 +76,7 @@ def make_listener_tls(directory: Path, ips: Iterable[str] = ()) -> tuple[Path, P
                                        content_commitment=False, key_encipherment=False, data_encipherment=False,
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
-    addresses = sorted({"127.0.0.1", *ips})
-    sans = [x509.DNSName("localhost"), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses)]
+    sans = [*map(x509.DNSName, names), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(set(ips)))]
     leaf = (builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble")]), key.public_key())
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -127,7 +127,7 @@ class PebbleWorld:
         return self
 
     def _start(self) -> None:
-        _, cert, key = make_listener_tls(self.workdir, self.extra_ips)
+        _, cert, key = make_listener_tls(self.workdir, ["127.0.0.1", *self.extra_ips])
         config = {"pebble": {
             "listenAddress": f"{self.listen}:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",

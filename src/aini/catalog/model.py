@@ -85,6 +85,7 @@ class Route:
     admin: bool = False  # behind the admin authentication
     middlewares: tuple[str, ...] = ()  # extra named middlewares from render/traefik.py
     service: str | None = None  # a Traefik internal service (api@internal) instead of the container
+    framed_by: str | None = None  # the service whose pages frame this one; others: same origin only
 
 
 @dataclass(frozen=True)

@@ -288,6 +288,6 @@ ONLYOFFICE = ServiceSpec(
         Volume("onlyoffice-lib", "/var/lib/onlyoffice"),
         Volume("onlyoffice-logs", "/var/log/onlyoffice"),
     ),
-    route=Route("office", 80),
+    route=Route("office", 80, framed_by="nextcloud"),  # the connector opens the editor in Nextcloud's page
     backup=Backup(notes="documents live in Nextcloud; the cache is not backed up"),
 )

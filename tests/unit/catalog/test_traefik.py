@@ -21,11 +21,25 @@ import yaml
 from aini.render import bundle
 from aini.store import SecretStore
 
+from tests.harness.acme import make_listener_tls
+
 from ..conftest import config_of, seed_store
 from ..tools import free_port, venv_binary
 
 EXPECTED_ROUTERS = {"traefik", "consul", "vault", "librechat", "n8n", "nextcloud", "onlyoffice", "netdata"}
 ADMIN = {"traefik", "consul", "vault", "netdata"}
+
+
+class SniConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 naming `server_name` in SNI, as a browser of that host does."""
+
+    def __init__(self, server_name: str, port: int, context: ssl.SSLContext):
+        super().__init__("127.0.0.1", port, timeout=5, context=context)
+        self.server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
 
 
 class Traefik:
@@ -43,6 +57,10 @@ class Traefik:
         dynamic.mkdir()
         for path in (traefik_dir / "dynamic").iterdir():
             (dynamic / path.name).write_text(path.read_text().replace("/etc/traefik/users", str(traefik_dir / "users")))
+        # ACME cannot issue here and sniStrict serves no default certificate: one for the test domain.
+        self.ca, cert, key = make_listener_tls(root / "test-tls", ips=(), names=["*.example.com"])
+        (dynamic / "test-certificate.yml").write_text(yaml.safe_dump(
+            {"tls": {"certificates": [{"certFile": str(cert), "keyFile": str(key)}]}}))
         (root / "static.yml").write_text(yaml.safe_dump(static))
         self.log = root / "traefik.log"
         self.proc = subprocess.Popen(
@@ -54,10 +72,7 @@ class Traefik:
     def get(self, host: str, path: str, port: int | None = None, auth: bool = False, tls: bool = True):
         port = port or self.websecure
         if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # ACME cannot issue here; the default certificate answers
-            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
+            conn = SniConnection(host, port, ssl.create_default_context(cafile=str(self.ca)))
         else:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         headers = {"Host": host}
@@ -138,7 +153,7 @@ def test_admin_uis_need_the_admin_password(traefik):
     for host in ("traefik.example.com", "consul.example.com", "vault.example.com", "netdata.example.com"):
         response, _ = traefik.get(host, "/")
         assert response.status == 401, host
-        assert response.getheader("Strict-Transport-Security", "").startswith("max-age=15552000")
+        assert response.getheader("Strict-Transport-Security", "") == "max-age=63072000; includeSubDomains"
     response, _ = traefik.get("traefik.example.com", "/api/version", auth=True)
     assert response.status == 200
     response, _ = traefik.get("traefik.example.com", "/", auth=True)
@@ -149,9 +164,48 @@ def test_app_routes_carry_security_headers_and_dav_redirects(traefik):
     response, _ = traefik.get("cloud.example.com", "/.well-known/caldav")
     assert response.status in (301, 308)
     assert response.getheader("Location") == "https://cloud.example.com/remote.php/dav/"
-    assert response.getheader("Strict-Transport-Security", "").startswith("max-age=15552000")
+    assert response.getheader("Strict-Transport-Security", "") == "max-age=63072000; includeSubDomains"
     # No backend runs here: Traefik answers 502 from the route, not 404 (which means no route).
     response, _ = traefik.get("chat.example.com", "/")
     assert response.status == 502
     response, _ = traefik.get("nothing.example.com", "/")
     assert response.status == 404
+
+
+def _handshake(traefik, server_name: str | None, ciphers: str | None = None,
+               version: ssl.TLSVersion | None = None) -> str:
+    """The negotiated cipher, or the error that refused the handshake."""
+    import socket
+
+    context = ssl.create_default_context(cafile=str(traefik.ca))
+    context.check_hostname = False
+    if ciphers:
+        context.set_ciphers(ciphers)
+    if version:
+        context.minimum_version = context.maximum_version = version
+    try:
+        with socket.create_connection(("127.0.0.1", traefik.websecure), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=server_name) as tls:
+            return tls.cipher()[0]
+    except (ssl.SSLError, ConnectionError) as exc:
+        return f"refused: {exc}"
+
+
+def test_tls_is_mozilla_intermediate_and_a_client_naming_no_host_of_ours_gets_no_certificate(traefik):
+    assert _handshake(traefik, "chat.example.com", "ECDHE-ECDSA-AES128-GCM-SHA256",
+                      ssl.TLSVersion.TLSv1_2) == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert _handshake(traefik, "chat.example.com", version=ssl.TLSVersion.TLSv1_3) == "TLS_AES_128_GCM_SHA256"
+    for cbc in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES128-SHA256"):
+        assert _handshake(traefik, "chat.example.com", cbc, ssl.TLSVersion.TLSv1_2).startswith("refused"), cbc
+    assert _handshake(traefik, None).startswith("refused")  # no SNI: not Traefik's default certificate
+    assert _handshake(traefik, "elsewhere.example.org").startswith("refused")
+
+
+def test_frames_are_same_origin_but_nextcloud_may_frame_onlyoffice(traefik):
+    response, _ = traefik.get("chat.example.com", "/")
+    assert response.getheader("X-Frame-Options") == "SAMEORIGIN"
+    assert response.getheader("X-XSS-Protection") is None  # OWASP: absent (or 0)
+    assert "geolocation=()" in response.getheader("Permissions-Policy", "")
+    response, _ = traefik.get("office.example.com", "/")
+    assert response.getheader("X-Frame-Options") is None
+    assert response.getheader("Content-Security-Policy") == "frame-ancestors 'self' https://cloud.example.com"
