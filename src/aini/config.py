@@ -58,6 +58,17 @@ def _cron(fields: int) -> Callable[[str], str]:
     return check
 
 
+def _cidrs(value: list[str]) -> list[str]:
+    import ipaddress
+
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a CIDR such as '203.0.113.0/24'") from None
+    return value
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,6 +96,9 @@ class VaultOptions(ServiceOptions):
     flavor: Literal["vault", "openbao"] = Field(
         default="vault", description="HashiCorp Vault (BSL) or OpenBao (MPL-2.0); the API is the same."
     )
+    public: bool = Field(
+        default=True, description="Route vault.<domain> through Traefik (behind the admin password). Off, "
+        "Vault has no public address; aini reaches it through SSH on a server, as always.")
     key_shares: int = Field(default=5, ge=1, le=10, description="Unseal key shares made at initialisation.")
     key_threshold: int = Field(default=3, ge=1, le=10, description="Shares needed to unseal.")
     age_recipients: list[str] = Field(
@@ -196,17 +210,7 @@ class HetznerTarget(Model):
         default=None, description="Manage A/AAAA records for every enabled subdomain in this Hetzner DNS zone."
     )
 
-    @field_validator("ssh_from")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ValueError(f"{cidr!r} is not a CIDR such as '203.0.113.0/24'") from None
-        return value
+    _ssh_from = field_validator("ssh_from")(_cidrs)
 
 
 class SshTarget(Model):
@@ -319,6 +323,11 @@ def _ca_certificates(path: Path) -> str:
 
 class Admin(Model):
     user: str = Field(default="admin", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    allow_from: list[str] = Field(
+        default=[], max_length=50, description="CIDRs from which the admin UIs (Traefik, Consul, Vault, Netdata) "
+        "answer at all; others get 403 before the password is asked. Empty means anywhere.")
+
+    _allow_from = field_validator("allow_from")(_cidrs)
 
 
 class Retention(Model):

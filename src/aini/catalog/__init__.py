@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .core import CONSUL, OPENBAO, TRAEFIK, VAULT
 from .librechat import LIBRECHAT, MEILISEARCH, MONGODB
-from .model import Context, Ref, Secret, ServiceSpec, UserSecret, subdomain_of
+from .model import Context, Ref, Secret, ServiceSpec, UserSecret, routed, subdomain_of
 from .n8n import N8N, N8N_POSTGRES
 from .nextcloud import MARIADB, NEXTCLOUD, NEXTCLOUD_CRON, ONLYOFFICE, REDIS
 from .ops import NETDATA, SOCKET_PROXY, WATCHTOWER
@@ -98,6 +98,7 @@ __all__ = [
     "groups",
     "names",
     "secrets_for",
+    "routed",
     "subdomain_of",
     "user_secrets_for",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import AiniConfig, load_config, validate_data
 from ..errors import ConfigError
-from . import CATALOG, subdomain_of
+from . import CATALOG, routed, subdomain_of
 
 
 def problems(config: AiniConfig) -> list[str]:
@@ -15,7 +15,7 @@ def problems(config: AiniConfig) -> list[str]:
     found = []
     owners: dict[str, str] = {}
     for spec in CATALOG:
-        if spec.route and spec.enabled(config):
+        if routed(spec, config) and spec.enabled(config):
             sub = subdomain_of(spec, config)
             if sub in owners:
                 found.append(f"services.{spec.group}.subdomain: '{sub}' is already used by {owners[sub]}; "

@@ -163,7 +163,7 @@ VAULT = ServiceSpec(
     volumes=(Volume("vault-data", "/vault/file"),),
     files=Files(_vault_hcl("/vault/file"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
     command=("server",),
-    route=Route("vault", 8200, admin=True),
+    route=Route("vault", 8200, admin=True, public=lambda config: config.services.vault.public),
     backup=_raft_snapshot("vault", "VAULT"),
     update="monitor",
 )
@@ -190,7 +190,7 @@ OPENBAO = ServiceSpec(
         _vault_hcl("/openbao/file"), mounts=(Volume("./vault.hcl", "/openbao/config/vault.hcl", True),)
     ),
     command=("server",),
-    route=Route("vault", 8200, admin=True),
+    route=Route("vault", 8200, admin=True, public=lambda config: config.services.vault.public),
     backup=_raft_snapshot("bao", "BAO"),
     update="monitor",
 )

@@ -86,6 +86,7 @@ class Route:
     middlewares: tuple[str, ...] = ()  # extra named middlewares from render/traefik.py
     service: str | None = None  # a Traefik internal service (api@internal) instead of the container
     framed_by: str | None = None  # the service whose pages frame this one; others: same origin only
+    public: Callable[[AiniConfig], bool] | None = None  # whether aini.yml routes it (None: always)
 
 
 @dataclass(frozen=True)
@@ -246,6 +247,11 @@ class Context:
 
     def on(self, name: str) -> bool:
         return name in self.enabled
+
+
+def routed(spec: ServiceSpec, config: AiniConfig) -> bool:
+    """Traefik routes `spec` (when it is enabled): it has a route aini.yml did not turn off."""
+    return spec.route is not None and (spec.route.public is None or spec.route.public(config))
 
 
 def subdomain_of(spec: ServiceSpec, config: AiniConfig) -> str:

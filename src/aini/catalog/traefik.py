@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..yamltext import dump
-from .model import Ref, Volume, subdomain_of
+from .model import Ref, Volume, routed, subdomain_of
 
 if TYPE_CHECKING:
     from .model import Context, EnvValue
@@ -122,14 +122,18 @@ def dynamic(ctx: Context) -> dict[str, dict]:
     used = {"security-headers"}
     middlewares: dict = {}
     for spec in ctx.entries.values():
-        if spec.route is None or not ctx.on(spec.name):
+        if spec.route is None or not ctx.on(spec.name) or not routed(spec, ctx.config):
             continue
         route = spec.route
         frames = "same-origin-frames"
         if route.framed_by:
             frames = f"{spec.name}-frames"
             middlewares[frames] = {"headers": {"contentSecurityPolicy": f"frame-ancestors 'self' {ctx.url(route.framed_by)}"}}
-        chain = ["security-headers", frames, *(["admin-auth"] if route.admin else []), *route.middlewares]
+        admin = ["admin-auth"]
+        if ctx.config.admin.allow_from:  # refused before the password is even asked for
+            admin = ["admin-allow", *admin]
+            middlewares["admin-allow"] = {"ipAllowList": {"sourceRange": list(ctx.config.admin.allow_from)}}
+        chain = ["security-headers", frames, *(admin if route.admin else []), *route.middlewares]
         used.update(chain)
         routers[spec.name] = {
             "rule": f"Host(`{subdomain_of(spec, ctx.config)}.{ctx.config.domain}`)",

@@ -124,7 +124,7 @@ def plan(config: AiniConfig, offers: list[Offer], owned: list[Owned]) -> CloudPl
     if target.dns_zone:
         relative = config.domain.removesuffix(target.dns_zone).rstrip(".")
         for spec in catalog.enabled(config):
-            if spec.route:
+            if catalog.routed(spec, config):
                 sub = subdomain_of(spec, config)
                 records.append(f"{sub}.{relative}" if relative else sub)
     return CloudPlan(changes, offer.name, target.location, offer.monthly_gross[target.location], offer.currency, records)

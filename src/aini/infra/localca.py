@@ -42,7 +42,8 @@ class LocalCerts:
 
 def hostnames(config) -> list[str]:
     """Every name Traefik answers for: <subdomain>.<domain> of each enabled route."""
-    names = [f"{catalog.subdomain_of(s, config)}.{config.domain}" for s in catalog.enabled(config) if s.route]
+    names = [f"{catalog.subdomain_of(s, config)}.{config.domain}" for s in catalog.enabled(config)
+             if catalog.routed(s, config)]
     return sorted(set(names))
 
 

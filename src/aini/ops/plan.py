@@ -98,7 +98,7 @@ def overview(config: AiniConfig, stored: set[str]) -> Overview:
             group=s.group,
             title=s.title,
             image=image_ref(s, ctx),
-            url=f"https://{subdomain_of(s, config)}.{config.domain}" if s.route else None,
+            url=f"https://{subdomain_of(s, config)}.{config.domain}" if catalog.routed(s, config) else None,
             admin=bool(s.route and s.route.admin),
             mem_reservation=s.mem_reservation,
             mem_limit=s.mem_limit,

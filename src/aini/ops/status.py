@@ -196,7 +196,7 @@ def expected_services(deployed: Mapping, config: AiniConfig) -> list[Expected]:
                 spec = catalog.by_name(name)
             except KeyError:  # deployed by another AINI version
                 spec = None
-            if spec is not None and spec.route is not None:
+            if spec is not None and catalog.routed(spec, ctx.config):
                 result.append(Expected(name, group, ctx.fqdn(name), ctx.url(name) + "/"))
             else:
                 result.append(Expected(name, group))

@@ -209,3 +209,36 @@ def test_frames_are_same_origin_but_nextcloud_may_frame_onlyoffice(traefik):
     response, _ = traefik.get("office.example.com", "/")
     assert response.getheader("X-Frame-Options") is None
     assert response.getheader("Content-Security-Policy") == "frame-ancestors 'self' https://cloud.example.com"
+
+
+def test_admin_uis_answer_only_the_allowed_networks_and_vault_may_have_no_route(tmp_path):
+    root = tmp_path / "traefik"
+    store = seed_store(root / ".aini")
+    config = config_of(tls={"acme_server": f"https://127.0.0.1:{free_port()}/dir"},
+                       admin={"allow_from": ["192.0.2.0/24", "2001:db8::/32"]},
+                       services={"vault": {"public": False}})
+    bundle.write(bundle.render(config, store), root / "bundle")
+    server = Traefik(root / "bundle", store)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the routes are loaded once an app's route answers (502: no backend here)
+            try:
+                if server.get("chat.example.com", "/")[0].status == 502:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, server.log.read_text()[-2000:]
+            time.sleep(0.2)
+        for host in ("traefik.example.com", "consul.example.com", "netdata.example.com"):
+            assert server.get(host, "/", auth=True)[0].status == 403, host  # 127.0.0.1 is not allowed
+        assert server.get("vault.example.com", "/", auth=True)[0].status == 404  # no route at all
+        assert server.get("cloud.example.com", "/")[0].status == 502  # the apps are not admin UIs
+    finally:
+        server.stop()
+
+
+def test_a_vault_without_a_public_route_has_no_name_anywhere():
+    from aini.infra import localca
+
+    assert "vault.example.com" in localca.hostnames(config_of())
+    assert "vault.example.com" not in localca.hostnames(config_of(services={"vault": {"public": False}}))
