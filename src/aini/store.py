@@ -107,19 +107,27 @@ class SecretStore:
         return taken
 
     def admin_htpasswd(self, user: str) -> str:
-        """`user:bcrypt-hash` for Traefik. Bcrypt salts each hash, so the hash is kept (keyed
-        by a fingerprint of the password) to keep the bundle byte-identical between renders."""
-        password = self.get("admin_password")
+        """`user:bcrypt-hash` for Traefik."""
+        return self._kept_bcrypt("admin_password", "admin_htpasswd", f"{user}:")
+
+    def bcrypt(self, name: str) -> str:
+        """The bcrypt hash of secret `name` (n8n's owner password)."""
+        return self._kept_bcrypt(name, f"{name}_bcrypt")
+
+    def _kept_bcrypt(self, name: str, key: str, prefix: str = "") -> str:
+        """`prefix` + the bcrypt hash of secret `name`. Bcrypt salts each hash, so the hash is
+        kept (keyed by a fingerprint of the value) to keep the bundle byte-identical between renders."""
+        password = self.get(name)
         if password is None:
-            raise AiniError("the admin password has not been generated yet")
-        fingerprint = hashlib.sha256(f"{user}:{password}".encode()).hexdigest()[:16]
-        stored = self._data["derived"].get("admin_htpasswd", "")
+            raise AiniError(f"the secret {name} has not been generated yet")
+        fingerprint = hashlib.sha256(f"{prefix}{password}".encode()).hexdigest()[:16]
+        stored = self._data["derived"].get(key, "")
         if not stored.startswith(fingerprint + " "):
             import bcrypt
 
             digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
-            stored = f"{fingerprint} {user}:{digest}"
-            self._data["derived"]["admin_htpasswd"] = stored
+            stored = f"{fingerprint} {prefix}{digest}"
+            self._data["derived"][key] = stored
             self._dirty = True
         return stored.split(" ", 1)[1]
 

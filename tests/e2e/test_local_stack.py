@@ -195,13 +195,15 @@ def test_missing_image_stops_before_touching_anything(stack: Stack):
     assert stack.containers() == before
 
 
-N8N_OWNER = {"email": "owner@example.com", "firstName": "Aini", "lastName": "E2E", "password": "E2e-passw0rd!"}
+CLAIM = {"email": "attacker@example.org", "firstName": "Mallory", "lastName": "X", "password": "Cl4im-it-first!"}
 BROWSER = {"browser-id": "aini-e2e", "Content-Type": "application/json"}
 
 
 def _n8n_login(stack: Stack) -> str:
+    """The owner AINI made: aini.yml's email and AINI's generated password."""
     host = stack.host("n8n")
-    body = json.dumps({"emailOrLdapLoginId": N8N_OWNER["email"], "password": N8N_OWNER["password"]}).encode()
+    password = stack.store.get("n8n_owner_password")
+    body = json.dumps({"emailOrLdapLoginId": stack.config.email, "password": password}).encode()
     # n8n mounts its REST controllers a moment after it reports ready: poll, bounded.
     r = stack.wait_https(host, "/rest/login", ok=lambda r: r.status != 404, method="POST", body=body,
                          headers=BROWSER)
@@ -209,11 +211,20 @@ def _n8n_login(stack: Stack) -> str:
     return r.cookie()
 
 
+def test_n8n_has_its_owner_from_the_first_start_and_nobody_can_claim_it(stack: Stack):
+    host = stack.host("n8n")
+    r = stack.https(host, "/rest/settings", headers=BROWSER)
+    assert r.status == 200 and json.loads(r.body)["data"]["userManagement"]["showSetupOnFirstLoad"] is False, r.text[:300]
+    r = stack.https(host, "/rest/owner/setup", method="POST", body=json.dumps(CLAIM).encode(), headers=BROWSER)
+    assert r.status >= 400, r.text[:300]  # the first visitor gets no owner account
+    r = stack.https(host, "/rest/login", method="POST", headers=BROWSER, body=json.dumps(
+        {"emailOrLdapLoginId": CLAIM["email"], "password": CLAIM["password"]}).encode())
+    assert r.status == 401, r.text[:300]
+
+
 def test_n8n_workflow_survives_a_restart_of_its_group(stack: Stack):
     host = stack.host("n8n")
-    r = stack.https(host, "/rest/owner/setup", method="POST", body=json.dumps(N8N_OWNER).encode(), headers=BROWSER)
-    assert r.status == 200, r.text[:300]
-    cookie = r.cookie()
+    cookie = _n8n_login(stack)
     workflow = {"name": "aini-e2e-workflow", "nodes": [], "connections": {}, "settings": {}, "active": False}
     r = stack.https(host, "/rest/workflows", method="POST", body=json.dumps(workflow).encode(),
                     headers={**BROWSER, "Cookie": cookie})

@@ -30,7 +30,7 @@ from tests.e2e.conftest import _merge_figures
 from tests.e2e.server import DOMAIN, ServerStack, load_images, server_world
 from tests.e2e.stack import PASSPHRASE
 from tests.e2e.test_local_stack import ANSWERS as LOCAL_ANSWERS
-from tests.e2e.test_local_stack import BROWSER, N8N_OWNER, REAL, _mariadb, _mongo, _n8n_login
+from tests.e2e.test_local_stack import BROWSER, REAL, _mariadb, _mongo, _n8n_login
 from tests.harness import s3 as s3_harness
 from tests.harness import sandbox
 from tests.harness.world import build_or_fail
@@ -382,10 +382,7 @@ def test_a_new_server_comes_back_from_s3_with_the_repository_and_the_passphrase_
         try:
             # Server A: a datum in every service that keeps one.
             n8n = server.host("n8n")
-            r = server.https(n8n, "/rest/owner/setup", method="POST", body=json.dumps(N8N_OWNER).encode(),
-                             headers=BROWSER)
-            assert r.status == 200, r.text[:300]
-            cookie = r.cookie()
+            cookie = _n8n_login(server)  # the owner AINI made
             workflow = {"name": "aini-disaster", "nodes": [], "connections": {}, "settings": {}, "active": False}
             r = server.https(n8n, "/rest/workflows", method="POST", body=json.dumps(workflow).encode(),
                              headers={**BROWSER, "Cookie": cookie})

@@ -26,7 +26,11 @@ def seed_store(directory: Path, user: str = "admin") -> SecretStore:
     digest = bcrypt.hashpw(password.encode(), b"$2b$10$" + b"aini.golden.salt.value.").decode()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "secrets.json"
-    path.write_text(json.dumps({"generated": generated, "user": {}, "derived": {"admin_htpasswd": f"{fingerprint} {user}:{digest}"}}))
+    owner = generated["n8n_owner_password"]
+    owner_hash = bcrypt.hashpw(owner.encode(), b"$2b$10$" + b"aini.golden.salt.value.").decode()
+    derived = {"admin_htpasswd": f"{fingerprint} {user}:{digest}",
+               "n8n_owner_password_bcrypt": f"{hashlib.sha256(owner.encode()).hexdigest()[:16]} {owner_hash}"}
+    path.write_text(json.dumps({"generated": generated, "user": {}, "derived": derived}))
     path.chmod(0o600)
     return SecretStore(directory)
 

@@ -68,6 +68,20 @@ def groups(specs: list[ServiceSpec]) -> dict[str, list[ServiceSpec]]:
     return result
 
 
+def logins(config: AiniConfig) -> list[tuple[str, str, str, str]]:
+    """(title, URL, login, the command that shows the password) of every UI AINI made a user for."""
+    ctx, specs = context(config), enabled(config)
+    owner = {s.name: spec.name for spec in CATALOG for s in spec.secrets}
+
+    def shown(secret: str) -> str:
+        if vault_of(specs) is None:  # no Vault: the project's own store is the only copy
+            return f"{secret} in .aini/secrets.json"
+        return f"aini secrets get {owner[secret]} {secret} --show"
+
+    return [(spec.title, ctx.url(spec.name) + "/", spec.login.user(config), shown(spec.login.secret))
+            for spec in specs if spec.login and routed(spec, config)]
+
+
 def secrets_for(specs: list[ServiceSpec]) -> list[Secret]:
     """Generated secrets the enabled services need, each once (shared names are one secret)."""
     seen: dict[str, Secret] = {}

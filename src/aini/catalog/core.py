@@ -2,7 +2,7 @@
 
 from . import traefik as traefik_config
 from .networks import FIXED_IPS
-from .model import Backup, Context, Files, HealthCheck, Route, Secret, ServiceSpec, UserSecret, Volume
+from .model import ADMIN_LOGIN, Backup, Context, Files, HealthCheck, Route, Secret, ServiceSpec, UserSecret, Volume
 
 TRAEFIK = ServiceSpec(
     name="traefik",
@@ -25,6 +25,7 @@ TRAEFIK = ServiceSpec(
     volumes=(Volume("traefik-acme", "/letsencrypt"),),
     files=Files(traefik_config.files, mounts=traefik_config.mounts),
     route=Route("traefik", 8080, admin=True, middlewares=("dashboard-root",), service="api@internal"),
+    login=ADMIN_LOGIN,
     backup=Backup(volumes=("traefik-acme",), notes="ACME account and certificates; re-issued if lost."),
     extra={"ports": ["80:80", "443:443"]},
 )
@@ -81,6 +82,7 @@ CONSUL = ServiceSpec(
     # -config-dir=/consul/config`, so the config directory is not named again here.
     command=("agent",),
     route=Route("consul", 8500, admin=True),
+    login=ADMIN_LOGIN,
     # A file copy of live raft data is not a backup: the API's snapshot is. curl reads the
     # token's header from stdin (-H @-) and, for a restore, from a here-document on fd 3, so
     # it is in no argv; the body is the snapshot (PUT /v1/snapshot, api-docs/snapshot).
@@ -164,6 +166,7 @@ VAULT = ServiceSpec(
     files=Files(_vault_hcl("/vault/file"), mounts=(Volume("./vault.hcl", "/vault/config/vault.hcl", True),)),
     command=("server",),
     route=Route("vault", 8200, admin=True, public=lambda config: config.services.vault.public),
+    login=ADMIN_LOGIN,
     backup=_raft_snapshot("vault", "VAULT"),
     update="monitor",
 )
@@ -191,6 +194,7 @@ OPENBAO = ServiceSpec(
     ),
     command=("server",),
     route=Route("vault", 8200, admin=True, public=lambda config: config.services.vault.public),
+    login=ADMIN_LOGIN,
     backup=_raft_snapshot("bao", "BAO"),
     update="monitor",
 )

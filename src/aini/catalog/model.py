@@ -58,6 +58,7 @@ class Ref:
     secret: str
     template: str = "{}"
     optional: bool = False
+    hashed: bool = False  # the secret's bcrypt hash, not the secret (an application checks it)
 
 
 EnvValue = str | Ref
@@ -74,6 +75,18 @@ class HealthCheck:
     timeout: str = "10s"
     retries: int = 15
     start_period: str = "30s"
+
+
+@dataclass(frozen=True)
+class Login:
+    """Who signs in to the service's UI, with which of AINI's secrets (`aini up` lists them)."""
+
+    user: Callable[[AiniConfig], str]
+    secret: str
+
+
+# The admin UIs behind Traefik's basic auth share one user and password.
+ADMIN_LOGIN = Login(lambda config: config.admin.user, "admin_password")
 
 
 @dataclass(frozen=True)
@@ -207,6 +220,7 @@ class ServiceSpec:
     files: Files | None = None
     depends_on: tuple[str, ...] = ()
     route: Route | None = None
+    login: Login | None = None
     backup: Backup = Backup()
     update: UpdatePolicy = "update"
     command: tuple[str, ...] | None = None

@@ -1,6 +1,6 @@
 """n8n workflow automation: SQLite by default, PostgreSQL as an option (n8n 2.x has no MariaDB)."""
 
-from .model import Backup, Context, HealthCheck, Ref, Route, Secret, ServiceSpec, Volume
+from .model import Backup, Context, HealthCheck, Login, Ref, Route, Secret, ServiceSpec, Volume
 
 
 def _n8n_env(ctx: Context) -> dict:
@@ -21,6 +21,14 @@ def _n8n_env(ctx: Context) -> dict:
         # limit (mem_reservation): n8n then dies "out of memory" within seconds (seen in e2e).
         "NODE_OPTIONS": "--max-old-space-size=1024",
         "N8N_ENFORCE_SETTINGS_FILE_PERMISSIONS": "true",
+        # The owner exists from the first start (n8n >= 2.17 applies these on every start): no
+        # "Set up owner account" form for whoever reaches the URL first. Its login is aini.yml's
+        # email; its password is AINI's secret (aini secrets get n8n owner_password).
+        "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
+        "N8N_INSTANCE_OWNER_EMAIL": ctx.config.email,
+        "N8N_INSTANCE_OWNER_FIRST_NAME": "AINI",
+        "N8N_INSTANCE_OWNER_LAST_NAME": "Owner",
+        "N8N_INSTANCE_OWNER_PASSWORD_HASH": Ref("n8n_owner_password", hashed=True),
     }
     if options.database == "postgres":
         env |= {
@@ -53,10 +61,12 @@ N8N = ServiceSpec(
     enabled=lambda config: config.services.n8n.enabled,
     env=_n8n_env,
     # Credentials stored in n8n are encrypted with this key: never rotate it, always back it up.
-    secrets=(Secret("n8n_encryption_key", 48, "alnum", rotatable=False),),
+    secrets=(Secret("n8n_encryption_key", 48, "alnum", rotatable=False),
+             Secret("n8n_owner_password", 24, "alnum", description="n8n's owner (login: aini.yml's email)")),
     volumes=(Volume("n8n-data", "/home/node/.n8n"),),
     depends_on=("n8n-postgres",),
     route=Route("n8n", 5678),
+    login=Login(lambda config: config.email, "n8n_owner_password"),
     # With SQLite the database is a file n8n writes while it runs: stopped, the copy is consistent.
     backup=Backup(volumes=("n8n-data",), stop=True,
                   notes="settings, the encryption key and (SQLite) the database; stopped for the copy"),

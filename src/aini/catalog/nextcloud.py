@@ -6,6 +6,7 @@ from .model import (
     Context,
     Files,
     HealthCheck,
+    Login,
     PostDeploy,
     Ref,
     Route,
@@ -160,6 +161,7 @@ NEXTCLOUD = ServiceSpec(
     files=Files(_onlyoffice_config, mounts=_onlyoffice_mounts),
     depends_on=("mariadb", "redis"),
     route=Route("cloud", 80, middlewares=("nextcloud-dav",)),
+    login=Login(lambda config: config.admin.user, "nextcloud_admin_password"),
     post_deploy=lambda ctx: (
         (PostDeploy(ENABLE_ONLYOFFICE, "www-data", "enable the OnlyOffice connector app", "/var/www/html"),)
         if ctx.on("onlyoffice") else ()

@@ -1,6 +1,6 @@
 """Operations: Netdata (with a read-only Docker socket proxy) and Watchtower."""
 
-from .model import Backup, HealthCheck, Route, ServiceSpec, Volume
+from .model import ADMIN_LOGIN, Backup, HealthCheck, Route, ServiceSpec, Volume
 
 NETDATA = ServiceSpec(
     name="netdata",
@@ -33,6 +33,7 @@ NETDATA = ServiceSpec(
     ),
     depends_on=("socket-proxy",),
     route=Route("netdata", 19999, admin=True),
+    login=ADMIN_LOGIN,
     backup=Backup(notes="metrics history is not backed up"),
     extra={"pid": "host", "cap_add": ["SYS_PTRACE", "SYS_ADMIN"], "security_opt": ["apparmor:unconfined"]},
 )

@@ -140,10 +140,12 @@ def up(
 
     def action() -> None:
         options = UpOptions(docker_source, compose_plugin, deploy=not host_only, wait_timeout=wait_timeout)
-        result = up_any(load(), options, ConsoleProgress())
+        project = load()
+        result = up_any(project, options, ConsoleProgress())
         if not isinstance(result, UpResult):  # the local target: a deploy on this engine
             touched = ", ".join(result.touched) or "none (nothing changed)"
             print(f"Deployed on the local Docker engine in {result.seconds:.0f} s; groups updated: {touched}.")
+            _sign_in(project.config)
             return
         if as_json:
             print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
@@ -156,8 +158,20 @@ def up(
             touched = [g for g, info in result.deployed["groups"].items() if info["action"] != "skip"]
             print(f"Deployed in {result.deployed['seconds']:.0f} s; groups updated: "
                   f"{', '.join(touched) or 'none (nothing changed)'}.")
+            _sign_in(project.config)
 
     run(action)
+
+
+def _sign_in(config) -> None:
+    from .. import catalog  # lazy: startup time
+
+    rows = catalog.logins(config)
+    if rows:
+        print("Sign in (the passwords are AINI's; the command shows one):")
+    width = max((len(url) for _, url, _, _ in rows), default=0)
+    for title, url, user, command in rows:
+        print(f"  {url:<{width}}  {user}  ({title}: {command})")
 
 
 @app.command()

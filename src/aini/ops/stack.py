@@ -91,6 +91,7 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
     if synced.pulled:
         console.print(f"Took {len(synced.pulled)} secret(s) from Vault: {', '.join(synced.pulled)}.")
     files = bundle.render(config, store)
+    store.save()  # a hash derived from a value Vault gave (n8n's owner password) is kept too
     secrets = [*store.values(), *State.load(project_dir).values()]
     result = _merge(first, deploy(files, site, secrets, **common))
     result.vault = {"initialised": outcome.initialised, "unsealed": outcome.unsealed,

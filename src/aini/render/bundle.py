@@ -69,6 +69,8 @@ def _env_file(spec: ServiceSpec, ctx: Context, store: SecretStore) -> str:
     lines = []
     for key, ref in sorted(refs.items()):
         value = store.get(ref.secret)  # type: ignore[union-attr]
+        if value is not None and ref.hashed:  # type: ignore[union-attr]
+            value = store.bcrypt(ref.secret)  # type: ignore[union-attr]
         if value is None:
             if ref.optional:  # type: ignore[union-attr]
                 continue

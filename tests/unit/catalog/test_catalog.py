@@ -72,3 +72,14 @@ def test_secret_lengths_match_upstream_formats():
     secrets = {s.name: s for spec in catalog.CATALOG for s in spec.secrets}
     assert (secrets["librechat_creds_key"].length, secrets["librechat_creds_key"].alphabet) == (64, "hex")
     assert (secrets["librechat_creds_iv"].length, secrets["librechat_creds_iv"].alphabet) == (32, "hex")
+
+
+def test_aini_up_names_every_login_it_made_and_how_to_see_its_password_never_the_password():
+    rows = {title: (url, user, command) for title, url, user, command in catalog.logins(config_of())}
+    assert rows["n8n"] == ("https://n8n.example.com/", "admin@example.com",
+                           "aini secrets get n8n n8n_owner_password --show")
+    assert rows["Nextcloud"][1:] == ("admin", "aini secrets get nextcloud nextcloud_admin_password --show")
+    assert {title for title, (_, user, _) in rows.items() if user == "admin"} >= {"Traefik", "Consul", "Vault", "Netdata"}
+    no_vault = config_of(services={"vault": {"enabled": False}, "n8n": {"enabled": False}})
+    assert {command for _, _, _, command in catalog.logins(no_vault)} == {
+        "admin_password in .aini/secrets.json", "nextcloud_admin_password in .aini/secrets.json"}

@@ -196,3 +196,30 @@ def test_local_tls_serves_the_local_ca_certificate(tmp_path):
     assert "./certs:/etc/traefik/certs:ro" in volumes
     acme = yaml.safe_load(rendered(config_of(), tmp_path / "b")["traefik/dynamic/middlewares.yml"].content)["tls"]
     assert "certificates" not in acme
+
+
+def test_n8n_gets_its_owner_password_only_as_a_bcrypt_hash_n8n_accepts(tmp_path):
+    """n8n 2.40.7 (instance-settings-loader/loaders/owner...js) refuses to start unless the hash
+    matches /^\\$2[aby]\\$\\d{2}\\$[./A-Za-z0-9]{53}$/; the password itself is in no file."""
+    import re
+
+    import bcrypt
+
+    store = SecretStore(tmp_path / ".aini")
+    store.ensure(catalog_secrets())
+    files = bundle.render(config_of(), store)
+    password = store.get("n8n_owner_password")
+    env = dict(line.split("=", 1) for line in files["n8n/n8n.env"].content.splitlines())
+    digest = env["N8N_INSTANCE_OWNER_PASSWORD_HASH"].strip("'")
+    assert re.fullmatch(r"\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}", digest)
+    assert bcrypt.checkpw(password.encode(), digest.encode())
+    assert all(password not in f.content for f in files.values())
+    store.save()
+    again = bundle.render(config_of(), SecretStore(tmp_path / ".aini"))
+    assert again["n8n/n8n.env"].content == files["n8n/n8n.env"].content  # the salt is kept: no redeploy
+
+
+def catalog_secrets():
+    from aini import catalog
+
+    return catalog.secrets_for(catalog.enabled(config_of()))
