@@ -127,6 +127,14 @@ def test_firewall_holds_against_published_ports(converged):
     # Both containers answer on the server itself: whatever is filtered below, the firewall filtered.
     for port in (80, 8080):
         server.exec("python3", "-c", f"import socket; socket.create_connection(('127.0.0.1', {port}), 5)")
+    # From a container, the host's own listener is as unreachable as from outside; a published
+    # port is reached (so the probe itself works).
+    probe = ("gw=$(/bin/busybox ip route | /bin/busybox awk '/default/ {print $3}'); "
+             "echo | /bin/busybox nc -w 3 $gw {port}")
+    reached = {port: server.exec("docker", "run", "--rm", "aini-test/busybox:1", "/bin/busybox", "sh", "-c",
+                                 probe.replace("{port}", str(port)), check=False, timeout=60).returncode == 0
+               for port in (80, 9000)}
+    assert reached == {80: True, 9000: False}, reached
 
     scan = outside.exec("nmap", "-Pn", "-n", "-sS", "-p-", "--min-rate", "8000", "--max-retries", "1",
                         "-oG", "-", server.ip, timeout=300).stdout
