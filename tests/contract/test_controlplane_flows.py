@@ -45,9 +45,11 @@ def vault_flow(address: str) -> AppRoleCredentials:
     assert not status.sealed and len(given) == 2  # the threshold's worth, the third key stays home
     assert client.wait_active(timeout=30).state == "active"
 
-    creds = client.bootstrap(init.root_token, SERVICES)
-    again = client.bootstrap(init.root_token, SERVICES)  # idempotent: same role, a new secret ID
-    assert again.role_id == creds.role_id and again.secret_id != creds.secret_id
+    old = client.bootstrap(init.root_token, SERVICES)
+    creds = client.bootstrap(init.root_token, SERVICES)  # idempotent: same role, a new secret ID
+    assert old.role_id == creds.role_id and old.secret_id != creds.secret_id
+    with pytest.raises(VaultError):  # the earlier one is destroyed: an old copy logs in no more
+        client.login_approle(old)
 
     deploy = client.login_approle(creds)
     info = deploy.lookup_self()

@@ -463,6 +463,14 @@ def test_approle_login_issues_a_token_with_the_roles_policies_and_ttl(vault):
     assert {"secret_id", "secret_id_accessor", "secret_id_ttl", "secret_id_num_uses"} <= set(issued)
     accessors = call(url, "LIST", "/v1/auth/approle/role/deployer/secret-id", token=root).json["data"]["keys"]
     assert accessors == [issued["secret_id_accessor"]]
+    spare = call(url, "POST", "/v1/auth/approle/role/deployer/secret-id", {}, root).json["data"]
+    gone = call(url, "POST", "/v1/auth/approle/role/deployer/secret-id-accessor/destroy",
+                {"secret_id_accessor": spare["secret_id_accessor"]}, root)
+    assert gone.status == 204
+    unknown = call(url, "POST", "/v1/auth/approle/role/deployer/secret-id-accessor/destroy",
+                   {"secret_id_accessor": spare["secret_id_accessor"]}, root)
+    assert unknown.status == 500 and "failed to find accessor entry" in unknown.errors[0]
+    assert call(url, "POST", "/v1/auth/approle/login", {"role_id": role_id, "secret_id": spare["secret_id"]}).status == 400
 
     wrong = call(url, "POST", "/v1/auth/approle/login", {"role_id": role_id, "secret_id": "nope"})
     assert wrong.status == 400 and wrong.errors == ["invalid role or secret ID"]

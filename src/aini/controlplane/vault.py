@@ -216,6 +216,16 @@ def secret_id_request(role: str, path: str = APPROLE_PATH) -> Request:
     return Request("POST", f"/v1/auth/{segment(path)}/role/{segment(role)}/secret-id", {})
 
 
+def secret_id_accessors_request(role: str, path: str = APPROLE_PATH) -> Request:
+    """The accessors of the role's secret IDs (404: none)."""
+    return Request("LIST", f"/v1/auth/{segment(path)}/role/{segment(role)}/secret-id", ok=(200, 404))
+
+
+def destroy_secret_id_request(role: str, accessor: str, path: str = APPROLE_PATH) -> Request:
+    return Request("POST", f"/v1/auth/{segment(path)}/role/{segment(role)}/secret-id-accessor/destroy",
+                   {"secret_id_accessor": accessor})
+
+
 def approle_login_request(role_id: str, secret_id: str, path: str = APPROLE_PATH) -> Request:
     return Request("POST", f"/v1/auth/{segment(path)}/login", {"role_id": role_id, "secret_id": secret_id})
 
@@ -350,7 +360,8 @@ class VaultClient:
                   token_ttl: str = "20m", token_max_ttl: str = "1h", secret_id_ttl: str = "0",
                   bound_cidrs: Iterable[str] = ()) -> AppRoleCredentials:
         """KV v2, the policies and the deploy AppRole; safe to run again. Returns the role's
-        ID and a new secret ID (each run issues one; earlier ones stay valid)."""
+        ID and a new secret ID; every earlier secret ID of the role is destroyed (a copy of an
+        old controlplane.json logs in no more)."""
         root = self.with_token(root_token)
         mount = f"{self.mount}/"
         existing = root._call(mounts_request()).json()
@@ -368,8 +379,12 @@ class VaultClient:
         root._call(approle_role_request(role, [DEPLOY_POLICY], token_ttl=token_ttl, token_max_ttl=token_max_ttl,
                                         secret_id_ttl=secret_id_ttl, bound_cidrs=bound_cidrs))
         role_id = root._call(role_id_request(role)).json()["data"]["role_id"]
-        secret_id = root._call(secret_id_request(role)).json()["data"]["secret_id"]
-        return AppRoleCredentials(role_id, secret_id)
+        issued = root._call(secret_id_request(role)).json()["data"]
+        listed = root._call(secret_id_accessors_request(role))
+        for accessor in (listed.json().get("data") or {}).get("keys", []) if listed.status == 200 else []:
+            if accessor != issued["secret_id_accessor"]:
+                root._call(destroy_secret_id_request(role, accessor))
+        return AppRoleCredentials(role_id, issued["secret_id"])
 
     def snapshot_token(self, root_token: str) -> str:
         """The snapshot policy written and a new token with it (the backups')."""

@@ -706,7 +706,8 @@ class VaultDouble:
             if not roles:
                 raise ApiError(404)
             return logical({"keys": sorted(roles)})
-        match = re.fullmatch(r"role/([\w. -]+?)(/role-id|/secret-id/?|/secret-id/destroy)?", rest)
+        match = re.fullmatch(r"role/([\w. -]+?)(/role-id|/secret-id/?|/secret-id/destroy|/secret-id-accessor/destroy)?",
+                             rest)
         if not match:
             raise ApiError(404, f'no handler for route "auth/{mount}{rest}". route entry not found.')
         name, sub = match.group(1), (match.group(2) or "").rstrip("/")
@@ -725,6 +726,14 @@ class VaultDouble:
             raise ApiError(405)
         if sub == "/secret-id/destroy":
             store["secret_ids"].pop(sha(str(data.get("secret_id", ""))), None)
+            self._save()
+            return NO_CONTENT
+        if sub == "/secret-id-accessor/destroy":  # upstream: an unknown accessor is an error
+            accessor = str(data.get("secret_id_accessor", ""))
+            found = [k for k, s in store["secret_ids"].items() if s["accessor"] == accessor and s["role"] == name]
+            if not found:
+                raise ApiError(500, f'failed to find accessor entry for secret_id_accessor: "{accessor}"')
+            store["secret_ids"].pop(found[0])
             self._save()
             return NO_CONTENT
         if op == "list":
