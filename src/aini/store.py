@@ -6,6 +6,7 @@ or logs a value; callers get names, never values, unless they render an env file
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -26,6 +27,8 @@ _FORBIDDEN_IN_VALUES = ("'", "\n", "\r", "\0")
 def generate(secret: Secret) -> str:
     if secret.alphabet == "urlsafe":
         return random.token_urlsafe(secret.length)[: secret.length]
+    if secret.alphabet == "key32":
+        return base64.b64encode(random.token_bytes(32)).decode()
     alphabet = _ALPHABETS[secret.alphabet]
     return "".join(random.choice(alphabet) for _ in range(secret.length))
 

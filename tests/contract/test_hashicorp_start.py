@@ -196,6 +196,28 @@ def test_consul_refuses_an_unknown_key_and_an_address_it_does_not_have(images, n
     assert code == 1 and "cannot assign requested address" in log
 
 
+def test_consul_takes_its_gossip_key_from_the_environment_and_refuses_a_malformed_one(images, rendered, names):
+    """The entrypoint writes CONSUL_LOCAL_CONFIG to /consul/config/local.json; `encrypt` must be
+    standard base64 of 16, 24 or 32 bytes; the first start keeps it in the serf keyring."""
+    from aini.store import generate
+
+    key = generate(next(s for s in catalog.by_name("consul").secrets if s.name == "consul_gossip_key"))
+    mounts = ("-v", f"{rendered / 'consul/consul.hcl'}:/consul/config/consul.hcl:ro")
+    proxy = network(names, PROXY_SUBNET)
+    consul = create(names, images["consul"], *mounts, "-e", f'CONSUL_LOCAL_CONFIG={{"encrypt": "{key}"}}',
+                    "-v", f"{volume(names)}:/consul/data", networks=((proxy, FIXED_IPS["consul"]),),
+                    command=catalog.by_name("consul").command)
+    answers(consul, health_cmd("consul"))
+    assert key in docker("exec", consul, "cat", "/consul/data/serf/local.keyring").stdout
+    docker("rm", "-f", consul)
+    for bad in ("not-base64!", "c2hvcnQ="):  # not base64; 5 bytes
+        refused = create(names, images["consul"], *mounts, "-e", f'CONSUL_LOCAL_CONFIG={{"encrypt": "{bad}"}}',
+                         networks=((proxy, FIXED_IPS["consul"]),), command=catalog.by_name("consul").command)
+        code, log = exited_with(refused)
+        assert code == 1 and ("encrypt has invalid key" in log or "key size must be 16, 24 or 32 bytes" in log), log
+        docker("rm", "-f", refused)
+
+
 # --------------------------------------------------------------------------- vault, openbao
 
 

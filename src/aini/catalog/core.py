@@ -2,7 +2,7 @@
 
 from . import traefik as traefik_config
 from .networks import FIXED_IPS
-from .model import ADMIN_LOGIN, Backup, Context, Files, HealthCheck, Route, Secret, ServiceSpec, UserSecret, Volume
+from .model import ADMIN_LOGIN, Backup, Context, Files, HealthCheck, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
 
 TRAEFIK = ServiceSpec(
     name="traefik",
@@ -78,6 +78,12 @@ CONSUL = ServiceSpec(
     enabled=lambda config: config.services.consul.enabled,
     volumes=(Volume("consul-data", "/consul/data"),),
     files=Files(_consul_hcl, mounts=(Volume("./consul.hcl", "/consul/config/consul.hcl", read_only=True),)),
+    # Gossip encryption: an app container on the proxy network cannot join Consul's serf pool.
+    # The image's entrypoint writes CONSUL_LOCAL_CONFIG to /consul/config/local.json, so the key
+    # stays in the 0600 env file. The first start keeps it in data_dir's serf keyring, which
+    # wins over `encrypt` from then on: a new value changes nothing (`consul keyring` rotates).
+    env=lambda ctx: {"CONSUL_LOCAL_CONFIG": Ref("consul_gossip_key", template='{{"encrypt": "{}"}}')},
+    secrets=(Secret("consul_gossip_key", 44, "key32", rotatable=False, description="Consul's gossip encryption"),),
     # The image's entrypoint turns `agent` into `consul agent -data-dir=/consul/data
     # -config-dir=/consul/config`, so the config directory is not named again here.
     command=("agent",),

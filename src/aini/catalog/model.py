@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from ..config import AiniConfig
 
-Alphabet = Literal["hex", "alnum", "urlsafe"]
+Alphabet = Literal["hex", "alnum", "urlsafe", "key32"]  # key32: 32 random bytes, base64 (Consul's gossip key)
 Role = Literal["proxy", "app", "admin", "database", "cache", "search", "worker", "helper"]
 UpdatePolicy = Literal["update", "monitor", "off"]
 

@@ -65,13 +65,20 @@ def test_options_switch_entries():
 
 def test_never_rotate_keys_are_marked():
     frozen = {s.name for spec in catalog.CATALOG for s in spec.secrets if not s.rotatable}
-    assert frozen == {"librechat_creds_key", "librechat_creds_iv", "n8n_encryption_key"}
+    # Consul's gossip key: its serf keyring keeps the first value; `consul keyring` rotates it.
+    assert frozen == {"librechat_creds_key", "librechat_creds_iv", "n8n_encryption_key", "consul_gossip_key"}
 
 
 def test_secret_lengths_match_upstream_formats():
     secrets = {s.name: s for spec in catalog.CATALOG for s in spec.secrets}
     assert (secrets["librechat_creds_key"].length, secrets["librechat_creds_key"].alphabet) == (64, "hex")
     assert (secrets["librechat_creds_iv"].length, secrets["librechat_creds_iv"].alphabet) == (32, "hex")
+    import base64
+
+    from aini.store import generate
+
+    key = generate(secrets["consul_gossip_key"])  # `consul keygen`'s form: 32 bytes, standard base64
+    assert len(key) == secrets["consul_gossip_key"].length and len(base64.b64decode(key, validate=True)) == 32
 
 
 def test_aini_up_names_every_login_it_made_and_how_to_see_its_password_never_the_password():

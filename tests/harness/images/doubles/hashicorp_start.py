@@ -189,8 +189,11 @@ def consul_start(argv: list[str]) -> Started:
     image = IMAGES["consul"]
     if argv[:1] != ["agent"]:
         fail(f"consul double: only the `agent` command is modelled, not {argv[:1]}")
-    # The entrypoint prepends -data-dir and -config-dir of the image.
+    # The entrypoint prepends -data-dir and -config-dir of the image, and writes
+    # CONSUL_LOCAL_CONFIG into the config directory as local.json, as root.
     flags = [f"-data-dir={image.data_dir}", f"-config-dir={image.config_dir}", *argv[1:]]
+    if os.environ.get("CONSUL_LOCAL_CONFIG"):
+        Path(image.config_dir, "local.json").write_text(os.environ["CONSUL_LOCAL_CONFIG"] + "\n")
     drop_privileges(image)
     config: dict[str, Any] = {}
     flag_values: dict[str, Any] = {}
@@ -222,6 +225,9 @@ def consul_start(argv: list[str]) -> Started:
     except OSError as exc:
         fail(f"==> Error starting agent: Failed to create data dir: {exc}")
 
+    if "encrypt" in config:
+        _gossip_keyring(str(config["encrypt"]), data_dir)
+
     for key in ("bind_addr", "advertise_addr", "client_addr"):
         if "{{" in str(config.get(key, "")):
             fail(f"consul double: go-sockaddr templates in {key} are not modelled")
@@ -245,6 +251,24 @@ def consul_start(argv: list[str]) -> Started:
         if address != "0.0.0.0" and address not in mine:
             fail(f"==> Error starting agent: listen tcp {address}:{http_port}: bind: cannot assign requested address")
     return Started(client, http_port, data_dir)
+
+
+def _gossip_keyring(key: str, data_dir: str) -> None:
+    """`encrypt`: standard base64 of a 16, 24 or 32 byte key (memberlist.ValidateKey), put
+    into <data_dir>/serf/local.keyring on the first start; an existing keyring wins."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except binascii.Error as exc:
+        fail(f"==> encrypt has invalid key: {exc}")
+    if len(raw) not in (16, 24, 32):
+        fail("==> Error starting agent: Failed to configure keyring: Invalid key: key size must be 16, 24 or 32 bytes")
+    keyring = Path(data_dir, "serf", "local.keyring")
+    if not keyring.exists():
+        keyring.parent.mkdir(parents=True, exist_ok=True)
+        keyring.write_text(json.dumps([key]))
 
 
 def own_ipv4() -> list[str]:
