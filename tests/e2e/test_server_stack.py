@@ -365,6 +365,22 @@ def _workspace(s: ServerStack, workflow_id: str, cookie: str) -> dict:
             "certificate": _served_certificate(s, s.host("librechat"))}
 
 
+def _make_bucket(s3, directory, image: str) -> None:
+    """The bucket, as an operator makes it in Hetzner's Console (aini's probe refuses a missing
+    one): here by a `restic init` of another path in it, which creates a missing bucket."""
+    from aini.docker import restic
+    from aini.docker.cmd import Tools
+    from aini.sites.local import LocalSite
+
+    site = LocalSite(directory)
+    site.write("restic.env", restic.env_file({"RESTIC_REPOSITORY": s3.repository("aini-disaster/bucket"),
+                                              "RESTIC_PASSWORD": "bucket-maker-only", "AWS_ACCESS_KEY_ID": s3.access_key,
+                                              "AWS_SECRET_ACCESS_KEY": s3.secret_key}))
+    r = site.run(restic.init_cmd(Tools((sandbox.docker_cli(),), ()),
+                                 restic.Repository(image, str(site.root / "restic.env"))))
+    assert r.returncode == 0, r.stderr
+
+
 def test_a_new_server_comes_back_from_s3_with_the_repository_and_the_passphrase_alone(server: ServerStack, figures,
                                                                                       tmp_path_factory):
     """The disaster: server A, backed up to S3, is removed whole. A fresh server B and a fresh
@@ -376,6 +392,7 @@ def test_a_new_server_comes_back_from_s3_with_the_repository_and_the_passphrase_
     with s3_harness.serve(workdir / "s3", docker=sandbox.docker_cli(), host=sandbox.world_network()) as s3:
         keys = {"AINI_SECRET_BACKUP_S3_ACCESS_KEY": s3.access_key, "AINI_SECRET_BACKUP_S3_SECRET_KEY": s3.secret_key}
         repository = s3.repository("aini-disaster/workspace")
+        _make_bucket(s3, workdir / "bucket", pinned_ref(backup_catalog.RESTIC, server.config.images))
         data = json.loads(json.dumps(server.data))
         data["backup"] = {"repository": repository}
         server.write_config(data)
