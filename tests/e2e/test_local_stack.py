@@ -10,7 +10,6 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -757,59 +756,8 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         assert (health.sealed, health.state) == (False, "active")
         figures({"restore_vault_consul_seconds": round(control_seconds, 1)})
 
-        # A new machine: the operator's aini.yml and .aini/ are gone, and so are the control
-        # planes and the applications with their volumes (Traefik, Netdata, OnlyOffice and
-        # Watchtower keep nothing the repository lacks and stay, to keep this test short).
-        # Back from the repository and the passphrase alone: recover, up, restore everything, up.
-        # The latest complete run is still `run` (safety backups are never picked): its data
-        # comes back, MariaDB's row included, which the restore of the safety backup made 'after'.
-        assert _mariadb(stack, "SELECT v FROM aini_e2e") == "after"
-        wanted = {"row": "before", "n8n": "before\n", "mongo": [{"title": "before"}], "vault": {"value": "before"},
-                  "consul": b"before"}
-        start = time.monotonic()
-        for group in ("nextcloud", "n8n", "librechat", "vault", "consul"):
-            r = stack.compose(group, "down", "--volumes", "--timeout", "5")
-            assert r.returncode == 0, r.stderr
-        lost = tmp_path_factory.mktemp("lost-machine")
-        for name in ("aini.yml", ".aini"):
-            shutil.move(stack.project_dir / name, lost / name)
-        r = subprocess.run([*recover[:-4], "--into", str(stack.project_dir), *recover[-2:]], capture_output=True,
-                           text=True, timeout=300, stdin=subprocess.DEVNULL,
-                           env={**bare, **PASSPHRASE_ENV, "AINI_DOCKER": stack.docker})
-        assert r.returncode == 0, r.stdout + r.stderr
-        code, out, err = _cli(stack, "up")  # a new Vault and Consul: the earlier ones' keys are retired, not lost
-        assert code == 0, out + err
-        material = breakglass.load(stack.project_dir / ".aini" / "breakglass.enc", PASSPHRASE)
-        earlier = breakglass.load(lost / ".aini" / "breakglass.enc", PASSPHRASE)
-        assert material.retired_vaults == ((earlier.vault_unseal_keys, earlier.vault_root_token),)
-        assert material.retired_consuls == (earlier.consul_bootstrap_token,)
-        with _ArgvWatch() as recovery_argvs:
-            code, out, err = _cli(stack, "restore", "--confirm", "e2e")
-        assert code == 0, out + err
-        assert "restoring it forced, then unsealing it with that one's keys" in err
-        renewed = next(line for line in out.splitlines() if "came back with their own keys" in line)
-        assert renewed.startswith(("consul and vault", "vault and consul")) and "run aini up" in renewed, out
-        assert [a for a in recovery_argvs.seen if any(v in a for v in (*secrets, earlier.vault_root_token))] == []
-        material = breakglass.load(stack.project_dir / ".aini" / "breakglass.enc", PASSPHRASE)
-        assert (material.vault_unseal_keys, material.consul_bootstrap_token) == (
-            earlier.vault_unseal_keys, earlier.consul_bootstrap_token)
-        assert f"to run {run}" in out
-        code, out, err = _cli(stack, "up")  # AINI's AppRole and tokens renewed in the restored control planes
-        assert code == 0, out + err
-        figures({"recovery_new_machine_seconds": round(time.monotonic() - start, 1)})
-        assert {"row": _mariadb(stack, "SELECT v FROM aini_e2e"),
-                "n8n": stack.docker_cmd("exec", "aini-n8n", "cat", "/home/node/.n8n/aini-e2e-marker"),
-                "mongo": _mongo(stack, {"find": "conversations", "$db": "LibreChat"})["documents"],
-                "vault": _vault(stack).kv_get("e2e/marker"), "consul": _consul(stack).kv_get("aini/e2e-marker")
-                } == wanted
-        r = stack.wait_https(stack.host("nextcloud"), "/status.php", ok=lambda r: '"maintenance":false' in r.text)
-        code, out, err = _cli(stack, "backup", "--only", "vault", "--only", "consul")  # the new tokens work
-        assert code == 0, out + err
-        deadline = time.monotonic() + 60  # Consul's checks of the restarted services turn passing
-        while (status := _cli(stack, "status", "--json"))[0] != 0 and time.monotonic() < deadline:
-            time.sleep(3)
-        rows = {r["service"]: r for r in json.loads(status[1])["services"]}
-        assert status[0] == 0, [(r["service"], r["reason"]) for r in rows.values() if not r["ok"]]
+        # A new machine, recovered from the repository and the passphrase alone: the server
+        # e2e's disaster test (a fresh server and operator directory, S3).
         figures({"backup_all_seconds": round(backup_seconds, 1),
                  "backup_windows_seconds": windows,
                  "restore_nextcloud_n8n_librechat_seconds": round(restore_seconds, 1)})

@@ -453,12 +453,23 @@ def test_a_new_server_comes_back_from_s3_with_the_repository_and_the_passphrase_
             b.write_config()
             r = b.up_cli("--wait-timeout", str(WAIT))
             assert r.returncode == 0, r.stderr[-4000:]
+            # A new Vault and Consul: the earlier ones' keys are retired in the break-glass file, not lost.
+            fresh = breakglass.load(operator / ".aini" / "breakglass.enc", PASSPHRASE)
+            assert fresh.retired_vaults == ((material.vault_unseal_keys, material.vault_root_token),)
+            assert fresh.retired_consuls == (material.consul_bootstrap_token,)
             r = b.aini("restore", "--confirm", b.config.project, timeout=1200)
             assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
             assert "restoring it forced, then unsealing it with that one's keys" in r.stderr
-            r = b.up_cli("--wait-timeout", str(WAIT))
+            renewed = next(line for line in r.stdout.splitlines() if "came back with their own keys" in line)
+            assert "run aini up" in renewed, r.stdout
+            back = breakglass.load(operator / ".aini" / "breakglass.enc", PASSPHRASE)
+            assert (back.vault_unseal_keys, back.consul_bootstrap_token) == (
+                material.vault_unseal_keys, material.consul_bootstrap_token)
+            r = b.up_cli("--wait-timeout", str(WAIT))  # AINI's AppRole and tokens made anew in the restored ones
             assert r.returncode == 0, r.stderr[-4000:]
             figures({"disaster_recovery_seconds": round(time.monotonic() - start, 1)})
+            r = b.aini("backup", "--only", "vault", "--only", "consul", timeout=600)  # the new snapshot tokens work
+            assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
             b.wait_https(b.host("nextcloud"), "/status.php", ok=lambda r: '"maintenance":false' in r.text)
             assert _workspace(b, workflow_id, _n8n_login(b)) == before
