@@ -25,6 +25,8 @@ def test_security_updates_come_from_debian_security_and_dockers_repository_when_
     assert docker[-1] == "origin=Docker,label=Docker CE" and all("Debian-Security" in o for o in docker[:-1])
     debian = origins(render("52aini-unattended-upgrades.j2", docker_source="debian", base_unattended_reboot=False))
     assert debian == docker[:-1]
+    alone = origins(render("52aini-unattended-upgrades.j2", base_unattended_reboot=False))  # the base role alone
+    assert alone == debian
 
 
 def test_the_host_firewall_lets_containers_reach_no_more_than_the_internet_does():
