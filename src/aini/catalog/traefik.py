@@ -121,18 +121,18 @@ def dynamic(ctx: Context) -> dict[str, dict]:
     services: dict = {}
     used = {"security-headers"}
     middlewares: dict = {}
+    admin = ["admin-auth"]
+    if ctx.config.admin.allow_from:  # refused before the password is even asked for
+        admin = ["admin-allow", *admin]
+        middlewares["admin-allow"] = {"ipAllowList": {"sourceRange": list(ctx.config.admin.allow_from)}}
     for spec in ctx.entries.values():
-        if spec.route is None or not ctx.on(spec.name) or not routed(spec, ctx.config):
+        if not ctx.on(spec.name) or not routed(spec, ctx.config) or spec.route is None:
             continue
         route = spec.route
         frames = "same-origin-frames"
         if route.framed_by:
             frames = f"{spec.name}-frames"
             middlewares[frames] = {"headers": {"contentSecurityPolicy": f"frame-ancestors 'self' {ctx.url(route.framed_by)}"}}
-        admin = ["admin-auth"]
-        if ctx.config.admin.allow_from:  # refused before the password is even asked for
-            admin = ["admin-allow", *admin]
-            middlewares["admin-allow"] = {"ipAllowList": {"sourceRange": list(ctx.config.admin.allow_from)}}
         chain = ["security-headers", frames, *(admin if route.admin else []), *route.middlewares]
         used.update(chain)
         routers[spec.name] = {
