@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 
 from aini import catalog
-from aini.controlplane import breakglass
+from aini.controlplane import breakglass, registry
 from aini.controlplane.bootstrap import State, secret_paths
 from aini.controlplane.vault import VaultClient
 from aini.deploy.diagnose import DeployError
@@ -390,9 +390,75 @@ def test_consul_reaches_every_group_but_the_groups_still_cannot_reach_each_other
     assert not _connects(stack, "aini-librechat", "aini-mariadb", 3306)
     assert not _connects(stack, "aini-nextcloud", "aini-mongodb", 27017)
     assert not _connects(stack, "aini-librechat", "aini-socket-proxy", 2375)  # the Docker API stays netdata's
+    assert not _connects(stack, "aini-librechat", "aini-netdata", 19999)  # Netdata: Traefik alone
+    assert not _connects(stack, "aini-n8n", "aini-netdata", 19999)
     for group in ("librechat", "nextcloud", "netdata"):
         internal = stack.docker_cmd("network", "inspect", f"aini-{group}", "--format", "{{.Internal}}").strip()
         assert internal == "true", group
+
+
+_DOCKER_API_PROBE = """
+import http.client, json, sys
+for method, path in json.loads(sys.argv[1]):
+    c = http.client.HTTPConnection("aini-socket-proxy", 2375, timeout=10)
+    c.request(method, path)
+    print(c.getresponse().status)
+"""
+
+
+def _docker_api(stack: Stack, python: list[str], requests: list[tuple[str, str]]) -> list[int]:
+    """Status codes of `requests` sent to the socket proxy by `python` (docker arguments
+    that run python3 in some container)."""
+    out = stack.docker_cmd(*python, "-c", _DOCKER_API_PROBE, json.dumps(requests))
+    return [int(line) for line in out.split()]
+
+
+def test_the_docker_api_proxy_answers_its_two_clients_with_a_read_only_slice(stack: Stack):
+    """The container list and `top` (Consul's running check) pass; a container's inspect
+    (its environment: every secret), its files, and every write are refused."""
+    secret = "/containers/aini-vault/json"
+    asked = [("GET", "/containers/json"), ("GET", "/v1.41/containers/json?all=1"), ("GET", "/containers/aini-watchtower/top"),
+             ("GET", secret), ("GET", "/v1.41" + secret), ("GET", "/containers/aini-vault/archive?path=/vault"),
+             ("GET", "/containers/aini-vault/export"), ("GET", "/containers/aini-vault/logs?stdout=1"),
+             ("POST", "/containers/aini-vault/stop"), ("DELETE", "/containers/aini-vault"), ("POST", "/containers/create")]
+    assert _docker_api(stack, ["exec", "aini-consul", "python3"], asked) == [200, 200, 200, 403, 403, 403, 403, 403, 405, 405, 405]
+    # Any other container, even one on the proxy's network (as Traefik is), gets nothing.
+    stranger = ["run", "--rm", "--network", "aini-netdata", "--entrypoint", "python3", stack_images.double_image("socket-proxy")]
+    assert _docker_api(stack, stranger, [("GET", "/containers/json"), ("HEAD", "/_ping")]) == [403, 403]
+
+
+# GET each (host, port, path) of argv[1] (JSON); print each status, or "refused".
+_PYTHON_GET = """
+import http.client, json, sys
+for host, port, path in json.loads(sys.argv[1]):
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        c.request("GET", path)
+        print(c.getresponse().status)
+    except ConnectionRefusedError:
+        print("refused")
+"""
+_NODE_GET = """
+const http = require("http");
+(async () => {
+  for (const [host, port, path] of JSON.parse(process.argv[1])) {
+    console.log(await new Promise((done) => http.get({host, port, path, timeout: 10000}, (res) => {
+      res.resume(); done(res.statusCode);
+    }).on("error", (e) => done(e.code === "ECONNREFUSED" ? "refused" : e.code))));
+  }
+})();
+"""
+
+
+def test_applications_get_nothing_from_the_control_planes_apis(stack: Stack):
+    """LibreChat and n8n share the proxy network with Consul and Vault: without a token they
+    are refused (Consul's ACLs deny by default; Vault wants a token)."""
+    asked = [("aini-consul", 8500, f"/v1/kv/{registry.RECORDS}traefik"), ("aini-consul", 8500, "/v1/snapshot"),
+             ("aini-vault", 8200, "/v1/sys/policies/acl"), ("aini-vault", 8200, "/v1/aini/data/librechat/CREDS_KEY")]
+    for get in (["exec", "aini-librechat", "python3", "-c", _PYTHON_GET],  # the double has python3
+                ["exec", "aini-n8n", "node", "-e", _NODE_GET]):  # the real n8n image: node
+        answers = stack.docker_cmd(*get, json.dumps(asked)).split()
+        assert len(answers) == len(asked) and set(answers) <= {"401", "403", "refused"}, (get[1], answers)
 
 
 def test_plan_compares_with_consuls_record_of_the_deploy(stack: Stack):

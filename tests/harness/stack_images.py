@@ -218,6 +218,8 @@ def doubles_base() -> str:
 
 # Doubles that are another upstream image of the same double: flavor -> (service, user).
 FLAVORS = {"openbao": ("vault", "openbao")}
+# The user an upstream image's Dockerfile sets, where the double must run as it too.
+IMAGE_USER = {"socket-proxy": "65534:65534"}
 
 
 def double_image(service: str, mode: str = "normal") -> str:
@@ -228,6 +230,8 @@ def double_image(service: str, mode: str = "normal") -> str:
         args |= {"SERVICE": service, "FLAVOR": flavor, "RUN_AS": user}
     if service not in DOUBLES:
         raise ValueError(f"no test double for {service}")
+    if service in IMAGE_USER:
+        args |= {"RUN_AS": IMAGE_USER[service]}
     key = (flavor or service) if mode == "normal" else f"{flavor or service}-{mode}"
     return _layer("double", doubles_base(), f"{key}-double", build_args=args)
 

@@ -100,6 +100,9 @@ class Route:
     service: str | None = None  # a Traefik internal service (api@internal) instead of the container
     framed_by: str | None = None  # the service whose pages frame this one; others: same origin only
     public: Callable[[AiniConfig], bool] | None = None  # whether aini.yml routes it (None: always)
+    # Traefik reaches it on its group's internal network, which Traefik joins for it; off the
+    # shared proxy network, no other application can open a connection to it.
+    private: bool = False
 
 
 @dataclass(frozen=True)

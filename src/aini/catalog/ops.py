@@ -32,28 +32,52 @@ NETDATA = ServiceSpec(
         Volume("/etc/group", "/host/etc/group", read_only=True),
     ),
     depends_on=("socket-proxy",),
-    route=Route("netdata", 19999, admin=True),
+    route=Route("netdata", 19999, admin=True, private=True),  # its API has no authentication of its own
     login=ADMIN_LOGIN,
     backup=Backup(notes="metrics history is not backed up"),
-    extra={"pid": "host", "cap_add": ["SYS_PTRACE", "SYS_ADMIN"], "security_opt": ["apparmor:unconfined"]},
+    # Host PIDs and SYS_PTRACE: apps.plugin sees the host's processes. Not taken (UPSTREAM.md):
+    # SYS_ADMIN (cgroup-network's setns for per-container interface charts, network-viewer's
+    # host network) and AppArmor unconfined (ptrace reads of unconfined host processes).
+    extra={"pid": "host", "cap_add": ["SYS_PTRACE"]},
 )
+
+# What the Docker API answers through the proxy, and to whom (UPSTREAM.md, wollomatic): the
+# container list, images and engine info for Netdata's docker collector, and
+# `/containers/<name>/top` for Consul's "is it running" checks. Never `/containers/<id>/json`
+# (every container's environment: every secret), `/archive` or `/export` (file contents),
+# and no write method at all. The proxy anchors each pattern itself.
+DOCKER_API_GET = r"/(v1\.[0-9]+/)?(_ping|version|info|containers/json|images/json|containers/[a-zA-Z0-9][a-zA-Z0-9_.-]*/top)"
+DOCKER_API_HEAD = r"/(v1\.[0-9]+/)?_ping"
+# Names, resolved by the proxy on each request: one that does not resolve (Consul off) matches nothing.
+DOCKER_API_CLIENTS = ("aini-netdata", "aini-consul")
+
 
 SOCKET_PROXY = ServiceSpec(
     name="socket-proxy",
     group="netdata",
     title="Docker socket proxy",
     role="helper",
-    image="docker.io/tecnativa/docker-socket-proxy",
-    version="v0.4.2",
-    description="Read-only view of the Docker API for Netdata (POST refused).",
-    upstream="https://github.com/Tecnativa/docker-socket-proxy",
+    image="docker.io/wollomatic/socket-proxy",
+    version="1.12.2",
+    description="A read-only slice of the Docker API for Netdata and Consul's checks.",
+    upstream="https://github.com/wollomatic/socket-proxy",
     port=2375,
-    health=HealthCheck(("CMD", "wget", "-qO-", "http://127.0.0.1:2375/_ping"), port=2375, path="/_ping"),
-    mem_reservation=32,
+    health=HealthCheck(("CMD", "/healthcheck"), port=2375, path="/_ping"),
+    mem_reservation=16,
     mem_limit=64,
     enabled=lambda config: config.services.netdata.enabled,
-    env=lambda ctx: {"CONTAINERS": "1", "INFO": "1", "POST": "0"},
+    command=(
+        "-listenip=0.0.0.0",
+        f"-allowfrom={','.join(DOCKER_API_CLIENTS)}",
+        f"-allowGET={DOCKER_API_GET}",
+        f"-allowHEAD={DOCKER_API_HEAD}",
+        "-allowhealthcheck",
+        "-shutdowngracetime=5",
+    ),
     volumes=(Volume("/var/run/docker.sock", "/var/run/docker.sock", read_only=True),),
+    # The image's user (65534) cannot open the root:docker 0660 socket, and the docker group's
+    # ID differs per host; root with every capability dropped opens it by its owner bits only.
+    extra={"user": "0:0", "cap_drop": ["ALL"], "read_only": True},
 )
 
 WATCHTOWER = ServiceSpec(

@@ -51,10 +51,25 @@ def split_env(spec: ServiceSpec, ctx: Context) -> tuple[dict[str, str], dict[str
 
 
 def internal_networks(groups: Mapping[str, Sequence[ServiceSpec]]) -> dict[str, str]:
-    """Group -> its internal network, for each group of more than one container. The deploy
-    creates them before any group (so Consul, deployed early, can join them all); compose
-    files refer to them as external."""
-    return {g: f"aini-{g}" for g, members in groups.items() if len(members) > 1}
+    """Group -> its internal network, for each group of more than one container or with a
+    private route. The deploy creates them before any group (so Consul, deployed early, can
+    join them all); compose files refer to them as external."""
+    return {g: f"aini-{g}" for g, members in groups.items() if len(members) > 1 or any(map(_private, members))}
+
+
+def _private(spec: ServiceSpec) -> bool:
+    return spec.route is not None and spec.route.private
+
+
+def _joins(spec: ServiceSpec, ctx: Context, internal: Mapping[str, str]) -> list[str]:
+    """The other groups whose internal networks this container joins: Consul all of them
+    (to probe), Traefik those with a private route (to serve it)."""
+    if spec.name in _JOINS_EVERY_NETWORK:
+        return [g for g in internal if g != spec.group]
+    if spec.name == "traefik":
+        private = {s.group for s in ctx.entries.values() if ctx.on(s.name) and _private(s)}
+        return [g for g in internal if g in private and g != spec.group]
+    return []
 
 
 def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_file: bool,
@@ -74,12 +89,12 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
         svc["volumes"] = [f"{v.name}:{v.target}{':ro' if v.read_only else ''}" for v in mounts]
     if spec.extra.get("ports"):
         svc["ports"] = _ports(list(spec.extra["ports"]), ctx)  # type: ignore[arg-type]
-    for key in ("pid", "cap_add", "security_opt"):
+    for key in ("user", "pid", "cap_drop", "cap_add", "security_opt", "read_only"):
         if key in spec.extra:
             svc[key] = spec.extra[key]
     if spec.name not in _NEEDS_PRIVILEGE_GAIN:
         svc["security_opt"] = [*svc.get("security_opt", []), "no-new-privileges:true"]
-    networks = _networks_of(spec, group, internal)
+    networks = _networks_of(spec, group, _joins(spec, ctx, internal))
     if networks:
         svc["networks"] = networks
     deps = {d: {"condition": "service_healthy"} for d in spec.depends_on if ctx.on(d) and _healthy_dep(d)}
@@ -116,14 +131,13 @@ def _healthy_dep(name: str) -> bool:
     return by_name(name).health.test is not None or by_name(name).health.port is not None
 
 
-def _networks_of(spec: ServiceSpec, group: list[ServiceSpec], internal: Mapping[str, str]) -> dict:
+def _networks_of(spec: ServiceSpec, group: list[ServiceSpec], joins: list[str]) -> dict:
     networks: dict = {}
-    if len(group) > 1:
+    if len(group) > 1 or _private(spec):
         networks["internal"] = {}
-    if spec.route or spec.name in _JOINS_PROXY:
+    if (spec.route and not _private(spec)) or spec.name in _JOINS_PROXY:
         networks["proxy"] = {"ipv4_address": FIXED_IPS[spec.name]} if spec.name in FIXED_IPS else {}
-    if spec.name in _JOINS_EVERY_NETWORK:
-        networks.update({_joined(g): {} for g in internal if g != spec.group})
+    networks.update({_joined(g): {} for g in joins})
     return networks
 
 
@@ -159,13 +173,12 @@ def project(group_name: str, specs: list[ServiceSpec], ctx: Context, env_files: 
     # exactly what a project owns (backups, destroy, tests' teardown).
     owner = {"aini.project": ctx.config.project}
     networks: dict = {}
-    if len(specs) > 1:
+    if group_name in internal:
         # internal (created so by the deploy): no route to the outside; databases are
         # reachable only from their group (and Consul's probes).
         networks["internal"] = {"name": internal[group_name], "external": True}
-    if any(s.name in _JOINS_EVERY_NETWORK for s in specs):
-        networks.update({_joined(g): {"name": n, "external": True} for g, n in internal.items() if g != group_name})
-    if any(s.route or s.name in _JOINS_PROXY for s in specs):
+    networks.update({_joined(g): {"name": internal[g], "external": True} for s in specs for g in _joins(s, ctx, internal)})
+    if any((s.route and not _private(s)) or s.name in _JOINS_PROXY for s in specs):
         if group_name == "traefik":
             ipam = {"config": [{"subnet": PROXY_SUBNET, "ip_range": PROXY_DYNAMIC}]}
             networks["proxy"] = {"name": PROXY_NETWORK, "ipam": ipam, "labels": owner}

@@ -26,7 +26,7 @@ TOOLS = {
     "docker.io/library/redis": SHELL | {"redis-cli"},
     "docker.io/library/nextcloud": SHELL | {"curl", "php"},
     "docker.io/onlyoffice/documentserver": SHELL | {"curl", "wget"},
-    "docker.io/tecnativa/docker-socket-proxy": SHELL | {"wget"},
+    "docker.io/wollomatic/socket-proxy": {"/healthcheck"},  # FROM scratch: the proxy and its health probe
     "docker.io/netdata/netdata": SHELL | {"curl"},
     "docker.io/nickfedor/watchtower": set(),  # FROM scratch: no shell at all
 }

@@ -90,12 +90,27 @@ def test_only_the_web_facing_container_joins_the_proxy_network(tmp_path):
         doc = yaml.safe_load(file.content)
         for name, svc in doc["services"].items():
             on_proxy = "proxy" in svc.get("networks", {})
-            assert on_proxy == (name in {"traefik", "consul", "vault", "librechat", "n8n", "nextcloud", "nextcloud-cron", "onlyoffice", "netdata"}), name
+            assert on_proxy == (name in {"traefik", "consul", "vault", "librechat", "n8n", "nextcloud", "nextcloud-cron", "onlyoffice"}), name
             assert ("ports" in svc) == (name == "traefik"), f"{name} publishes ports"
         if "internal" in doc.get("networks", {}):  # created by the deploy, as internal
             assert doc["networks"]["internal"] == {"name": f"aini-{path.split('/')[0]}", "external": True}
     declared = json.loads(files[bundle.MANIFEST].content)["networks"]
     assert declared and all(n["internal"] is True for n in declared.values())
+
+
+def test_netdata_is_reached_by_traefik_alone_on_its_groups_network(tmp_path):
+    """Netdata's API has no authentication: off the proxy network, only the containers on
+    its group's internal network reach it: its socket proxy, Traefik and Consul (probes)."""
+    import yaml
+
+    files = rendered(config_of(), tmp_path)
+    docs = {path.split("/")[0]: yaml.safe_load(f.content) for path, f in files.items() if path.endswith("compose.yml")}
+    on_netdata = sorted(name for doc in docs.values() for name, svc in doc["services"].items()
+                        if any(doc["networks"][n]["name"] == "aini-netdata" for n in svc.get("networks", {})))
+    assert on_netdata == ["consul", "netdata", "socket-proxy", "traefik"]
+    assert docs["traefik"]["networks"]["netdata-internal"] == {"name": "aini-netdata", "external": True}
+    without = rendered(config_of(services__netdata={"enabled": False}), tmp_path / "off")
+    assert "netdata-internal" not in yaml.safe_load(without["traefik/compose.yml"].content)["services"]["traefik"]["networks"]
 
 
 def test_docker_socket_is_read_write_only_for_watchtower(tmp_path):

@@ -23,11 +23,9 @@ that run this file directly, outside a container).
 """
 from __future__ import annotations
 
-import http.client
 import importlib
 import json
 import os
-import re
 import signal
 import socket
 import sys
@@ -81,8 +79,6 @@ def routes(path: str, query: dict[str, list[str]]) -> tuple[int, str, str] | Non
         },
         "nextcloud": {"/": lambda: page(title)},  # status.php: nextcloud_double.py
         "onlyoffice": {"/healthcheck": lambda: text("true"), "/": lambda: page(title)},
-        "socket-proxy": {"/_ping": lambda: text("OK"), "/version": lambda: as_json(
-            {"Version": "20.10", "aini_double": SERVICE})},
     }.get(SERVICE, {})
     handler = table.get(path)
     return handler() if handler else None
@@ -111,37 +107,6 @@ def service_answer(handler: BaseHTTPRequestHandler, path: str) -> tuple[int, str
 HEALTH_PATHS = {"/health", "/status.php", "/healthcheck", "/v1/sys/health", "/v1/status/leader", "/_ping"}
 
 
-DOCKER_SOCKET = "/var/run/docker.sock"
-# The sections the catalog's socket-proxy opens (CONTAINERS=1, INFO=1; ping and version
-# always), with the optional API version prefix, as the upstream haproxy rules match them.
-DOCKER_READ = re.compile(r"^(/v[\d.]+)?/(containers|info|version|_ping)(/|$)")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(DOCKER_SOCKET)
-
-
-def docker_read(path: str) -> tuple[int, str, str] | None:
-    """socket-proxy: a GET in an open section goes to the mounted Docker socket (as the
-    upstream proxy does); without a socket (the double run outside a container) the canned
-    answers stand in. Consul asks `/containers/<name>/top` whether a container runs."""
-    if SERVICE != "socket-proxy" or not DOCKER_READ.match(urlsplit(path).path) or not os.path.exists(DOCKER_SOCKET):
-        return None
-    conn = _UnixConnection("docker", timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.getheader("Content-Type") or "application/json", \
-            response.read().decode(errors="replace")
-    except OSError as exc:
-        return text(f"socket-proxy double: Docker socket: {exc}\n", 503)
-    finally:
-        conn.close()
-
-
 class Handler(BaseHTTPRequestHandler):
     server_version = f"aini-double/{SERVICE}"
 
@@ -149,8 +114,6 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if MODE == "broken" and url.path in HEALTH_PATHS:
             answer = text(f"{SERVICE} double: broken on purpose\n", 500)
-        elif (forwarded := docker_read(self.path)) is not None:
-            answer = forwarded
         elif (own := service_answer(self, url.path)) is not None:
             answer = own
         else:
@@ -168,9 +131,6 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:  # noqa: N802
-        if SERVICE == "socket-proxy":  # POST=0: the proxy refuses every write
-            self.send_error(403, "socket-proxy double: POST refused")
-            return
         self.do_GET()
 
     def log_message(self, fmt: str, *args: object) -> None:
@@ -233,7 +193,7 @@ REQUIRED_ENV = {
     "onlyoffice": ("JWT_SECRET",),
 }
 PORTS = {"librechat": 3080, "mongodb": 27017, "meilisearch": 7700, "nextcloud": 80, "onlyoffice": 80,
-         "consul": 8500, "vault": 8200, "socket-proxy": 2375}
+         "consul": 8500, "vault": 8200}
 
 
 def dependencies() -> list[tuple[str, int]]:
@@ -272,6 +232,8 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, stop)
     if not SERVICE:
         sys.exit("AINI_DOUBLE is not set")
+    if SERVICE == "socket-proxy":  # its own flags and rules, from the first argument on
+        importlib.import_module("socket_proxy_double").start(argv[1:])
     log(f"starting (AINI test double of {TITLES.get(SERVICE, SERVICE)}; mode={MODE})")
     if MODE == "broken":
         # A careless application printing its configuration: the deploy step must scrub it.

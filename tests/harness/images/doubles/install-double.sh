@@ -14,7 +14,7 @@ case "$service" in
   vault)        busybox_tools wget ;;              # alpine (vault, openbao)
   librechat)    busybox_tools wget ;;              # node:alpine
   meilisearch)  busybox_tools wget; with_curl ;;   # alpine + curl
-  socket-proxy) busybox_tools wget ;;              # haproxy:alpine
+  socket-proxy) ;;                                 # FROM scratch: /healthcheck only (below)
   nextcloud)    with_curl ;;                       # php:apache (Debian), curl only
   onlyoffice)   with_curl ;;                       # Ubuntu, curl
   mongodb|watchtower) ;;                           # neither wget nor curl
@@ -64,6 +64,10 @@ case "$service" in
     # not in that list (a volume there starts root-owned); librechat_double.py runs as node.
     groupadd --gid 1000 node && useradd --uid 1000 --gid node -M -d /home/node -s /sbin/nologin node
     mkdir -p /app/client/public/images /app/logs /app/uploads /app/api && chown -R node:node /app ;;
+  socket-proxy)
+    # wollomatic/socket-proxy: /healthcheck asks the health listener (socket_proxy_double.py).
+    printf '#!/usr/bin/python3\nimport sys\nsys.path.insert(0, "/opt/aini-double")\nimport socket_proxy_double\nsocket_proxy_double.healthcheck()\n' > /healthcheck
+    chmod 0755 /healthcheck ;;
   watchtower) ;;  # FROM scratch: nothing but the binary; it runs as root for the socket
   nextcloud)
     # Upstream's layout (/usr/src/nextcloud, /var/www owned www-data:root, the www-data
