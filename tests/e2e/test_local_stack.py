@@ -26,6 +26,7 @@ from aini.deploy.diagnose import DeployError
 from aini.errors import AiniError
 from aini.render.compose import pinned_ref
 from aini.catalog import backup as backup_catalog
+from aini.catalog.librechat import CREATE_ADMIN
 from aini.catalog.networks import FIXED_IPS
 from tests.e2e.stack import PASSPHRASE, PASSPHRASE_ENV, Stack
 from tests.harness import stack_images
@@ -219,6 +220,23 @@ def test_n8n_has_its_owner_from_the_first_start_and_nobody_can_claim_it(stack: S
     r = stack.https(host, "/rest/login", method="POST", headers=BROWSER, body=json.dumps(
         {"emailOrLdapLoginId": CLAIM["email"], "password": CLAIM["password"]}).encode())
     assert r.status == 401, r.text[:300]
+
+
+def test_librechat_has_its_first_user_an_admin_and_making_it_again_changes_nothing(stack: Stack):
+    """Registration is off: without the user AINI makes, nobody could sign in."""
+    def login(password: str):
+        return stack.https(stack.host("librechat"), "/api/auth/login", method="POST",
+                           headers={"Content-Type": "application/json"},
+                           body=json.dumps({"email": stack.config.email, "password": password}).encode())
+
+    password = stack.store.get("librechat_admin_password")
+    r = login(password)
+    assert r.status == 200 and json.loads(r.body)["user"]["role"] == "ADMIN", r.text[:300]
+    assert login(password + "x").status == 404
+    # The step again, as the next deploy of its group runs it: it succeeds and makes no one new.
+    again = stack.docker_run("exec", "--user", "node", "--workdir", "/app", "aini-librechat", "sh", "-c", CREATE_ADMIN)
+    assert again.returncode == 0 and password not in again.stdout + again.stderr, again.stdout + again.stderr
+    assert login(password).status == 200
 
 
 def test_n8n_workflow_survives_a_restart_of_its_group(stack: Stack):

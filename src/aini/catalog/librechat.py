@@ -1,6 +1,6 @@
 """LibreChat with MongoDB, and Meilisearch when conversation search is on."""
 
-from .model import Backup, Context, HealthCheck, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
+from .model import Backup, Context, HealthCheck, Login, PostDeploy, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
 
 MEILI_KEY = Secret("meili_master_key", 40, "alnum", description="Meilisearch master key, shared with LibreChat")
 
@@ -24,10 +24,24 @@ def _librechat_env(ctx: Context) -> dict:
         "NO_INDEX": "true",
         "OPENAI_API_KEY": Ref("openai_api_key", optional=True),
         "ANTHROPIC_API_KEY": Ref("anthropic_api_key", optional=True),
+        # For CREATE_ADMIN. The container holds JWT_SECRET, which signs any session: its first
+        # user's password there exposes nothing more.
+        "AINI_ADMIN_EMAIL": ctx.config.email,
+        "AINI_ADMIN_PASSWORD": Ref("librechat_admin_password"),
     }
     if search:
         env |= {"MEILI_HOST": f"http://{ctx.host('meilisearch')}:7700", "MEILI_MASTER_KEY": Ref(MEILI_KEY.name)}
     return env
+
+
+# With registration off (the default) nobody could log in: AINI makes the first user, whom
+# LibreChat makes ADMIN. config/create-user.js asks for what argv lacks, so the password goes
+# in on stdin, never argv; it refuses an existing email or username, which means done.
+CREATE_ADMIN = (
+    'out=$(printf "%s\\n" "$AINI_ADMIN_PASSWORD" | node config/create-user.js "$AINI_ADMIN_EMAIL" Admin admin '
+    '--email-verified=true 2>&1) && exit 0; '
+    'case "$out" in *"already exists"*) exit 0 ;; esac; printf "%s\\n" "$out"; exit 1'
+)
 
 
 LIBRECHAT = ServiceSpec(
@@ -51,6 +65,7 @@ LIBRECHAT = ServiceSpec(
         Secret("librechat_creds_iv", 32, "hex", rotatable=False, description="16 bytes, hex"),
         Secret("librechat_jwt_secret", 64, "hex"),
         Secret("librechat_jwt_refresh_secret", 64, "hex"),
+        Secret("librechat_admin_password", 24, "alnum", description="LibreChat's first user, an admin (login: aini.yml's email)"),
         MEILI_KEY,
     ),
     user_secrets=(
@@ -67,6 +82,8 @@ LIBRECHAT = ServiceSpec(
     ),
     depends_on=("mongodb", "meilisearch"),
     route=Route("chat", 3080),
+    login=Login(lambda config: config.email, "librechat_admin_password"),
+    post_deploy=lambda ctx: (PostDeploy(CREATE_ADMIN, "node", "create the first user (admin)", "/app"),),
     backup=Backup(volumes=("librechat-images", "librechat-uploads", "librechat-data")),
 )
 

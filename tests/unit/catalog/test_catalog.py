@@ -86,7 +86,10 @@ def test_aini_up_names_every_login_it_made_and_how_to_see_its_password_never_the
     assert rows["n8n"] == ("https://n8n.example.com/", "admin@example.com",
                            "aini secrets get n8n n8n_owner_password --show")
     assert rows["Nextcloud"][1:] == ("admin", "aini secrets get nextcloud nextcloud_admin_password --show")
+    assert rows["LibreChat"] == ("https://chat.example.com/", "admin@example.com",
+                                 "aini secrets get librechat librechat_admin_password --show")
     assert {title for title, (_, user, _) in rows.items() if user == "admin"} >= {"Traefik", "Consul", "Vault", "Netdata"}
     no_vault = config_of(services={"vault": {"enabled": False}, "n8n": {"enabled": False}})
     assert {command for _, _, _, command in catalog.logins(no_vault)} == {
-        "admin_password in .aini/secrets.json", "nextcloud_admin_password in .aini/secrets.json"}
+        "admin_password in .aini/secrets.json", "nextcloud_admin_password in .aini/secrets.json",
+        "librechat_admin_password in .aini/secrets.json"}

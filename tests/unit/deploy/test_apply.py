@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from aini import catalog
+from aini.catalog.librechat import CREATE_ADMIN
 from aini.catalog.nextcloud import ENABLE_ONLYOFFICE
 from aini.config import validate_data
 from aini.deploy import apply, diagnose, record
@@ -131,16 +132,18 @@ def test_post_deploy_steps_run_after_their_group_and_a_failure_names_them(tmp_pa
 
     def run(cmd, fail=False):
         calls.append(cmd.argv)
-        bad = fail and "exec" in cmd.argv
+        bad = fail and "exec" in cmd.argv and "aini-nextcloud" in cmd.argv
         return subprocess.CompletedProcess(cmd.argv, 1 if bad else 0, "", "App not found: onlyoffice" if bad else "")
 
     apply.deploy(files, sites_local.LocalSite(tmp_path / "d", run), store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
     execs = [c for c in calls if "exec" in c]
-    assert execs == [("docker", "exec", "--user", "www-data", "--workdir", "/var/www/html", "aini-nextcloud", "sh",
+    assert execs == [("docker", "exec", "--user", "node", "--workdir", "/app", "aini-librechat", "sh", "-c", CREATE_ADMIN),
+                     ("docker", "exec", "--user", "www-data", "--workdir", "/var/www/html", "aini-nextcloud", "sh",
                       "-c", ENABLE_ONLYOFFICE)]
+    assert not any(v in " ".join(c) for c in execs for v in store.values())  # secrets stay in the env files
     nextcloud_up = next(i for i, c in enumerate(calls) if "aini-nextcloud" in c and "up" in c)
     assert "ps" in calls[nextcloud_up + 1]  # compose's --wait checked: every container running and healthy
-    assert calls.index(execs[0]) == nextcloud_up + 2  # right after its group came up healthy
+    assert calls.index(execs[1]) == nextcloud_up + 2  # right after its group came up healthy
 
     calls.clear()
     with pytest.raises(diagnose.DeployError, match="(?s)enable the OnlyOffice connector app.*App not found") as err:

@@ -63,7 +63,10 @@ case "$service" in
     # `mkdir -p /app/client/public/images /app/logs /app/uploads` runs as node. /app/data is
     # not in that list (a volume there starts root-owned); librechat_double.py runs as node.
     groupadd --gid 1000 node && useradd --uid 1000 --gid node -M -d /home/node -s /sbin/nologin node
-    mkdir -p /app/client/public/images /app/logs /app/uploads /app/api && chown -R node:node /app ;;
+    mkdir -p /app/client/public/images /app/logs /app/uploads /app/api /app/config && chown -R node:node /app
+    # node:alpine's node, for `node config/create-user.js` (librechat_double.py)
+    printf '#!/bin/sh\nexec python3 /opt/aini-double/librechat_double.py "$@"\n' > /usr/local/bin/node
+    chmod 0755 /usr/local/bin/node ;;
   socket-proxy)
     # wollomatic/socket-proxy: /healthcheck asks the health listener (socket_proxy_double.py).
     printf '#!/usr/bin/python3\nimport sys\nsys.path.insert(0, "/opt/aini-double")\nimport socket_proxy_double\nsocket_proxy_double.healthcheck()\n' > /healthcheck

@@ -22,9 +22,24 @@ Upstream facts it implements (danny-avila/LibreChat):
   LIBRECHAT_TEMP_CREDENTIALS_PATH (default <cwd>/.env.temp) with a warning -- not refused;
   a malformed CREDS_KEY is not validated at start either (issue #14699). So the double
   refuses neither, and logs upstream's warnings.
+- config/create-user.js (`node config/create-user.js <email> <name> <username> [password]
+  [--email-verified=...]`, cwd /app): what argv lacks is asked on stdin (config/helpers.js
+  readline), a password given in argv draws a warning; an email without '@' is "Error:
+  Invalid email address!", an existing email or username "Error: A user with that email or
+  username already exists!", each exit 1; registerUser makes the first user of the database
+  ADMIN (AuthService.js: countUsers() === 0), the others USER; the name is 3-80 characters
+  and the password 8-128 (validators.js registerSchema); success prints "User created
+  successfully!" and exits 0. It bypasses ALLOW_REGISTRATION (only the /register route
+  checks it).
+- POST /api/auth/login {email, password} (localStrategy.js, requireLocalAuth.js): no such
+  email 404 {"message": "Email does not exist."}, a wrong password 404 {"message":
+  "Incorrect password."}, an unverified email 422 unless ALLOW_UNVERIFIED_EMAIL_LOGIN;
+  otherwise 200 with a token and the user.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import secrets
@@ -172,6 +187,119 @@ def start() -> None:
     log("Connected to MongoDB")
 
 
-def answer(method: str, path: str, headers: object, body: bytes) -> None:
-    """No paths of its own: double.py's table serves /health and /."""
+# ------------------------------------------------------------------ users
+
+
+def _users() -> tuple[mongodb_double.Client, str]:
+    """A connection to LibreChat's database, as the app's own (MONGO_URI)."""
+    uri = parse_mongo_uri(os.environ["MONGO_URI"])
+    client = mongodb_double.Client(uri["host"], uri["port"])
+    if uri["username"] is not None:
+        client.command({"authenticate": uri["username"], "password": uri["password"] or "", "$db": uri["auth_source"]})
+    return client, uri["db"] or "test"
+
+
+def _find_users(client: mongodb_double.Client, db: str) -> list[dict]:
+    return client.command({"find": "users", "$db": db})["documents"]
+
+
+def _hash(password: str, salt: str) -> str:
+    return salt + "$" + hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 10_000).hex()
+
+
+def create_user(args: list[str]) -> int:
+    print("Create a new user account!", flush=True)
+    email = name = username = password = None
+    verified: bool | None = None
+    for arg in args:
+        if arg.startswith("--email-verified="):
+            verified = arg.split("=", 1)[1].lower() != "false"
+        elif arg.startswith("--provider="):
+            continue
+        elif email is None:
+            email = arg
+        elif name is None:
+            name = arg
+        elif username is None:
+            username = arg
+        elif password is None:
+            print("Warning: password passed in as argument, this is not secure!", flush=True)
+            password = arg
+
+    def ask(question: str) -> str:
+        print(question + "\n> ", flush=True)
+        return sys.stdin.readline().rstrip("\n")
+
+    email = ask("Email:") if email is None else email
+    if "@" not in email:
+        print("Error: Invalid email address!")
+        return 1
+    default = email.split("@")[0]
+    name = (ask(f"Name: (default is: {default})") or default) if name is None else name
+    username = (ask(f"Username: (default is: {default})") or default) if username is None else username
+    if password is None:
+        password = ask("Password: (leave blank, to generate one)")
+        if not password:
+            password = secrets.token_urlsafe(12)
+            print(f"Your password is: {password}")
+    if verified is None:
+        verified = ask("Email verified? (Y/n, default is Y):").lower() != "n"
+    client, db = _users()
+    try:
+        existing = _find_users(client, db)
+        if any(u.get("email") == email or u.get("username") == username for u in existing):
+            print("Error: A user with that email or username already exists!")
+            return 1
+        if not 3 <= len(name) <= 80 or not 8 <= len(password) <= 128:
+            print("Error: Name must be 3-80 characters, password 8-128")
+            return 1
+        salt = secrets.token_hex(8)
+        client.command({"insert": "users", "$db": db, "documents": [{
+            "email": email, "name": name, "username": username, "password": _hash(password, salt),
+            "provider": "local", "emailVerified": verified, "role": "USER" if existing else "ADMIN"}]})
+    finally:
+        client.close()
+    print("User created successfully!")
+    print(f"Email verified: {str(verified).lower()}")
+    return 0
+
+
+def login(body: bytes) -> tuple[int, str, str]:
+    def reply(status: int, data: dict) -> tuple[int, str, str]:
+        return status, "application/json; charset=utf-8", json.dumps(data)
+
+    try:
+        form = json.loads(body or b"{}")
+        email, password = str(form.get("email", "")), str(form.get("password", ""))
+    except (ValueError, AttributeError):
+        return reply(400, {"message": "Invalid request"})
+    if "@" not in email or not 8 <= len(password) <= 128:
+        return reply(404, {"message": "Invalid email or password"})
+    client, db = _users()
+    try:
+        user = next((u for u in _find_users(client, db) if u.get("email") == email.strip()), None)
+    finally:
+        client.close()
+    if user is None:
+        return reply(404, {"message": "Email does not exist."})
+    salt = str(user["password"]).split("$", 1)[0]
+    if not secrets.compare_digest(_hash(password, salt), user["password"]):
+        return reply(404, {"message": "Incorrect password."})
+    if not user.get("emailVerified") and os.environ.get("ALLOW_UNVERIFIED_EMAIL_LOGIN", "").lower() != "true":
+        return reply(422, {"message": "Email not verified."})
+    public = {k: user[k] for k in ("email", "name", "username", "role", "provider")}
+    return reply(200, {"token": secrets.token_hex(24), "user": public})
+
+
+def answer(method: str, path: str, headers: object, body: bytes) -> tuple[int, str, str] | None:
+    """Login; double.py's table serves /health and /."""
+    if method == "POST" and path == "/api/auth/login":
+        return login(body)
     return None
+
+
+if __name__ == "__main__":  # `node config/create-user.js ...` in the image (install-double.sh)
+    script, *rest = sys.argv[1:] or [""]
+    if os.path.normpath(os.path.join(os.getcwd(), script)) != "/app/config/create-user.js":
+        sys.exit(f"librechat double: node runs only /app/config/create-user.js here, not {script!r}")
+    sys.exit(create_user(rest))
