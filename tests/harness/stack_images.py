@@ -219,7 +219,7 @@ def doubles_base() -> str:
 # Doubles that are another upstream image of the same double: flavor -> (service, user).
 FLAVORS = {"openbao": ("vault", "openbao")}
 # The user an upstream image's Dockerfile sets, where the double must run as it too.
-IMAGE_USER = {"socket-proxy": "65534:65534"}
+IMAGE_USER = {"socket-proxy": "65534:65534", "librechat": "node"}
 
 
 def double_image(service: str, mode: str = "normal") -> str:

@@ -2,7 +2,21 @@
 
 from . import traefik as traefik_config
 from .networks import FIXED_IPS
-from .model import ADMIN_LOGIN, Backup, Context, Files, HealthCheck, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
+from .model import (
+    ADMIN_LOGIN,
+    DROPS_TO_USER,
+    Backup,
+    Context,
+    Files,
+    HealthCheck,
+    Privileges,
+    Ref,
+    Route,
+    Secret,
+    ServiceSpec,
+    UserSecret,
+    Volume,
+)
 
 TRAEFIK = ServiceSpec(
     name="traefik",
@@ -17,6 +31,7 @@ TRAEFIK = ServiceSpec(
     health=HealthCheck(("CMD", "traefik", "healthcheck", "--ping"), port=8080, path="/ping"),
     mem_reservation=64,
     mem_limit=256,
+    privileges=Privileges(cap_add=("NET_BIND_SERVICE",), read_only=True, why="binds ports 80 and 443 as root"),
     enabled=lambda config: True,
     env=lambda ctx: traefik_config.env(ctx),
     # The admin UIs' password; Traefik gets only its bcrypt hash.
@@ -75,6 +90,7 @@ CONSUL = ServiceSpec(
     ),
     mem_reservation=128,
     mem_limit=384,
+    privileges=Privileges(cap_add=DROPS_TO_USER, why="the entrypoint hands /consul/data to consul and su-execs to it; writable root not verified"),
     enabled=lambda config: config.services.consul.enabled,
     volumes=(Volume("consul-data", "/consul/data"),),
     files=Files(_consul_hcl, mounts=(Volume("./consul.hcl", "/consul/config/consul.hcl", read_only=True),)),
@@ -162,6 +178,7 @@ VAULT = ServiceSpec(
     health=HealthCheck(("CMD", "wget", "-qO-", _VAULT_HEALTH), port=8200, path="/v1/sys/health"),
     mem_reservation=128,
     mem_limit=512,
+    privileges=Privileges(cap_add=DROPS_TO_USER, why="the entrypoint hands its directories to vault and su-execs to it (SKIP_SETCAP: no file capability); writable root not verified"),
     enabled=lambda config: config.services.vault.enabled and config.services.vault.flavor == "vault",
     env=lambda ctx: {"SKIP_SETCAP": "true"},
     # Raft lives in /vault/file: the image creates it owned by `vault` (a new named volume
@@ -190,6 +207,7 @@ OPENBAO = ServiceSpec(
     health=HealthCheck(("CMD", "wget", "-qO-", _VAULT_HEALTH), port=8200, path="/v1/sys/health"),
     mem_reservation=128,
     mem_limit=512,
+    privileges=Privileges(why="writable root not verified (the image starts as openbao: no capability needed)"),
     enabled=lambda config: config.services.vault.enabled and config.services.vault.flavor == "openbao",
     # The image runs as `openbao` from the start, so nothing can chown a volume: raft goes
     # to /openbao/file, which the image creates owned by `openbao` and a new named volume

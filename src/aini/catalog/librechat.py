@@ -1,6 +1,20 @@
 """LibreChat with MongoDB, and Meilisearch when conversation search is on."""
 
-from .model import Backup, Context, HealthCheck, Login, PostDeploy, Ref, Route, Secret, ServiceSpec, UserSecret, Volume
+from .model import (
+    DROPS_TO_USER,
+    Backup,
+    Context,
+    HealthCheck,
+    Login,
+    PostDeploy,
+    Privileges,
+    Ref,
+    Route,
+    Secret,
+    ServiceSpec,
+    UserSecret,
+    Volume,
+)
 
 MEILI_KEY = Secret("meili_master_key", 40, "alnum", description="Meilisearch master key, shared with LibreChat")
 
@@ -57,6 +71,7 @@ LIBRECHAT = ServiceSpec(
     health=HealthCheck(("CMD", "wget", "-qO-", "http://127.0.0.1:3080/health"), port=3080, path="/health"),
     mem_reservation=384,
     mem_limit=1536,
+    privileges=Privileges(why="writable root not verified with the upstream image (it runs as node: no capability needed)"),
     enabled=lambda config: config.services.librechat.enabled,
     env=_librechat_env,
     secrets=(
@@ -110,6 +125,7 @@ MONGODB = ServiceSpec(
     ),
     mem_reservation=384,
     mem_limit=1536,
+    privileges=Privileges(cap_add=DROPS_TO_USER, pids=1024, why="the entrypoint chowns /data/db to mongodb and gosus to it; a thread per connection"),
     enabled=lambda config: config.services.librechat.enabled,
     env=lambda ctx: {"MONGO_INITDB_ROOT_USERNAME": "librechat", "MONGO_INITDB_ROOT_PASSWORD": Ref("mongodb_password")},
     secrets=(Secret("mongodb_password", 32, "alnum", set_at_init=True),),
@@ -135,6 +151,7 @@ MEILISEARCH = ServiceSpec(
     health=HealthCheck(("CMD", "curl", "-fsS", "http://127.0.0.1:7700/health"), port=7700, path="/health"),
     mem_reservation=256,
     mem_limit=1024,
+    privileges=Privileges(why="writable root not verified"),
     enabled=lambda config: config.services.librechat.enabled and config.services.librechat.search,
     env=lambda ctx: {
         "MEILI_MASTER_KEY": Ref(MEILI_KEY.name),

@@ -176,6 +176,32 @@ class Backup:
                              "refusal, and only it")
 
 
+# What an entrypoint that starts as root needs to hand its data to the image's user and
+# become that user (chown, then gosu, su-exec or setpriv); nothing else of Docker's default set.
+DROPS_TO_USER = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+
+
+@dataclass(frozen=True)
+class Privileges:
+    """What the container may do, against CIS Docker Benchmark section 5. The default is the
+    strictest: every capability dropped (5.3), no new privileges (5.25), a pids limit (5.28);
+    a read-only root filesystem (5.12) where the image is known to run so. Anything else is
+    an exception, and `why` (required then; the README's table shows it) says what upstream
+    needs it for."""
+
+    cap_add: tuple[str, ...] = ()  # added back after dropping all
+    default_caps: bool = False  # keep Docker's default set (no cap_drop)
+    new_privileges: bool = False  # setuid binaries or file capabilities must work
+    read_only: bool = False
+    pids: int = 512
+    why: str = ""
+
+    @property
+    def exceptions(self) -> list[str]:
+        return [e for e, on in (("capabilities", bool(self.cap_add) or self.default_caps),
+                                ("new privileges", self.new_privileges), ("writable root", not self.read_only)) if on]
+
+
 @dataclass(frozen=True)
 class Tool:
     """An image AINI runs for a task rather than as a service (restic for backups): pinned
@@ -228,7 +254,8 @@ class ServiceSpec:
     update: UpdatePolicy = "update"
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)  # compose keys with no catalog meaning (cap_add, pid)
+    privileges: Privileges = Privileges()
+    extra: Mapping[str, object] = field(default_factory=dict)  # compose keys with no catalog meaning (pid, user)
     post_deploy: Callable[[Context], tuple[PostDeploy, ...]] = lambda ctx: ()
 
     @property

@@ -1,6 +1,18 @@
 """n8n workflow automation: SQLite by default, PostgreSQL as an option (n8n 2.x has no MariaDB)."""
 
-from .model import Backup, Context, HealthCheck, Login, Ref, Route, Secret, ServiceSpec, Volume
+from .model import (
+    DROPS_TO_USER,
+    Backup,
+    Context,
+    HealthCheck,
+    Login,
+    Privileges,
+    Ref,
+    Route,
+    Secret,
+    ServiceSpec,
+    Volume,
+)
 
 
 def _n8n_env(ctx: Context) -> dict:
@@ -58,6 +70,7 @@ N8N = ServiceSpec(
                        path="/healthz/readiness"),
     mem_reservation=384,
     mem_limit=1536,
+    privileges=Privileges(why="writable root not verified (it runs as node: no capability needed)"),
     enabled=lambda config: config.services.n8n.enabled,
     env=_n8n_env,
     # Credentials stored in n8n are encrypted with this key: never rotate it, always back it up.
@@ -85,6 +98,7 @@ N8N_POSTGRES = ServiceSpec(
     health=HealthCheck(("CMD", "pg_isready", "-U", "n8n", "-d", "n8n"), port=5432),
     mem_reservation=256,
     mem_limit=768,
+    privileges=Privileges(cap_add=DROPS_TO_USER, why="the entrypoint chowns PGDATA and the socket directory to postgres and drops to it"),
     enabled=lambda config: config.services.n8n.enabled and config.services.n8n.database == "postgres",
     env=lambda ctx: {"POSTGRES_USER": "n8n", "POSTGRES_DB": "n8n", "POSTGRES_PASSWORD": Ref("n8n_postgres_password")},
     secrets=(Secret("n8n_postgres_password", 32, "alnum", set_at_init=True),),

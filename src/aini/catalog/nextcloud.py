@@ -2,12 +2,14 @@
 
 from .networks import TRAEFIK_IP
 from .model import (
+    DROPS_TO_USER,
     Backup,
     Context,
     Files,
     HealthCheck,
     Login,
     PostDeploy,
+    Privileges,
     Ref,
     Route,
     Secret,
@@ -150,6 +152,7 @@ NEXTCLOUD = ServiceSpec(
     ),
     mem_reservation=512,
     mem_limit=2048,
+    privileges=Privileges(default_caps=True, pids=1024, why="Apache starts as root, binds 80 and runs its workers as www-data; the entrypoint copies and chowns the code; not narrowed yet"),
     enabled=lambda config: config.services.nextcloud.enabled,
     env=_nextcloud_env,
     secrets=(Secret("nextcloud_admin_password", 24, "alnum", set_at_init=True), ONLYOFFICE_JWT),
@@ -186,6 +189,7 @@ NEXTCLOUD_CRON = ServiceSpec(
     health=HealthCheck(("CMD-SHELL", "grep -q crond /proc/1/cmdline")),
     mem_reservation=64,
     mem_limit=512,
+    privileges=Privileges(default_caps=True, why="busybox crond as root runs cron.php as www-data; not narrowed yet"),
     enabled=lambda config: config.services.nextcloud.enabled,
     # cron.php reads the same config/*.config.php files, whose values come from getenv():
     # without the web container's environment it would see no Redis, S3 or OnlyOffice.
@@ -208,6 +212,7 @@ MARIADB = ServiceSpec(
     health=HealthCheck(("CMD", "healthcheck.sh", "--connect", "--innodb_initialized"), port=3306),
     mem_reservation=384,
     mem_limit=1024,
+    privileges=Privileges(cap_add=DROPS_TO_USER, why="the entrypoint chowns the data directory to mysql and gosus to it"),
     enabled=lambda config: config.services.nextcloud.enabled,
     env=lambda ctx: {
         "MARIADB_ROOT_PASSWORD": Ref("mariadb_root_password"),
@@ -252,6 +257,7 @@ REDIS = ServiceSpec(
     health=HealthCheck(("CMD", "redis-cli", "ping"), port=6379),
     mem_reservation=64,
     mem_limit=256,
+    privileges=Privileges(cap_add=DROPS_TO_USER, why="the entrypoint chowns /data to redis and drops to it"),
     enabled=lambda config: config.services.nextcloud.enabled,
     backup=Backup(notes="a cache; not backed up"),
     update="monitor",
@@ -274,6 +280,7 @@ ONLYOFFICE = ServiceSpec(
     ),
     mem_reservation=2048,
     mem_limit=4096,
+    privileges=Privileges(default_caps=True, new_privileges=True, pids=2048, why="a whole system in one image (supervisord, nginx, PostgreSQL, RabbitMQ, Node workers) switching users with setuid tools"),
     enabled=lambda config: config.services.onlyoffice.enabled and config.services.nextcloud.enabled,
     env=lambda ctx: {
         "JWT_ENABLED": "true",

@@ -1,6 +1,6 @@
 """Operations: Netdata (with a read-only Docker socket proxy) and Watchtower."""
 
-from .model import ADMIN_LOGIN, Backup, HealthCheck, Route, ServiceSpec, Volume
+from .model import ADMIN_LOGIN, Backup, HealthCheck, Privileges, Route, ServiceSpec, Volume
 
 NETDATA = ServiceSpec(
     name="netdata",
@@ -15,6 +15,7 @@ NETDATA = ServiceSpec(
     health=HealthCheck(None, port=19999, path="/api/v1/info"),  # the image ships its own HEALTHCHECK
     mem_reservation=256,
     mem_limit=768,
+    privileges=Privileges(default_caps=True, cap_add=("SYS_PTRACE",), new_privileges=True, pids=1024, why="starts as root and drops to netdata; its setuid plugins (apps.plugin, cgroup-network) read other processes; SYS_PTRACE for apps.plugin"),
     enabled=lambda config: config.services.netdata.enabled,
     env=lambda ctx: {
         "DOCKER_HOST": f"tcp://{ctx.host('socket-proxy')}:2375",
@@ -38,7 +39,7 @@ NETDATA = ServiceSpec(
     # Host PIDs and SYS_PTRACE: apps.plugin sees the host's processes. Not taken (UPSTREAM.md):
     # SYS_ADMIN (cgroup-network's setns for per-container interface charts, network-viewer's
     # host network) and AppArmor unconfined (ptrace reads of unconfined host processes).
-    extra={"pid": "host", "cap_add": ["SYS_PTRACE"]},
+    extra={"pid": "host"},
 )
 
 # What the Docker API answers through the proxy, and to whom (UPSTREAM.md, wollomatic): the
@@ -65,6 +66,7 @@ SOCKET_PROXY = ServiceSpec(
     health=HealthCheck(("CMD", "/healthcheck"), port=2375, path="/_ping"),
     mem_reservation=16,
     mem_limit=64,
+    privileges=Privileges(read_only=True, pids=128),
     enabled=lambda config: config.services.netdata.enabled,
     command=(
         "-listenip=0.0.0.0",
@@ -77,7 +79,7 @@ SOCKET_PROXY = ServiceSpec(
     volumes=(Volume("/var/run/docker.sock", "/var/run/docker.sock", read_only=True),),
     # The image's user (65534) cannot open the root:docker 0660 socket, and the docker group's
     # ID differs per host; root with every capability dropped opens it by its owner bits only.
-    extra={"user": "0:0", "cap_drop": ["ALL"], "read_only": True},
+    extra={"user": "0:0"},
 )
 
 WATCHTOWER = ServiceSpec(
@@ -93,6 +95,7 @@ WATCHTOWER = ServiceSpec(
     health=HealthCheck(None),  # a scratch image: no shell to probe with; status shows its state
     mem_reservation=32,
     mem_limit=128,
+    privileges=Privileges(pids=128, why="writable root not verified (scratch image, root for the socket: no capability needed)"),
     enabled=lambda config: config.services.watchtower.enabled,
     env=lambda ctx: {
         "WATCHTOWER_LABEL_ENABLE": "true",

@@ -11,13 +11,11 @@ from ..catalog.model import Ref
 from ..catalog.networks import FIXED_IPS, PROXY_DYNAMIC, PROXY_NETWORK, PROXY_SUBNET
 
 if TYPE_CHECKING:
-    from ..catalog.model import Context, EnvValue, ServiceSpec, Tool
+    from ..catalog.model import Context, EnvValue, Privileges, ServiceSpec, Tool
     from ..config import Images
 
 WATCHTOWER_ENABLE = "com.centurylinklabs.watchtower.enable"
 WATCHTOWER_MONITOR = "com.centurylinklabs.watchtower.monitor-only"
-# Images whose entrypoints rely on setuid/capabilities gained after start.
-_NEEDS_PRIVILEGE_GAIN = {"netdata", "onlyoffice"}
 # Consul probes every service, so it alone joins every group's internal network. It
 # forwards nothing between them: each group still reaches only its own members.
 _JOINS_EVERY_NETWORK = {"consul"}
@@ -89,11 +87,10 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
         svc["volumes"] = [f"{v.name}:{v.target}{':ro' if v.read_only else ''}" for v in mounts]
     if spec.extra.get("ports"):
         svc["ports"] = _ports(list(spec.extra["ports"]), ctx)  # type: ignore[arg-type]
-    for key in ("user", "pid", "cap_drop", "cap_add", "security_opt", "read_only"):
+    for key in ("user", "pid"):
         if key in spec.extra:
             svc[key] = spec.extra[key]
-    if spec.name not in _NEEDS_PRIVILEGE_GAIN:
-        svc["security_opt"] = [*svc.get("security_opt", []), "no-new-privileges:true"]
+    svc.update(_privileges(spec.privileges))
     networks = _networks_of(spec, group, _joins(spec, ctx, internal))
     if networks:
         svc["networks"] = networks
@@ -115,6 +112,18 @@ def service(spec: ServiceSpec, ctx: Context, group: list[ServiceSpec], has_env_f
     svc["mem_limit"] = f"{spec.mem_limit}m"
     svc["labels"] = _labels(spec, ctx)
     return svc
+
+
+def _privileges(p: Privileges) -> dict:
+    keys: dict = {} if p.default_caps else {"cap_drop": ["ALL"]}
+    if p.cap_add:
+        keys["cap_add"] = list(p.cap_add)
+    if not p.new_privileges:
+        keys["security_opt"] = ["no-new-privileges:true"]
+    if p.read_only:
+        keys["read_only"] = True
+    keys["pids_limit"] = p.pids
+    return keys
 
 
 def _ports(ports: list[str], ctx: Context) -> list[str]:

@@ -49,7 +49,6 @@ from urllib.parse import parse_qsl, unquote
 
 import mongodb_double
 
-NODE_UID = 1000  # node:alpine's `node` user
 CREDENTIALS = ("CREDS_KEY", "CREDS_IV", "JWT_SECRET", "JWT_REFRESH_SECRET")
 # mongodb-connection-string-url / node-mongodb-native HOSTS_REGEX, verbatim.
 HOSTS_REGEX = re.compile(
@@ -94,15 +93,6 @@ def parse_mongo_uri(uri: str) -> dict:
 
 def app_dir() -> str:
     return os.environ.get("AINI_DOUBLE_DATA") or "/app"
-
-
-def become_node() -> None:
-    """The image's `USER node`. Only as the container's PID 1 (a test subprocess run by
-    root keeps its user)."""
-    if os.geteuid() == 0 and os.getpid() == 1:
-        os.setgroups([])
-        os.setgid(NODE_UID)
-        os.setuid(NODE_UID)
 
 
 def bootstrap_credentials(cwd: str) -> None:
@@ -176,7 +166,6 @@ def start() -> None:
         log("Error: Please define the MONGO_URI environment variable")
         sys.exit(1)
     cwd = app_dir()
-    become_node()
     bootstrap_credentials(cwd)
     check_writable(cwd)
     try:
