@@ -222,6 +222,35 @@ def test_n8n_has_its_owner_from_the_first_start_and_nobody_can_claim_it(stack: S
     assert r.status == 401, r.text[:300]
 
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by .ci/run
+
+
+def test_a_real_browser_signs_in_to_n8n_as_the_owner_aini_made_and_finds_no_setup_form(stack: Stack):
+    """Debian's Chromium, headless, through Traefik: a new visitor is sent to the sign-in
+    page (never to n8n's owner setup), and the owner's credentials from `aini up` work."""
+    from playwright.sync_api import sync_playwright
+
+    host = stack.host("n8n")
+    base = f"https://{host}:{stack.https_port}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox",  # root in CI; the page is our own
+            f"--host-resolver-rules=MAP {host} 127.0.0.1"])
+        try:
+            # the local CA is checked by every other test; the browser need not trust it too
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            for path in ("/", "/setup"):
+                page.goto(base + path, wait_until="networkidle")
+                page.wait_for_url("**/signin**", timeout=30_000)
+            page.fill('input[name="emailOrLdapLoginId"]', stack.config.email)
+            page.fill('input[name="password"]', stack.store.get("n8n_owner_password"))
+            page.click('[data-test-id="form-submit-button"]')
+            page.wait_for_url(lambda url: "/signin" not in url, timeout=30_000)
+            assert page.url.startswith(base), page.url
+        finally:
+            browser.close()
+
+
 def test_librechat_has_its_first_user_an_admin_and_making_it_again_changes_nothing(stack: Stack):
     """Registration is off: without the user AINI makes, nobody could sign in."""
     def login(password: str):

@@ -9,7 +9,9 @@ import functools
 import hashlib
 import json
 import os
+import re
 import ssl
+import subprocess
 import tempfile
 import time
 
@@ -98,6 +100,32 @@ def test_http_redirects_and_hsts(server: ServerStack):
         path, _ = ANSWERS[spec.name]
         r = server.https(host, path, auth=server.admin() if spec.route.admin else None)
         assert r.headers["Strict-Transport-Security"] == "max-age=63072000; includeSubDomains"
+
+
+BAD = ("MEDIUM", "HIGH", "CRITICAL")
+
+
+def test_testssl_finds_nothing_medium_or_worse_with_the_acme_certificate(server: ServerStack, tmp_path, figures):
+    """Debian's testssl.sh, read from its JSON file: protocols, every cipher per protocol,
+    server defaults, headers and the known vulnerabilities, trusting Pebble's root only."""
+    report = tmp_path / "testssl.json"
+    t0 = time.monotonic()
+    r = subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--add-ca", str(server.ca),
+                        "--ip", "127.0.0.1", "--jsonfile", str(report), "-p", "-E", "-S", "-h", "-U",
+                        f"{server.host('librechat')}:{server.https_port}"],
+                       capture_output=True, text=True, timeout=1200)
+    figures({"testssl_seconds": round(time.monotonic() - t0, 1)})
+    assert report.exists(), r.stdout[-3000:] + r.stderr[-2000:]
+    findings = json.loads(report.read_text())
+    assert not [(f["id"], f["severity"], f["finding"]) for f in findings if f["severity"] in BAD]
+    found = {f["id"]: f["finding"] for f in findings}
+    offered = {p for p in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3") if found[p].startswith("offered")}
+    assert offered == {"TLS1_2", "TLS1_3"}, {p: found[p] for p in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3")}
+    ciphers = [f["finding"] for f in findings if f["id"].startswith("cipher-")]
+    assert ciphers and not [c for c in ciphers if "CBC" in c], ciphers
+    assert found["cert_chain_of_trust"].startswith("passed"), found["cert_chain_of_trust"]
+    seconds = int(re.search(r"=(\d+) s", found["HSTS_time"]).group(1))
+    assert seconds >= 365 * 86400, found["HSTS_time"]
 
 
 def test_admin_uis_need_credentials_and_disabled_service_has_no_route(server: ServerStack):

@@ -46,7 +46,8 @@ if [ ! -d "$datadir/mysql" ]; then
   (umask 077; printf '[mariadb-client]\nport=3306\nsocket=%s\nuser=healthcheck\npassword=%s\n' \
       "$socket" "$hc_password" > "$datadir/.my-healthcheck.cnf")
   chown mysql:mysql "$datadir/.my-healthcheck.cnf"
-  kill "$pid"; wait "$pid" || true
+  # As mysql, as upstream's entrypoint (re-executed by gosu) does: root would need CAP_KILL.
+  setpriv --reuid=mysql --regid=mysql --init-groups kill "$pid"; wait "$pid" || true
   echo "entrypoint: initialised (database ${MARIADB_DATABASE:-none}, user ${MARIADB_USER:-none})"
 fi
 exec mariadbd --user=mysql --datadir="$datadir" --socket="$socket" "$@"
