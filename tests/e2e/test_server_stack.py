@@ -103,6 +103,7 @@ def test_http_redirects_and_hsts(server: ServerStack):
 
 
 BAD = ("MEDIUM", "HIGH", "CRITICAL")
+LYNIS_FLOOR = 70
 
 
 def test_testssl_finds_nothing_medium_or_worse_with_the_acme_certificate(server: ServerStack, tmp_path, figures):
@@ -126,6 +127,28 @@ def test_testssl_finds_nothing_medium_or_worse_with_the_acme_certificate(server:
     assert found["cert_chain_of_trust"].startswith("passed"), found["cert_chain_of_trust"]
     seconds = int(re.search(r"=(\d+) s", found["HSTS_time"]).group(1))
     assert seconds >= 365 * 86400, found["HSTS_time"]
+
+
+LYNIS = ("/usr/sbin/lynis", "/usr/share/lynis", "/etc/lynis")  # Debian's, installed by .ci/run
+
+
+def lynis_audit(host: sandbox.SandboxHost) -> tuple[int, list[str]]:
+    """Debian's lynis, copied in (the server needs no package for it), run on the server:
+    its hardening index and its suggestions (test IDs and text), from its report file."""
+    for path in LYNIS:
+        subprocess.run(["docker", "cp", path, f"{host.name}:{path}"], check=True, capture_output=True)
+    host.exec("lynis", "audit", "system", "--quick", "--no-colors", "--report-file", "/root/lynis-report.dat",
+              "--logfile", "/root/lynis.log", timeout=900)
+    report = host.exec("cat", "/root/lynis-report.dat").stdout.splitlines()
+    index = int(next(line.split("=", 1)[1] for line in report if line.startswith("hardening_index=")))
+    return index, [line.split("=", 1)[1] for line in report if line.startswith("suggestion[]=")]
+
+
+def test_lynis_hardening_index_of_the_server(server: ServerStack, figures):
+    assert server.server is not None
+    index, suggestions = lynis_audit(server.server)
+    figures({"lynis_hardening_index": index})
+    assert index >= LYNIS_FLOOR, "\n".join([f"hardening index {index}", *suggestions])
 
 
 def test_admin_uis_need_credentials_and_disabled_service_has_no_route(server: ServerStack):
