@@ -12,7 +12,13 @@ import pytest
 
 from aini.catalog.model import HealthCheck
 from aini.controlplane.consul import ConsulClient, ConsulError, deploy_record
-from aini.controlplane.vault import AppRoleCredentials, VaultClient, VaultError
+from aini.controlplane.vault import (
+    AppRoleCredentials,
+    VaultClient,
+    VaultError,
+    audit_devices_request,
+    enable_audit_request,
+)
 from tests.harness.doubles import import_double
 from tests.harness.endpoints import HttpEndpoint, TcpEndpoint
 
@@ -96,6 +102,36 @@ def vault(tmp_path: Path) -> Iterator[str]:
 
 def test_vault_flow_against_the_double(vault):
     vault_flow(vault)
+
+
+def test_the_bootstrap_gives_vault_an_audit_device_and_its_log_holds_no_token(vault, capfd):
+    client = VaultClient(vault, timeout=10)
+    init = client.init(shares=1, threshold=1)
+    client.unseal(init.keys)
+    client.bootstrap(init.root_token, ["n8n"])
+    client.bootstrap(init.root_token, ["n8n"])  # again: the device is there, not made twice
+    devices = client.with_token(init.root_token)._call(audit_devices_request()).json()["data"]
+    assert devices["stdout/"]["type"] == "file" and devices["stdout/"]["options"] == {"file_path": "stdout"}
+    log = capfd.readouterr().out
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert {"operation": "create", "path": "sys/policies/acl/aini-read-n8n"} in [line["request"] for line in lines]
+    assert all(line["auth"]["client_token"].startswith("hmac-sha256:") for line in lines if line["auth"]["client_token"])
+    assert init.root_token not in log
+
+
+def test_openbaos_declared_audit_device_is_kept_and_none_is_made_through_the_api(tmp_path: Path):
+    declared = {"stdout": {"type": "file", "description": "", "options": {"file_path": "stdout"}, "local": False}}
+    server = vault_api.serve(tmp_path / "bao", api_audit=False, declared_audit=declared)
+    try:
+        client = VaultClient(server.url, timeout=10)
+        init = client.init(shares=1, threshold=1)
+        client.unseal(init.keys)
+        client.bootstrap(init.root_token, ["n8n"])  # would fail if it tried the API
+        root = client.with_token(init.root_token)
+        with pytest.raises(VaultError, match="declarative"):
+            root._call(enable_audit_request("other"))
+    finally:
+        server.stop()
 
 
 def test_unseal_after_a_restart_with_the_stored_keys(tmp_path: Path):

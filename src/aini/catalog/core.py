@@ -120,7 +120,14 @@ CONSUL = ServiceSpec(
 )
 
 
-def _vault_hcl(data_dir: str):
+# Every request and response to the container's log, values HMAC-ed (the file device's
+# `stdout`, written to the process's own stdout, not a reopened /dev/stdout, which its user
+# could not open). OpenBao takes audit devices only from its configuration; Vault only through
+# its API, which the bootstrap calls (controlplane.vault.AUDIT_DEVICE).
+_OPENBAO_AUDIT = 'audit "file" "stdout" {\n  options {\n    file_path = "stdout"\n  }\n}\n'
+
+
+def _vault_hcl(data_dir: str, declared_audit: str = ""):
     def render(ctx: Context) -> dict[str, str]:
         return {
             "vault.hcl": (
@@ -131,6 +138,7 @@ def _vault_hcl(data_dir: str):
                 'listener "tcp" {\n  address = "0.0.0.0:8200"\n  tls_disable = true\n}\n'
                 f'api_addr = "{ctx.url("vault" if ctx.on("vault") else "openbao")}"\n'
                 'cluster_addr = "http://127.0.0.1:8201"\n'
+                + declared_audit
             )
         }
 
@@ -214,7 +222,7 @@ OPENBAO = ServiceSpec(
     # inherits.
     volumes=(Volume("openbao-data", "/openbao/file"),),
     files=Files(
-        _vault_hcl("/openbao/file"), mounts=(Volume("./vault.hcl", "/openbao/config/vault.hcl", True),)
+        _vault_hcl("/openbao/file", _OPENBAO_AUDIT), mounts=(Volume("./vault.hcl", "/openbao/config/vault.hcl", True),)
     ),
     command=("server",),
     route=Route("vault", 8200, admin=True, public=lambda config: config.services.vault.public),

@@ -184,6 +184,20 @@ def enable_kv_request(mount: str = MOUNT) -> Request:
                    {"type": "kv", "options": {"version": "2"}, "description": "AINI: service secrets"})
 
 
+# The audit device every Vault gets: path, then the body of PUT sys/audit/<path> (the file
+# device writing to the process's stdout, i.e. the container's log; values HMAC-ed).
+AUDIT_DEVICE = ("stdout", {"type": "file", "description": "AINI: every request, values HMAC-ed",
+                           "options": {"file_path": "stdout"}})
+
+
+def audit_devices_request() -> Request:
+    return Request("GET", "/v1/sys/audit")
+
+
+def enable_audit_request(path: str = AUDIT_DEVICE[0], body: dict | None = None) -> Request:
+    return Request("PUT", f"/v1/sys/audit/{segment(path)}", body or AUDIT_DEVICE[1])
+
+
 def auth_methods_request() -> Request:
     return Request("GET", "/v1/sys/auth")
 
@@ -359,10 +373,13 @@ class VaultClient:
     def bootstrap(self, root_token: str, services: Iterable[str], *, role: str = DEPLOY_ROLE,
                   token_ttl: str = "20m", token_max_ttl: str = "1h", secret_id_ttl: str = "0",
                   bound_cidrs: Iterable[str] = ()) -> AppRoleCredentials:
-        """KV v2, the policies and the deploy AppRole; safe to run again. Returns the role's
+        """The audit device, KV v2, the policies and the deploy AppRole; safe to run again. Returns the role's
         ID and a new secret ID; every earlier secret ID of the role is destroyed (a copy of an
         old controlplane.json logs in no more)."""
         root = self.with_token(root_token)
+        devices = root._call(audit_devices_request()).json()
+        if f"{AUDIT_DEVICE[0]}/" not in (devices.get("data") or devices):  # OpenBao's is declared in its config
+            root._call(enable_audit_request())
         mount = f"{self.mount}/"
         existing = root._call(mounts_request()).json()
         table = existing.get("data") or existing

@@ -155,12 +155,16 @@ def api_servers(argv: list[str]) -> list[ThreadingHTTPServer]:
     if os.environ.get("AINI_DOUBLE_HOST"):
         addresses, port = [os.environ["AINI_DOUBLE_HOST"]], int(os.environ.get("AINI_DOUBLE_PORT") or PORTS[SERVICE])
         data_dir = os.environ.get("AINI_DOUBLE_DATA")
+        audit: dict = {}
     else:
         import hashicorp_start
 
         started = hashicorp_start.start(SERVICE, os.environ.get("AINI_DOUBLE_FLAVOR", ""), argv[1:])
         addresses, port, data_dir = started.addresses, started.port, started.data_dir
-    double = api.VaultDouble(data_dir) if SERVICE == "vault" else api.ConsulDouble(data_dir)
+        audit = started.audit
+    openbao = os.environ.get("AINI_DOUBLE_FLAVOR") == "openbao"
+    double = api.VaultDouble(data_dir, api_audit=not openbao, declared_audit=audit) if SERVICE == "vault" \
+        else api.ConsulDouble(data_dir)
     log(f"state in {data_dir or 'memory only'}")
 
     class ApiHandler(api.Handler):

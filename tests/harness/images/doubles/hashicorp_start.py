@@ -65,6 +65,7 @@ class Started:
     port: int
     data_dir: str
     notes: list[str] = field(default_factory=list)
+    audit: dict[str, dict] = field(default_factory=dict)  # OpenBao's declared audit devices, path -> device
 
 
 def fail(message: str) -> None:
@@ -308,6 +309,26 @@ VAULT_KEYS: dict[str, Any] = {
     "telemetry": {k: _ANY for k in ("disable_hostname", "prometheus_retention_time", "statsd_address")},
     "seal": {"transit": None, "static": None, "awskms": None},
 }
+# OpenBao (>= 2.4) declares audit devices in its configuration (openbao.org/docs/configuration/
+# audit): `audit "<type>" "<path>" { description = ..., options { ... } }`. Vault has no such
+# stanza (it would warn and ignore it: the double refuses).
+OPENBAO_KEYS: dict[str, Any] = VAULT_KEYS | {"audit": _ANY}
+
+
+def declared_audit(blocks: list[Any]) -> dict[str, dict]:
+    devices: dict[str, dict] = {}
+    for block in blocks:
+        for kind, by_path in _blocks(block)[0].items():
+            for path, stanza in _blocks(by_path)[0].items():
+                stanza = _blocks(stanza)[0]
+                options = {str(k): str(v) for k, v in _blocks(stanza.get("options") or {})[0].items()}
+                if path in devices:
+                    fail(f"Error parsing audit devices: duplicate path {path}")
+                if kind == "file" and not options.get("file_path"):
+                    fail(f"Error creating audit device {path}: file_path is required")
+                devices[path] = {"type": kind, "description": str(stanza.get("description") or ""),
+                                 "options": options, "local": False}
+    return devices
 
 
 def vault_start(flavor: str, argv: list[str]) -> Started:
@@ -322,10 +343,10 @@ def vault_start(flavor: str, argv: list[str]) -> Started:
         # Upstream only warns here ("unknown or unsupported field", configutil
         # ValidateUnusedFields) and runs on without the setting; the double refuses, because
         # a key Vault ignores is a defect in AINI's bundle that nothing else would show.
-        check_keys(path, data, VAULT_KEYS, message="[WARN] unknown or unsupported field {key} found in "
+        check_keys(path, data, OPENBAO_KEYS if flavor == "openbao" else VAULT_KEYS, message="[WARN] unknown or unsupported field {key} found in "
                    "configuration at {path} (the AINI double refuses what upstream would ignore)")
         for key, value in data.items():
-            if key in ("storage", "listener"):
+            if key in ("storage", "listener", "audit"):
                 config.setdefault(key, []).extend(_blocks(value))
             else:
                 config[key] = value
@@ -364,7 +385,7 @@ def vault_start(flavor: str, argv: list[str]) -> Started:
         host, _, p = str(tcp.get("address", "127.0.0.1:8200")).rpartition(":")
         addresses.append(host or "0.0.0.0")
         port = int(p)
-    return Started(addresses, port, data_dir)
+    return Started(addresses, port, data_dir, audit=declared_audit(config.get("audit", [])))
 
 
 def start(service: str, flavor: str, argv: list[str]) -> Started:

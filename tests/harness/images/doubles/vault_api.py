@@ -2,7 +2,7 @@
 
 Written from the upstream API documentation (developer.hashicorp.com/vault/api-docs) for
 the slice AINI calls: sys/health, sys/init, sys/seal-status, sys/unseal, sys/seal,
-sys/mounts, sys/auth, sys/policies/acl, sys/storage/raft/snapshot, auth/token
+sys/mounts, sys/auth, sys/policies/acl, sys/audit, sys/storage/raft/snapshot, auth/token
 (lookup-self, revoke-self, create), an AppRole auth method (role, role-id, secret-id,
 login) and KV version 2 (config, data, metadata, delete/undelete/destroy, LIST).
 
@@ -16,7 +16,9 @@ What it keeps faithful, because AINI's behaviour depends on it:
   the threshold is reached, as with Shamir upstream;
 - ACL policies (an HCL subset: `path "..." { capabilities = [...] }`) with exact, `*` and
   `+` matching and the documented priority rules; `sudo` on root-protected paths;
-- AppRole tokens carry the role's policies, TTL and use count.
+- AppRole tokens carry the role's policies, TTL and use count;
+- audit devices: a `file` device on `stdout` prints one JSON line per request with the
+  token HMAC-ed; OpenBao refuses API-made devices and takes them from its configuration.
 
 It is not a secure store: the state file holds everything in plaintext (tokens and
 secret IDs only as SHA-256), because it only ever holds test data.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -224,8 +227,14 @@ def capabilities(policy_texts: list[str], path: str) -> set[str]:
 class VaultDouble:
     """The state machine behind the HTTP API; `handle` is the whole API."""
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *, version: str = VERSION):
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *, version: str = VERSION,
+                 api_audit: bool = True, declared_audit: Mapping[str, dict[str, Any]] | None = None):
+        """`api_audit` False: OpenBao (>= 2.4), which refuses audit devices made through the API;
+        `declared_audit`: the `audit` stanzas of its configuration, path -> device."""
         self.version = version
+        self.api_audit = api_audit
+        self.declared_audit = dict(declared_audit or {})
+        self.audit_salt = secrets.token_bytes(16)
         self.file = Path(data_dir) / STATE_FILE if data_dir else None
         self.lock = threading.RLock()
         self.sealed = True  # never persisted: a restart comes back sealed, like upstream
@@ -259,11 +268,13 @@ class VaultDouble:
             try:
                 if not path.startswith("/v1/"):
                     raise ApiError(404, f'no handler for route "{path}". route entry not found.')
-                return self._route(method.upper(), path[4:], query, headers, body, client)
+                reply = self._route(method.upper(), path[4:], query, headers, body, client)
             except ApiError as exc:
-                return as_json({"errors": exc.errors}, exc.status)
+                reply = as_json({"errors": exc.errors}, exc.status)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:  # malformed input
-                return as_json({"errors": [f"{type(exc).__name__}: {exc}"]}, 400)
+                reply = as_json({"errors": [f"{type(exc).__name__}: {exc}"]}, 400)
+            self.audit(method.upper(), query, path, headers, reply.status)
+            return reply
 
     def _route(self, method: str, path: str, query: Mapping[str, list[str]], headers: Mapping[str, str],
                body: bytes, client: str) -> Reply:
@@ -532,6 +543,11 @@ class VaultDouble:
             return self.enable_auth(op, path[len("sys/auth/"):], data)
         if path.startswith("sys/policies/acl"):
             return self.policy(op, path[len("sys/policies/acl"):].strip("/"), data)
+        if path == "sys/audit" and op == "read":
+            table = self.audit_table()
+            return as_json({**table, **json.loads(logical(table).body)})
+        if path.startswith("sys/audit/"):
+            return self.enable_audit(op, path[len("sys/audit/"):].strip("/"), data)
         if path == SNAPSHOT_PATHS[0] and op == "read":
             snapshot = gzip.compress(json.dumps(self.state, sort_keys=True).encode())
             return Reply(200, snapshot, "application/octet-stream")
@@ -544,6 +560,49 @@ class VaultDouble:
         if mount:
             return self.kv(op, mount, path[len(mount):], query, headers, data)
         raise ApiError(404, f'no handler for route "{path}". route entry not found.')
+
+    # --- sys/audit ---------------------------------------------------------------------------
+    def audit_table(self) -> dict[str, Any]:
+        return {**self.state.get("audit", {}), **{f"{p}/": d for p, d in self.declared_audit.items()}}
+
+    def enable_audit(self, op: str, name: str, data: dict[str, Any]) -> Reply:
+        """PUT sys/audit/<path> {type, options}: a `file` device (the only type modelled) needs
+        options.file_path; a used path is refused. OpenBao refuses every API creation
+        (openbao.org/docs/configuration/audit; the 400 text is OpenBao's)."""
+        if op not in ("create", "update"):
+            raise ApiError(405, "unsupported operation")
+        if not self.api_audit:
+            raise ApiError(400, "cannot enable audit device via API; use declarative, config-based audit "
+                                "device management instead")
+        if f"{name}/" in self.audit_table():
+            raise ApiError(400, f"path already in use at {name}/")
+        if data.get("type") != "file":
+            raise ApiError(400, f"unknown backend type: {data.get('type')!r}")
+        options = {str(k): str(v) for k, v in (data.get("options") or {}).items()}
+        if not options.get("file_path"):
+            raise ApiError(400, "file_path is required")
+        self.state.setdefault("audit", {})[f"{name}/"] = {
+            "type": "file", "description": str(data.get("description") or ""), "options": options, "local": False}
+        self._save()
+        return NO_CONTENT
+
+    def audit(self, method: str, query: Mapping[str, list[str]], path: str, headers: Mapping[str, str],
+              status: int) -> None:
+        """One JSON line per request on each `stdout` device, the token HMAC-ed, as Vault's
+        file device writes them (values are never logged in clear)."""
+        devices = [d for d in self.audit_table().values() if d["options"].get("file_path") in ("stdout", "/dev/stdout")]
+        if not devices or path.startswith("/v1/sys/health"):
+            return
+        try:
+            operation = self._operation(method, query)
+        except ApiError:
+            operation = method.lower()
+        raw = headers.get("X-Vault-Token") or _bearer(headers.get("Authorization", "")) or ""
+        token = "hmac-sha256:" + hmac.new(self.audit_salt, raw.encode(), hashlib.sha256).hexdigest() if raw else ""
+        line = json.dumps({"time": now(), "type": "response", "auth": {"client_token": token},
+                           "request": {"operation": operation, "path": path[4:]}, "response": {"status": status}})
+        for _ in devices:
+            print(line, flush=True)
 
     # --- sys/mounts and sys/auth ----------------------------------------------------------
     @staticmethod
@@ -976,6 +1035,8 @@ class Handler(api_http.Handler):
     extra_headers: Mapping[str, str] = {"Cache-Control": "no-store"}
 
 
-def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0) -> api_http.DoubleServer:
-    """Start the double on a thread; `server.url` is its address, `server.stop()` ends it."""
-    return api_http.serve(VaultDouble(data_dir), Handler, "vault-double", host, port)
+def serve(data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0,
+          **options: Any) -> api_http.DoubleServer:
+    """Start the double on a thread; `server.url` is its address, `server.stop()` ends it.
+    `options`: VaultDouble's (api_audit, declared_audit: OpenBao's behaviour)."""
+    return api_http.serve(VaultDouble(data_dir, **options), Handler, "vault-double", host, port)
