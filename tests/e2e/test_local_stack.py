@@ -369,6 +369,12 @@ def test_vault_holds_every_secret_and_the_root_token_is_only_in_the_break_glass_
     assert r.stdout == "", r.stdout
     for name in stack.containers():
         assert root not in stack.docker_cmd("inspect", name)
+    # Vault's audit log (its container's log) records the deploy's requests, tokens HMAC-ed.
+    log = stack.docker_run("logs", "aini-vault").stdout
+    records = [json.loads(line) for line in log.splitlines() if line.startswith('{"time"')]
+    assert any(r["request"]["path"].startswith("aini/data/") for r in records), log[-2000:]
+    assert all(r["auth"]["client_token"].startswith("hmac-sha256:") for r in records if r["auth"]["client_token"])
+    assert root not in log and not [v for v in store.values() if len(v) >= 16 and v in log]
 
 
 def test_the_deploy_approle_logs_in_from_the_host_only(stack: Stack):
