@@ -450,20 +450,11 @@ def test_consul_reaches_every_group_but_the_groups_still_cannot_reach_each_other
         assert internal == "true", group
 
 
-_DOCKER_API_PROBE = """
-import http.client, json, sys
-for method, path in json.loads(sys.argv[1]):
-    c = http.client.HTTPConnection("aini-socket-proxy", 2375, timeout=10)
-    c.request(method, path)
-    print(c.getresponse().status)
-"""
-
-
 def _docker_api(stack: Stack, python: list[str], requests: list[tuple[str, str]]) -> list[int]:
-    """Status codes of `requests` sent to the socket proxy by `python` (docker arguments
-    that run python3 in some container)."""
-    out = stack.docker_cmd(*python, "-c", _DOCKER_API_PROBE, json.dumps(requests))
-    return [int(line) for line in out.split()]
+    """Status codes of `requests` (method, path) sent to the socket proxy by `python` (docker
+    arguments that run python3 in some container)."""
+    asked = [("aini-socket-proxy", 2375, method, path) for method, path in requests]
+    return [int(code) for code in stack.docker_cmd(*python, "-c", _PYTHON_HTTP, json.dumps(asked)).split()]
 
 
 def test_the_docker_api_proxy_answers_its_two_clients_with_a_read_only_slice(stack: Stack):
@@ -480,13 +471,13 @@ def test_the_docker_api_proxy_answers_its_two_clients_with_a_read_only_slice(sta
     assert _docker_api(stack, stranger, [("GET", "/containers/json"), ("HEAD", "/_ping")]) == [403, 403]
 
 
-# GET each (host, port, path) of argv[1] (JSON); print each status, or "refused".
-_PYTHON_GET = """
+# Send each (host, port, method, path) of argv[1] (JSON); print each status, or "refused".
+_PYTHON_HTTP = """
 import http.client, json, sys
-for host, port, path in json.loads(sys.argv[1]):
+for host, port, method, path in json.loads(sys.argv[1]):
     c = http.client.HTTPConnection(host, port, timeout=10)
     try:
-        c.request("GET", path)
+        c.request(method, path)
         print(c.getresponse().status)
     except ConnectionRefusedError:
         print("refused")
@@ -508,9 +499,10 @@ def test_applications_get_nothing_from_the_control_planes_apis(stack: Stack):
     are refused (Consul's ACLs deny by default; Vault wants a token)."""
     asked = [("aini-consul", 8500, f"/v1/kv/{registry.RECORDS}traefik"), ("aini-consul", 8500, "/v1/snapshot"),
              ("aini-vault", 8200, "/v1/sys/policies/acl"), ("aini-vault", 8200, "/v1/aini/data/librechat/CREDS_KEY")]
-    for get in (["exec", "aini-librechat", "python3", "-c", _PYTHON_GET],  # the double has python3
-                ["exec", "aini-n8n", "node", "-e", _NODE_GET]):  # the real n8n image: node
-        answers = stack.docker_cmd(*get, json.dumps(asked)).split()
+    for get, requests in ((["exec", "aini-librechat", "python3", "-c", _PYTHON_HTTP],  # the double has python3
+                           [(host, port, "GET", path) for host, port, path in asked]),
+                          (["exec", "aini-n8n", "node", "-e", _NODE_GET], asked)):  # the real n8n image: node
+        answers = stack.docker_cmd(*get, json.dumps(requests)).split()
         assert len(answers) == len(asked) and set(answers) <= {"401", "403", "refused"}, (get[1], answers)
 
 

@@ -38,7 +38,6 @@ Upstream facts it implements (danny-avila/LibreChat):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -193,7 +192,8 @@ def _find_users(client: mongodb_double.Client, db: str) -> list[dict]:
 
 
 def _hash(password: str, salt: str) -> str:
-    return salt + "$" + hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 10_000).hex()
+    """The stored form: the salt, then the MongoDB double's hash."""
+    return salt + "$" + mongodb_double._hash(password, salt.encode())
 
 
 def create_user(args: list[str]) -> int:
