@@ -211,6 +211,33 @@ def test_the_rendered_layout_installs_with_the_images_config_files_and_ainis(wor
     assert as_root.returncode == 1 and "has to be executed with the user that owns" in as_root.stderr
 
 
+def _exit_code(container: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while docker("inspect", "-f", "{{.State.Status}}", container).stdout.strip() != "exited":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{container} still runs")
+        time.sleep(0.5)
+    return int(docker("inspect", "-f", "{{.State.ExitCode}}", container).stdout.strip())
+
+
+@pytest.mark.parametrize("data, refusal", [
+    ((32, 0, 5, 1), "It is only possible to upgrade one major version at a time"),
+    ((35, 0, 1, 2), "is higher than the docker image version"),
+])
+def test_data_two_majors_older_or_newer_than_the_image_stops_the_entrypoint(world, data, refusal):
+    """What AINI's version rule for Nextcloud stands on: upstream's entrypoint refuses both."""
+    volume = world.volume()
+    version_php = "<?php\n$OC_Version = array(%s);\n$OC_VersionString = '%s';\n" % (
+        ",".join(map(str, data)), ".".join(map(str, data[:3])))
+    docker("run", "--rm", "-v", f"{volume}:/var/www/html", "--entrypoint", "python3", world.images["nextcloud"],
+           "-c", f"open('/var/www/html/version.php', 'w').write({version_php!r})")
+    nc = world.run("nc", world.images["nextcloud"], nextcloud_env(world), mounts=(f"{volume}:/var/www/html",))
+    assert _exit_code(nc) == 1
+    logs = docker("logs", nc).stdout + docker("logs", nc).stderr
+    assert refusal in logs
+    assert "Upgrading" not in logs and "Initializing finished" not in logs
+
+
 @pytest.mark.parametrize("missing", ["MYSQL_DATABASE", "MYSQL_HOST", "NEXTCLOUD_ADMIN_PASSWORD"])
 def test_without_the_complete_documented_variables_nothing_is_installed(world, missing):
     volume = world.volume()

@@ -22,6 +22,7 @@ from aini import catalog
 from aini.controlplane import breakglass, registry
 from aini.controlplane.bootstrap import State, secret_paths
 from aini.controlplane.vault import VaultClient
+from aini.deploy import versions
 from aini.deploy.diagnose import DeployError
 from aini.errors import AiniError
 from aini.render.compose import pinned_ref
@@ -192,6 +193,33 @@ def test_missing_image_stops_before_touching_anything(stack: Stack):
     assert info.value.exit_code == 1
     assert "watchtower: 127.0.0.1:9/aini-e2e/not-built:1.0" in message
     assert "images:" in message and "mirror:" in message and "overrides:" in message
+    assert stack.containers() == before
+
+
+def test_a_nextcloud_pin_that_skips_a_major_is_refused_before_anything_changes(stack: Stack):
+    """Upstream's entrypoint would stop on such data (the double does too): the running
+    version is read from the engine, the refusal names the path, and nothing is pulled or
+    recreated."""
+    before = stack.containers()
+    running = stack.docker_cmd("inspect", "-f", "{{.Config.Image}}", "aini-nextcloud").strip()
+    major = versions.version_of(running)[0]
+    assert major == versions.version_of(catalog.by_name("nextcloud").pinned)[0]  # the double stands for the pin
+    jump = json.loads(json.dumps(stack.data))
+    jump["images"]["overrides"]["nextcloud"] = f"127.0.0.1:9/aini-e2e/nextcloud:{major + 2}.0.1-apache"
+    path = f"{major} → {major + 1} → {major + 2}"
+    other = stack.project_dir / "jump.yml"
+    other.write_text(yaml.safe_dump(jump, sort_keys=False))
+    env = {**os.environ, **PASSPHRASE_ENV, "AINI_DOCKER": stack.docker, "COLUMNS": "250"}
+    r = subprocess.run([sys.executable, "-m", "aini", "-c", str(other), "plan", "--deployed", "--json"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert f"~ nextcloud      {running} → {jump['images']['overrides']['nextcloud']}: refused ({path})" in \
+        json.loads(r.stdout)["deploy_plan"]
+    r = subprocess.run([sys.executable, "-m", "aini", "-c", str(other), "up"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "refused before anything changed" in r.stderr and path in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "pulling" not in r.stderr
     assert stack.containers() == before
 
 

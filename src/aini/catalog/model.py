@@ -176,6 +176,27 @@ class Backup:
                              "refusal, and only it")
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """What a new version of the image does to the service's data, as data: `aini plan` shows
+    each version change with it, and `aini up` refuses, before anything changes, a change the
+    data cannot take or AINI cannot carry out yet.
+
+    A major release is named by the first `series` numbers of the version (PostgreSQL 17:
+    one; MariaDB 11.8, MongoDB 8.0: two)."""
+
+    series: int = 1
+    one_major_at_a_time: bool = False  # a pin that skips a major is refused with the path to take
+    downgrade: Literal["allowed", "within-major", "refused"] = "refused"  # onto data a newer one wrote
+    major: str = ""  # what a new major does to the data, as the plan says it
+    automatic: bool = True  # False: AINI does not do `major` yet, so the change is refused
+    source: str = ""  # upstream's word for the rules above
+
+    def __post_init__(self) -> None:
+        if self.series < 1 or not self.major:
+            raise ValueError("an upgrade rule says what a new major does to the data")
+
+
 # What an entrypoint that starts as root needs to hand its data to the image's user and
 # become that user (chown, then gosu, su-exec or setpriv); nothing else of Docker's default set.
 DROPS_TO_USER = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
@@ -251,6 +272,7 @@ class ServiceSpec:
     route: Route | None = None
     login: Login | None = None
     backup: Backup = Backup()
+    upgrade: Upgrade | None = None  # None: no rule; a new version is just deployed
     update: UpdatePolicy = "update"
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None

@@ -11,6 +11,7 @@ from .model import (
     Route,
     Secret,
     ServiceSpec,
+    Upgrade,
     Volume,
 )
 
@@ -113,5 +114,9 @@ N8N_POSTGRES = ServiceSpec(
                   # TCP: the image's first start runs a temporary server on the socket only
                   # (docker-entrypoint.sh, listen_addresses=''), which pg_isready alone accepts.
                   ready="pg_isready -h 127.0.0.1 -U n8n -d n8n"),
+    upgrade=Upgrade(downgrade="within-major", automatic=False,
+                    major="its data moved to a new cluster (dump, new cluster, restore)",
+                    source="PostgreSQL refuses a data directory of another major: "
+                           "\"database files are incompatible with server\""),
     update="monitor",
 )

@@ -14,6 +14,7 @@ from .model import (
     Route,
     Secret,
     ServiceSpec,
+    Upgrade,
     UserSecret,
     Volume,
 )
@@ -170,6 +171,9 @@ NEXTCLOUD = ServiceSpec(
         if ctx.on("onlyoffice") else ()
     ),
     # Maintenance mode around the copy: no client writes while files and database are saved.
+    upgrade=Upgrade(one_major_at_a_time=True, major="the image's entrypoint runs occ upgrade on start",
+                    source="nextcloud/docker entrypoint: \"It is only possible to upgrade one major version at a "
+                           "time\", and data of a newer version stops it"),
     backup=Backup(volumes=("nextcloud-html",), user="www-data",
                   before="cd /var/www/html && php occ maintenance:mode --on",
                   after="cd /var/www/html && php occ maintenance:mode --off",
@@ -197,6 +201,7 @@ NEXTCLOUD_CRON = ServiceSpec(
     volumes=(HTML,),
     depends_on=("nextcloud",),
     entrypoint=("/cron.sh",),
+    upgrade=NEXTCLOUD.upgrade,  # the same image, on the same data
 )
 
 MARIADB = ServiceSpec(
@@ -241,6 +246,10 @@ MARIADB = ServiceSpec(
         'information_schema.tables WHERE table_schema = \'nextcloud\'") && echo "$n tables in nextcloud" && '
         '[ "$n" -gt 0 ]',
     ),
+    upgrade=Upgrade(series=2, downgrade="within-major",
+                    major="the image's mariadb-upgrade on start (MARIADB_AUTO_UPGRADE), its system tables saved first",
+                    source="mariadb-docker entrypoint; MariaDB's docs: downgrading between major versions is not "
+                           "supported (a backup made before is the only reliable way back)"),
     update="monitor",
 )
 

@@ -16,6 +16,7 @@ NETDATA = ServiceSpec(
     mem_reservation=256,
     mem_limit=768,
     privileges=Privileges(default_caps=True, cap_add=("SYS_PTRACE",), new_privileges=True, pids=1024, why="starts as root and drops to netdata; its setuid plugins (apps.plugin, cgroup-network) read other processes; SYS_PTRACE for apps.plugin"),
+    update="monitor",  # the platform: it changes only with a deploy (see README, New versions)
     enabled=lambda config: config.services.netdata.enabled,
     env=lambda ctx: {
         "DOCKER_HOST": f"tcp://{ctx.host('socket-proxy')}:2375",
@@ -67,6 +68,7 @@ SOCKET_PROXY = ServiceSpec(
     mem_reservation=16,
     mem_limit=64,
     privileges=Privileges(read_only=True, pids=128),
+    update="monitor",  # the platform: it changes only with a deploy (see README, New versions)
     enabled=lambda config: config.services.netdata.enabled,
     command=(
         "-listenip=0.0.0.0",
@@ -89,18 +91,21 @@ WATCHTOWER = ServiceSpec(
     role="helper",
     image="docker.io/nickfedor/watchtower",
     version="1.22.3",  # the maintained fork; containrrr/watchtower is archived and fails on Docker 29
-    description="Pulls new images for containers that opt in; databases are monitor-only.",
+    description="Restarts an application on a re-pushed image of its pinned tag; everything with data, and the platform, is monitor-only.",
     upstream="https://watchtower.nickfedor.com/",
     port=None,
     health=HealthCheck(None),  # a scratch image: no shell to probe with; status shows its state
     mem_reservation=32,
     mem_limit=128,
     privileges=Privileges(pids=128, why="writable root not verified (scratch image, root for the socket: no capability needed)"),
+    update="monitor",  # the platform: it changes only with a deploy (see README, New versions)
     enabled=lambda config: config.services.watchtower.enabled,
     env=lambda ctx: {
         "WATCHTOWER_LABEL_ENABLE": "true",
         "WATCHTOWER_SCHEDULE": ctx.config.services.watchtower.schedule,
-        "WATCHTOWER_CLEANUP": "true",
+        # Off: an image is never removed behind AINI's back (the one a re-pushed tag replaced
+        # is what that container ran before: a way back).
+        "WATCHTOWER_CLEANUP": "false",
         "WATCHTOWER_INCLUDE_RESTARTING": "false",
         "TZ": "UTC",
     },

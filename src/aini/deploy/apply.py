@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import yaml
 
+from .. import catalog
 from ..docker.cmd import Runner, Tools
 from ..docker.compose import compose_down_cmd, compose_up_cmd, group_healthy
 from ..docker.engine import (
@@ -28,15 +29,17 @@ from ..docker.engine import (
     network_create_cmd,
     network_rm_cmd,
     networks_cmd,
+    parse_images,
     parse_running,
     pull_cmd,
 )
-from ..errors import AiniError
+from ..errors import AiniError, InputError
 from ..render.bundle import MANIFEST, Bundle, manifest_of
 from ..render.manifest import Manifest
 from .diagnose import DeployError, _indent, diagnose, missing_images_message, scrub
 from .plan import DeployPlan, _own_networks, plan
 from .record import DEPLOYED_MANIFEST, parse_deployed, record
+from .versions import VersionChange, current_images, refusal, version_changes
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -113,16 +116,37 @@ def _plan_on(site: Site, tools: Tools, files: Bundle, manifest: Manifest, deploy
     if networks.returncode != 0:
         raise AiniError(f"the Docker engine does not answer: {networks.stderr.strip()[:300]}")
     composes = _composes(files)
-    return plan(manifest, Manifest.from_dict(deployed) if deployed else None,
-                _running(tools, manifest.project, site.run), composes, _old_composes(site, composes),
-                networks.stdout.split())
+    before = Manifest.from_dict(deployed) if deployed else None
+    containers = _containers(tools, manifest.project, site.run)
+    the_plan = plan(manifest, before, parse_running(containers), composes, _old_composes(site, composes),
+                    networks.stdout.split())
+    return replace(the_plan, versions=_versions(manifest, before, containers))
 
 
-def _running(tools: Tools, project: str, run: Runner) -> dict[str, set[str]]:
+def _containers(tools: Tools, project: str, run: Runner) -> str:
     r = run(containers_cmd(tools, project))
     if r.returncode != 0:
         raise AiniError(f"the Docker engine does not answer: {r.stderr.strip()[:300]}")
-    return parse_running(r.stdout)
+    return r.stdout
+
+
+def _versions(manifest: Manifest, deployed: Manifest | None, containers: str) -> tuple[VersionChange, ...]:
+    new = {name: image for g in manifest.order for name, image in manifest.groups[g].images.items()}
+    rules = {name: catalog.by_name(name).upgrade for name in new if name in catalog.names()}
+    return version_changes(current_images(parse_images(containers), deployed), new, rules)
+
+
+def refuse_version_changes(files: Bundle, site: Site, tools: Tools) -> tuple[VersionChange, ...]:
+    """Stop, before anything is pulled or changed, when a service's new version is one its
+    data cannot take (read from what the site runs); else the version changes ahead."""
+    manifest = manifest_of(files)
+    deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
+    changes = _versions(manifest, Manifest.from_dict(deployed) if deployed else None,
+                        _containers(tools, manifest.project, site.run))
+    message = refusal(changes)
+    if message:
+        raise InputError(message)
+    return changes
 
 
 def deploy(
@@ -151,6 +175,9 @@ def deploy(
     with site.lock():
         deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
         the_plan = _plan_on(site, tools, files, manifest, deployed)
+        message = refusal(the_plan.versions)
+        if message:
+            raise InputError(message)
         if only is not None:
             the_plan = the_plan.only(only, manifest)
         if not the_plan.changed:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from ..docker.engine import NetworkSpec
 from ..render.manifest import Manifest
+from .versions import VersionChange
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class DeployPlan:
     actions: tuple[GroupAction, ...]
     images: tuple[str, ...]  # every image the groups to bring up need, in order
     networks: tuple[NetworkSpec, ...]  # networks to create before the first group
+    versions: tuple[VersionChange, ...] = ()  # services whose image changes, judged by their upgrade rules
 
     @property
     def changed(self) -> list[str]:
@@ -34,7 +36,7 @@ class DeployPlan:
         else touched, nothing taken down."""
         wanted = set(groups)
         actions = tuple(a for a in self.actions if a.group in wanted and a.action != "down")
-        return DeployPlan(actions, _images(actions, manifest), self.networks)
+        return DeployPlan(actions, _images(actions, manifest), self.networks, self.versions)
 
     def lines(self) -> list[str]:
         """The plan as text, one line per step in the order they run: networks to create,
@@ -45,6 +47,7 @@ class DeployPlan:
         for a in self.actions:
             line = f"{sign[a.action]} {a.group:<14} {a.action:<4} {a.reason}"
             out.append(line + (f" (recreate {', '.join(a.recreate)})" if a.recreate else ""))
+        out += [v.line() for v in self.versions]
         if self.images:
             out.append(f"images: {', '.join(self.images)}")
         return out

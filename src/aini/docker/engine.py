@@ -30,9 +30,10 @@ def _ps(tools: Tools, project: str, fmt: str, *extra: str, timeout: float = 30) 
 
 
 def containers_cmd(tools: Tools, project: str) -> Cmd:
-    """Group, service, state and name of each container (`parse_running` reads it)."""
-    return _ps(tools, project, '{{.Label "aini.group"}}\t{{.Label "aini.service"}}\t{{.State}}\t{{.Names}}',
-               timeout=120)
+    """Group, service, state, name and image of each container (`parse_running` and
+    `parse_images` read it)."""
+    return _ps(tools, project,
+               '{{.Label "aini.group"}}\t{{.Label "aini.service"}}\t{{.State}}\t{{.Names}}\t{{.Image}}', timeout=120)
 
 
 def status_cmd(tools: Tools, project: str) -> Cmd:
@@ -48,6 +49,13 @@ def parse_running(stdout: str) -> dict[str, set[str]]:
         if len(parts) >= 3 and parts[2] == "running":
             result.setdefault(parts[0], set()).add(parts[1])
     return result
+
+
+def parse_images(stdout: str) -> dict[str, str]:
+    """`containers_cmd` output: service -> the image its container was created from, running
+    or not (an image ID when the reference was since moved to another image)."""
+    return {parts[1]: parts[4] for parts in (line.split("\t") for line in stdout.splitlines())
+            if len(parts) >= 5 and parts[1] and parts[4]}
 
 
 # One JSON object per container; named fields only (Config.Env holds secret values).

@@ -22,7 +22,7 @@ from ..catalog.networks import FIXED_IPS
 from ..controlplane import registry
 from ..controlplane.bootstrap import State, ensure_vault, key_for, load_material, save_material, sync_secrets
 from ..controlplane.vault import VaultClient
-from ..deploy.apply import DEFAULT_WAIT, DeployResult, deploy, ensure_images
+from ..deploy.apply import DEFAULT_WAIT, DeployResult, deploy, ensure_images, refuse_version_changes
 from ..docker.cmd import Tools
 from ..docker.engine import DEFAULT_PULL_TIMEOUT, source_address_cmd
 from ..errors import AiniError
@@ -61,6 +61,8 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
     specs = catalog.enabled(config)
     files = bundle.render(config, store)
     store.save()
+    for change in refuse_version_changes(files, site, tools):  # a refusal stops us before anything is pulled
+        console.print(change.line())
     common = {"tools": tools, "wait_timeout": wait_timeout, "pull_timeout": pull_timeout, "keep": keep,
               "console": console}
     vault_spec = catalog.vault_of(specs)

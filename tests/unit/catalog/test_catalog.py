@@ -25,11 +25,14 @@ def test_entries_have_sane_budgets_and_unique_names():
         assert 0 < spec.mem_reservation <= spec.mem_limit, spec.name
 
 
-def test_watchtower_is_the_maintained_fork_and_databases_are_monitor_only():
+def test_watchtower_is_the_maintained_fork_and_restarts_only_the_applications():
     assert catalog.by_name("watchtower").image.endswith("nickfedor/watchtower")
     for spec in catalog.CATALOG:
         if spec.role in ("database", "search", "cache"):
             assert spec.update == "monitor", spec.name
+    updated = {s.name for s in catalog.CATALOG if s.update == "update"}
+    assert updated == {"librechat", "n8n", "nextcloud", "nextcloud-cron", "onlyoffice"}
+    assert catalog.by_name("watchtower").env(catalog.context(config_of()))["WATCHTOWER_CLEANUP"] == "false"
 
 
 @pytest.mark.parametrize("config", [config_of(), ALL_ON, OPENBAO])

@@ -9,7 +9,9 @@ Upstream facts it implements (each checked against the source named):
 - entrypoint.sh, as root, when the image is newer than /var/www/html/version.php: rsyncs
   /usr/src/nextcloud/ to /var/www/html/ (--chown www-data, excluding config, data,
   custom_apps, themes, version.php), then copies each of config, data, custom_apps, themes
-  ONLY where /var/www/html/<dir> is missing or empty, then version.php. On a new instance
+  ONLY where /var/www/html/<dir> is missing or empty, then version.php. Data of a newer
+  version, or more than one major older, stops it with exit 1 ("downgrading is not
+  supported"; "It is only possible to upgrade one major version at a time"). On a new instance
   it installs (`php occ maintenance:install`, as www-data, up to 11 tries 10 s apart, "Installing
   of nextcloud failed!" and exit 1 after) only when NEXTCLOUD_ADMIN_USER and
   NEXTCLOUD_ADMIN_PASSWORD are set and one database set is complete (SQLITE_DATABASE; or
@@ -132,7 +134,13 @@ def start() -> None:
         log("Can't start Nextcloud because the version of the data is higher than the docker image version")
         sys.exit(1)
     if IMAGE_VERSION > installed:
-        log(f"Initializing nextcloud {'.'.join(map(str, IMAGE_VERSION))} ...")
+        image, data = ".".join(map(str, IMAGE_VERSION)), ".".join(map(str, installed))
+        log(f"Initializing nextcloud {image} ...")
+        if installed != (0, 0, 0, 0) and IMAGE_VERSION[0] > installed[0] + 1:
+            log(f"Can't start Nextcloud because upgrading from {data} to {image} is not supported.")
+            log("It is only possible to upgrade one major version at a time. For example, if you want to upgrade "
+                "from version 14 to 16, you will have to upgrade from version 14 to 15, then from 15 to 16.")
+            sys.exit(1)
         for child in SRC.iterdir():
             if child.name not in EXCLUDED:
                 _copy(child, HTML / child.name)
