@@ -62,10 +62,12 @@ def privileges_table() -> str:
 def upgrades_table() -> str:
     """Each service with an upgrade rule: what a new major does and what `aini up` refuses."""
     rows = ["| Service | A major is | A new major | Skipping a major | Downgrade | Upstream |", "|---|---|---|---|---|---|"]
+    seen: set = set()
     for spec in CATALOG:
         u = spec.upgrade
-        if u is None or (spec.image, u) in {(s.image, s.upgrade) for s in CATALOG[: CATALOG.index(spec)]}:
-            continue  # no rule, or the same image and rule as a container listed above (Nextcloud's cron)
+        if u is None or u in seen:
+            continue  # no rule, or the rule of a container listed above (Nextcloud's cron shares Nextcloud's)
+        seen.add(u)
         series = "X" if u.series == 1 else ".".join(["X", *"Y" * (u.series - 1)])
         new = u.major if u.automatic else f"refused: needs {u.major}, which AINI does not do yet"
         skip = "refused, with the path" if u.one_major_at_a_time else "as any new major"

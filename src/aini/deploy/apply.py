@@ -132,8 +132,15 @@ def _containers(tools: Tools, project: str, run: Runner) -> str:
 
 def _versions(manifest: Manifest, deployed: Manifest | None, containers: str) -> tuple[VersionChange, ...]:
     new = {name: image for g in manifest.order for name, image in manifest.groups[g].images.items()}
-    rules = {name: catalog.by_name(name).upgrade for name in new if name in catalog.names()}
+    rules = {spec.name: spec.upgrade for spec in catalog.CATALOG}
     return version_changes(current_images(parse_images(containers), deployed), new, rules)
+
+
+def _refuse(changes: tuple[VersionChange, ...]) -> tuple[VersionChange, ...]:
+    message = refusal(changes)
+    if message:
+        raise InputError(message)
+    return changes
 
 
 def refuse_version_changes(files: Bundle, site: Site, tools: Tools) -> tuple[VersionChange, ...]:
@@ -141,12 +148,8 @@ def refuse_version_changes(files: Bundle, site: Site, tools: Tools) -> tuple[Ver
     data cannot take (read from what the site runs); else the version changes ahead."""
     manifest = manifest_of(files)
     deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
-    changes = _versions(manifest, Manifest.from_dict(deployed) if deployed else None,
-                        _containers(tools, manifest.project, site.run))
-    message = refusal(changes)
-    if message:
-        raise InputError(message)
-    return changes
+    return _refuse(_versions(manifest, Manifest.from_dict(deployed) if deployed else None,
+                             _containers(tools, manifest.project, site.run)))
 
 
 def deploy(
@@ -175,9 +178,7 @@ def deploy(
     with site.lock():
         deployed = parse_deployed(site.read(DEPLOYED_MANIFEST))
         the_plan = _plan_on(site, tools, files, manifest, deployed)
-        message = refusal(the_plan.versions)
-        if message:
-            raise InputError(message)
+        _refuse(the_plan.versions)
         if only is not None:
             the_plan = the_plan.only(only, manifest)
         if not the_plan.changed:
