@@ -155,31 +155,64 @@ def test_second_deploy_recreates_nothing(stack: Stack, figures):
     figures({"deploy_noop_seconds": round(seconds, 2)})
 
 
-def test_unhealthy_service_fails_naming_it_and_others_stay_up(stack: Stack, figures):
+def _image_of(stack: Stack, container: str) -> str:
+    return stack.docker_cmd("inspect", "-f", "{{.Config.Image}}", container).strip()
+
+
+def test_an_update_that_never_becomes_healthy_is_rolled_back_naming_it_and_others_stay_up(stack: Stack, figures):
     before = stack.containers()
+    running = _image_of(stack, "aini-onlyoffice")
     broken = json.loads(json.dumps(stack.data))
     broken["images"]["overrides"]["onlyoffice"] = stack_images.double_image("onlyoffice", mode="broken")
     out = io.StringIO()
     start = time.monotonic()
     with pytest.raises(DeployError) as info:
         stack.up(broken, wait_timeout=45, console=Console(file=out, width=200))
-    figures({"deploy_failure_seconds": round(time.monotonic() - start, 1)})
+    figures({"deploy_failure_and_rollback_seconds": round(time.monotonic() - start, 1)})
     err = info.value
     message = str(err)
     assert err.exit_code == 1 and err.group == "onlyoffice" and err.containers == ["aini-onlyoffice"]
     assert "aini-onlyoffice" in message
     assert "returned error: 500" in message  # its last health check (curl -f)
-    assert "onlyoffice-double: config JWT_SECRET=***" in message  # its logs, scrubbed
+    assert "onlyoffice-double: config JWT_SECRET=***" in message  # its logs, scrubbed, read before the rollback
+    assert f"Rolled back: onlyoffice runs its last healthy deploy again (onlyoffice {running}), healthy." in message
     secret = stack.store.get("onlyoffice_jwt_secret")
     assert secret not in message and secret not in out.getvalue()
     after = stack.containers()
     for name, (cid, state) in before.items():
         if name != "aini-onlyoffice":
             assert after[name] == (cid, "running"), name
-    # The same command with the cause fixed: only the failed group is deployed again.
-    result = stack.up()
-    assert result.touched == ["onlyoffice"]
+    assert after["aini-onlyoffice"][1] == "running" and _image_of(stack, "aini-onlyoffice") == running
     stack.wait_https(stack.host("onlyoffice"), "/healthcheck")
+    # The deploy is as it was before the update: the same command changes nothing.
+    assert stack.up().touched == []
+    assert stack.containers() == after
+
+
+def test_aini_rollback_returns_a_group_to_its_version_before_a_successful_update(stack: Stack):
+    """A new version (the same image under a newer tag) is deployed; `aini rollback` puts the
+    previous one back, health-gated, and `aini up` then has nothing to do."""
+    running = _image_of(stack, "aini-onlyoffice")
+    newer = running.rsplit(":", 1)[0] + ":9.9.9-e2e"
+    stack.docker_cmd("tag", running, newer)
+    try:
+        update = json.loads(json.dumps(stack.data))
+        update["images"]["overrides"]["onlyoffice"] = newer
+        assert stack.up(update).touched == ["onlyoffice"]
+        assert _image_of(stack, "aini-onlyoffice") == newer
+        code, out, err = _cli(stack, "rollback", "onlyoffice")
+        assert code == 0, out + err
+        assert "Rolled back onlyoffice in" in out and f"onlyoffice {running}" in out, out
+        assert "aini up deploys aini.yml's version of onlyoffice again" in out
+        assert "Traceback" not in err
+        assert _image_of(stack, "aini-onlyoffice") == running
+        stack.wait_https(stack.host("onlyoffice"), "/healthcheck")
+        assert stack.up().touched == []  # the rollback's version is aini.yml's
+        code, out, err = _cli(stack, "rollback", "no-such-group")
+        assert code == 2 and "'no-such-group' is neither a deployed group nor a service of one" in err, err
+        assert "Traceback" not in err
+    finally:
+        stack.docker_cmd("rmi", newer, check=False)
 
 
 def test_missing_image_stops_before_touching_anything(stack: Stack):

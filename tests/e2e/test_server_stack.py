@@ -22,6 +22,7 @@ from aini import catalog
 from aini.catalog import backup as backup_catalog
 from aini.controlplane import breakglass, registry
 from aini.controlplane.bootstrap import State
+from aini.deploy import record, rollback
 from aini.docker.cmd import Cmd
 from aini.ops.secrets import vault_at
 from aini.ops.targets import site_for
@@ -291,6 +292,27 @@ def test_the_server_site_streams_bytes_both_ways_without_holding_them(server: Se
         r = site.stream(Cmd(("sh", "-c", "echo refused >&2; exit 3")))
         assert (r.returncode, r.stderr.strip()) == (3, "refused")
         assert site.run(Cmd(("rm", "-f", path))).returncode == 0
+
+
+def test_a_rollback_copy_over_ssh_is_root_only_and_read_back_whole(server: ServerStack):
+    """What `aini up` keeps of a group before changing it, on a server: the files as the deploy
+    record proved them, written through sudo, their secrets 0600, read back equal."""
+    assert server.server is not None
+    with site_for(Project(server.config, server.project_dir)) as site:
+        deployed = record.parse_deployed(site.read(record.DEPLOYED_MANIFEST))
+        target = rollback.proven(deployed, "n8n", site.read, lambda path: path.endswith(".env"))
+        assert target is not None and "n8n/n8n.env" in target.files and target.images == deployed["groups"]["n8n"]["images"]
+        try:
+            rollback.keep(site, target)
+            assert rollback.load(site, "n8n") == target
+            out = server.server.exec("stat", "-c", "%a %U %n", "/opt/aini/deployed/.rollback/n8n/n8n.env",
+                                     "/opt/aini/deployed/.rollback/n8n.json").stdout.splitlines()
+            assert out == ["600 root /opt/aini/deployed/.rollback/n8n/n8n.env",
+                           "600 root /opt/aini/deployed/.rollback/n8n.json"]
+            site.run(Cmd(("sh", "-c", "echo >> /opt/aini/deployed/.rollback/n8n/compose.yml")))
+            assert rollback.load(site, "n8n") is None  # a copy that is not whole is never gone back to
+        finally:
+            site.remove(".rollback")
 
 
 def test_backup_and_restore_over_ssh_bring_back_n8ns_postgresql(server: ServerStack, figures):

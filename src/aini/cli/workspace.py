@@ -1,4 +1,4 @@
-"""Commands on the whole workspace: init, validate, schema, render, plan, up, destroy, status.
+"""Commands on the whole workspace: init, validate, schema, render, plan, up, rollback, destroy, status.
 Each parses its flags, calls one use case in aini.ops and prints the result. The use cases
 are imported inside the commands: `aini --help` must start without loading them."""
 
@@ -159,6 +159,27 @@ def up(
             print(f"Deployed in {result.deployed['seconds']:.0f} s; groups updated: "
                   f"{', '.join(touched) or 'none (nothing changed)'}.")
             _sign_in(project.config)
+
+    run(action)
+
+
+@app.command()
+def rollback(
+    group: Annotated[str, typer.Argument(help="A group (or one of its services), e.g. nextcloud.")],
+    wait_timeout: Annotated[
+        Optional[int], typer.Option(min=10, max=3600, help="Seconds the group may take to become healthy.")
+    ] = None,
+) -> None:
+    """Return a group to its deploy before the last change (its previous files and images); the next up deploys aini.yml's again."""
+    from rich.console import Console
+
+    from ..ops.rollback import rollback as roll_back  # lazy: startup time
+
+    def action() -> None:
+        result = roll_back(load(), group, wait_timeout=wait_timeout, console=Console(stderr=True))
+        print(f"Rolled back {result.group} in {result.seconds:.0f} s: {result.reason}.")
+        print(f"aini up deploys aini.yml's version of {result.group} again; pin the one you want in "
+              "images.overrides to keep it.")
 
     run(action)
 

@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import yaml
 
@@ -37,8 +37,9 @@ from ..errors import AiniError, InputError
 from ..render.bundle import MANIFEST, Bundle, manifest_of
 from ..render.manifest import Manifest
 from .diagnose import DeployError, _indent, diagnose, missing_images_message, scrub
-from .plan import DeployPlan, _own_networks, plan
-from .record import DEPLOYED_MANIFEST, parse_deployed, record
+from .plan import DeployPlan, _mount_changes, _own_networks, plan
+from . import rollback
+from .record import DEPLOYED_MANIFEST, parse_deployed, record, record_entry
 from .versions import VersionChange, current_images, refusal, version_changes
 
 if TYPE_CHECKING:
@@ -132,8 +133,7 @@ def _containers(tools: Tools, project: str, run: Runner) -> str:
 
 def _versions(manifest: Manifest, deployed: Manifest | None, containers: str) -> tuple[VersionChange, ...]:
     new = {name: image for g in manifest.order for name, image in manifest.groups[g].images.items()}
-    rules = {spec.name: spec.upgrade for spec in catalog.CATALOG}
-    return version_changes(current_images(parse_images(containers), deployed), new, rules)
+    return version_changes(current_images(parse_images(containers), deployed), new, _rules())
 
 
 def _refuse(changes: tuple[VersionChange, ...]) -> tuple[VersionChange, ...]:
@@ -217,28 +217,21 @@ def deploy(
                 result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
                 continue
             group_files = {p: f for p, f in bundle_files.items() if p.startswith(action.group + "/")}
-            site.sync(action.group, group_files, [k for k in keep if k.startswith(action.group + "/")])
-            with _progress(console, f"[bold]{action.group}[/bold]: up, waiting for health checks "
-                                    f"(at most {wait_timeout}s; {action.reason})"):
-                deadline = time.monotonic() + wait_timeout
-                r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout))
-                if r.returncode == 0 and action.recreate:
-                    r = site.run(compose_up_cmd(tools, site.root, action.group, wait_timeout, action.recreate))
-                healthy = r.returncode == 0 and group_healthy(tools, site.run, site.root, action.group, deadline)
-            if not healthy:
+            target = None
+            if action.reason == "changed":  # what came up healthy before is kept to go back to
+                target = rollback.proven(deployed, action.group, site.read, _privacy(bundle_files))
+                if target is not None:
+                    rollback.keep(site, target)
+            failure = _bring_up(site, tools, action.group, group_files, keep, action.recreate,
+                                manifest.groups[action.group].post_deploy, wait_timeout, secrets, console, action.reason)
+            if failure is not None:
+                # Not recorded as deployed: the next run brings the group up and retries.
                 deployed = record(site, deployed, manifest.document, action.group, None)
                 console.print(f"[red]✗ {action.group:<12} failed[/red] ({time.monotonic() - t0:.1f}s)")
-                raise diagnose(tools, site.root, action.group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
-            for step in manifest.groups[action.group].post_deploy:
-                with _progress(console, f"{action.group}: {step['description'] or 'post-deploy step'}"):
-                    r = site.run(exec_cmd(tools, step))
-                if r.returncode != 0:
-                    # Not recorded as deployed: the next run brings the group up and retries.
-                    deployed = record(site, deployed, manifest.document, action.group, None)
-                    output = scrub((r.stdout + r.stderr).strip()[-1500:], secrets)
-                    raise DeployError(f"group '{action.group}' is up, but its step '{step['description']}' in "
-                                      f"{step['container']} failed (exit {r.returncode}):\n{_indent(output)}\n"
-                                      "Fix the cause and run the command again.", action.group, [step["container"]])
+                if target is None:
+                    raise failure
+                _roll_back_failed(site, tools, manifest, deployed, target, group_files, keep, wait_timeout,
+                                  secrets, console, failure)
             deployed = record(site, deployed, manifest.document, action.group, manifest.groups[action.group].hash)
             seconds = time.monotonic() - t0
             console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
@@ -246,6 +239,116 @@ def deploy(
     result.seconds = time.monotonic() - started
     console.print(f"Deployed {len(result.touched)} of {len(manifest.order)} groups in {result.seconds:.1f}s.")
     return result
+
+
+def _privacy(files: Mapping[str, object]):
+    """Whether a site file is 0600: as the bundle has it; an env file when the bundle no longer has it."""
+    return lambda path: files[path].private if path in files else path.endswith(".env")  # type: ignore[attr-defined]
+
+
+def _bring_up(site: Site, tools: Tools, group: str, files: Mapping[str, object], keep: Iterable[str],
+              recreate: Sequence[str], steps: Sequence[Mapping[str, str]], wait_timeout: int,
+              secrets: Sequence[str], console: Console, reason: str) -> DeployError | None:
+    """The group's files written, its containers up and health-gated, its post-deploy steps
+    run; what went wrong, or None."""
+    site.sync(group, files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
+    with _progress(console, f"[bold]{group}[/bold]: up, waiting for health checks "
+                            f"(at most {wait_timeout}s; {reason})"):
+        deadline = time.monotonic() + wait_timeout
+        r = site.run(compose_up_cmd(tools, site.root, group, wait_timeout))
+        if r.returncode == 0 and recreate:
+            r = site.run(compose_up_cmd(tools, site.root, group, wait_timeout, tuple(recreate)))
+        healthy = r.returncode == 0 and group_healthy(tools, site.run, site.root, group, deadline)
+    if not healthy:
+        return diagnose(tools, site.root, group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
+    for step in steps:
+        with _progress(console, f"{group}: {step['description'] or 'post-deploy step'}"):
+            r = site.run(exec_cmd(tools, step))
+        if r.returncode != 0:
+            output = scrub((r.stdout + r.stderr).strip()[-1500:], secrets)
+            return DeployError(f"group '{group}' is up, but its step '{step['description']}' in "
+                               f"{step['container']} failed (exit {r.returncode}):\n{_indent(output)}\n"
+                               "Fix the cause and run the command again.", group, [step["container"]])
+    return None
+
+
+def _rules() -> dict:
+    return {spec.name: spec.upgrade for spec in catalog.CATALOG}
+
+
+def _going_back(target: rollback.Target, running: Mapping[str, str]) -> tuple[VersionChange, ...]:
+    """The version changes a return to `target` makes, judged like any other: a service whose
+    data a newer version may have rewritten refuses it."""
+    return version_changes(running, target.images, _rules())
+
+
+def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Mapping, target: rollback.Target,
+                      failed: Mapping[str, object], keep: Iterable[str], wait_timeout: int, secrets: Sequence[str],
+                      console: Console, failure: DeployError) -> NoReturn:
+    """A changed group that failed goes back to its last healthy deploy; the error says what
+    failed (with its logs, read before the rollback replaced the containers) and how the
+    rollback went."""
+    group = target.group
+    said = f"{failure}\n"
+    refused = [c.refused for c in _going_back(target, manifest.groups[group].images) if c.refused]
+    if refused:
+        raise DeployError(said + f"Not rolled back to its last healthy deploy: {'; '.join(refused)}",
+                          group, failure.containers)
+    t0 = time.monotonic()
+    recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(failed).get(group),
+                              target.digests, {p: f.digest for p, f in failed.items()})  # type: ignore[attr-defined]
+    again = _bring_up(site, tools, group, target.files, keep, recreate, tuple(target.entry.get("post_deploy") or ()),
+                      wait_timeout, secrets, console, "rolling back to its last healthy deploy")
+    if again is not None:
+        raise DeployError(said + f"Rolling back to its last healthy deploy failed too:\n{_indent(str(again))}",
+                          group, failure.containers)
+    record_entry(site, deployed, manifest.document, group, target.entry, target.digests)
+    images = ", ".join(f"{s} {i}" for s, i in target.images.items())
+    console.print(f"[yellow]↩ {group:<12} rolled back[/yellow] ({time.monotonic() - t0:.1f}s)")
+    raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}), healthy.",
+                      group, failure.containers)
+
+
+def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tools, wait_timeout: int = DEFAULT_WAIT,
+              keep: Iterable[str] = (), console: Console) -> GroupResult:
+    """`aini rollback GROUP`: the group (or the group of a service) back to its deploy before
+    the last change, health-gated like a deploy. What it replaces becomes the target in turn,
+    so a second rollback goes forward again. A version change its data cannot take is refused
+    (exit 2) before anything changes."""
+    secrets = list(secrets)
+    with site.lock():
+        deployed = parse_deployed(site.read(DEPLOYED_MANIFEST)) or {}
+        groups = deployed.get("groups") or {}
+        group = name if name in groups else next(
+            (g for g, entry in groups.items() if name in (entry.get("services") or ())), None)
+        if group is None:
+            raise InputError(f"'{name}' is neither a deployed group nor a service of one; deployed groups: "
+                             f"{', '.join(groups) or 'none'}")
+        target = rollback.load(site, group)
+        if target is None:
+            raise InputError(f"no earlier deploy of '{group}' is kept on this site to go back to: one is kept when "
+                             "aini up changes a group that came up healthy before")
+        running = current_images(parse_images(_containers(tools, str(deployed.get("project", "")), site.run)),
+                                 Manifest.from_dict(deployed))
+        _refuse(_going_back(target, {s: i for s, i in running.items() if s in target.images}))
+        now = rollback.proven(deployed, group, site.read, lambda p: target.files[p].private if p in target.files
+                              else p.endswith(".env"))
+        t0 = time.monotonic()
+        current_files = now.files if now else {}
+        recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(current_files).get(group),
+                                  target.digests, now.digests if now else {})
+        failure = _bring_up(site, tools, group, target.files, keep, recreate,
+                            tuple(target.entry.get("post_deploy") or ()), wait_timeout, secrets, console, "rollback")
+        if failure is not None:
+            record(site, deployed, deployed, group, None)
+            raise DeployError(f"{failure}\naini up deploys aini.yml's version of '{group}' again.", group,
+                              failure.containers)
+        record_entry(site, deployed, deployed, group, target.entry, target.digests)
+        if now is not None:
+            rollback.keep(site, now)
+        seconds = time.monotonic() - t0
+        console.print(f"[green]↩ {group:<12} rolled back, healthy[/green] ({seconds:.1f}s)")
+        return GroupResult(group, "rollback", ", ".join(f"{s} {i}" for s, i in target.images.items()), seconds)
 
 
 @contextlib.contextmanager

@@ -24,17 +24,27 @@ def parse_deployed(text: str | None) -> dict | None:
 
 def updated_deployed(deployed: Mapping | None, manifest: Mapping, group: str, digest: str | None) -> dict:
     """The deployed manifest after `group` came up (digest) or went down (None)."""
+    if digest is None:
+        return replaced(deployed, manifest, group, None, {})
+    return replaced(deployed, manifest, group, dict(manifest["groups"][group], hash=digest),
+                    {p: d for p, d in manifest["files"].items() if p.startswith(group + "/")})
+
+
+def replaced(deployed: Mapping | None, manifest: Mapping, group: str, entry: Mapping | None,
+             files: Mapping[str, str]) -> dict:
+    """The deployed manifest with `group` running `entry` from `files` (path -> digest), or
+    not running (None): a rollback puts back an entry that is not the bundle's."""
     result = dict(deployed or {"format": 1, "groups": {}, "files": {}})
     result.update({k: manifest[k] for k in ("project", "domain", "aini_version", "order") if k in manifest})
     groups = dict(result.get("groups", {}))
-    files = {p: d for p, d in result.get("files", {}).items() if not p.startswith(group + "/")}
-    if digest is None:
+    kept = {p: d for p, d in result.get("files", {}).items() if not p.startswith(group + "/")}
+    if entry is None:
         groups.pop(group, None)
     else:
-        groups[group] = dict(manifest["groups"][group], hash=digest)
-        files |= {p: d for p, d in manifest["files"].items() if p.startswith(group + "/")}
+        groups[group] = dict(entry)
+        kept |= files
     result["groups"] = groups
-    result["files"] = dict(sorted(files.items()))
+    result["files"] = dict(sorted(kept.items()))
     return result
 
 
@@ -45,5 +55,13 @@ def deployed_text(deployed: Mapping) -> str:
 def record(site: Site, deployed: Mapping | None, manifest: Mapping, group: str, digest: str | None) -> dict:
     """Save, after each group, what is deployed: a run that dies later resumes from here."""
     result = updated_deployed(deployed, manifest, group, digest)
+    site.write(DEPLOYED_MANIFEST, deployed_text(result))
+    return result
+
+
+def record_entry(site: Site, deployed: Mapping | None, manifest: Mapping, group: str, entry: Mapping,
+                 files: Mapping[str, str]) -> dict:
+    """Save that `group` runs `entry` again (a rollback target), not the bundle's."""
+    result = replaced(deployed, manifest, group, entry, files)
     site.write(DEPLOYED_MANIFEST, deployed_text(result))
     return result

@@ -76,6 +76,9 @@ def deploy_server(project: Project, access=None, *, wait_timeout: int | None = N
         return result
 
 
+LOCAL_TLS = ("traefik/certs/local.crt", "traefik/certs/local.key")  # written beside the bundle, kept by its syncs
+
+
 @dataclass(frozen=True)
 class _Text:
     content: str
@@ -86,10 +89,7 @@ def write_local_tls(deploy_dir: Path, certs) -> list[str]:
     """Put the local CA's certificate where the rendered Traefik configuration expects it
     (traefik/certs/, mounted at /etc/traefik/certs). Returns the paths written (relative to
     deploy_dir), for `deploy(keep=...)`: they are not part of the rendered bundle."""
-    sync = {
-        "traefik/certs/local.crt": _Text(certs.cert.read_text()),
-        "traefik/certs/local.key": _Text(certs.key.read_text(), private=True),
-    }
+    sync = dict(zip(LOCAL_TLS, (_Text(certs.cert.read_text()), _Text(certs.key.read_text(), private=True))))
     for rel, file in sync.items():
         path = deploy_dir / rel
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)

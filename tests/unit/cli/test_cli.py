@@ -32,8 +32,8 @@ def test_version_and_help(tmp_path):
     assert aini("--version", cwd=tmp_path).stdout.strip().startswith("aini ")
     help_text = aini("--help", cwd=tmp_path).stdout
     commands = {line.split()[0] for line in help_text.split("Commands:")[1].splitlines() if line.strip()}
-    assert commands == {"init", "validate", "schema", "render", "plan", "up", "status", "destroy", "backup", "restore", "recover",
-                        "secrets", "vault"}
+    assert commands == {"init", "validate", "schema", "render", "plan", "up", "rollback", "status", "destroy", "backup", "restore",
+                        "recover", "secrets", "vault"}
 
 
 def test_init_writes_config_and_private_store(initialised):

@@ -16,11 +16,12 @@ from aini import catalog
 from aini.catalog.librechat import CREATE_ADMIN
 from aini.catalog.nextcloud import ENABLE_ONLYOFFICE
 from aini.config import validate_data
-from aini.deploy import apply, diagnose, record
+from aini.deploy import apply, diagnose, record, rollback
 from aini.deploy import plan as deploy_plan
 from aini.docker import cmd as docker_cmd
 from aini.docker import compose as compose_cmds
 from aini.docker import engine
+from aini.errors import InputError
 from aini.infra import localca
 from aini.ops import plan as ops_plan
 from aini.render import bundle
@@ -189,3 +190,113 @@ def test_a_group_compose_calls_up_is_checked_again_and_fails_when_a_container_is
     assert "aini-traefik is running (unhealthy; Up)" in str(err.value)
     assert "traefik" not in (deployed_at(tmp_path / "d") or {}).get("groups", {})
     assert sum(1 for c in calls if "ps" in c and "--project-name" in c) == 3  # starting, unhealthy, diagnose
+
+
+def _engine(failing: set[str] | None = None):
+    """A fake engine: every command succeeds, except `compose up` of a project in `failing`
+    (a set the test changes as it goes)."""
+    calls: list[tuple[str, ...]] = []
+    failing = failing if failing is not None else set()
+
+    def run(cmd):
+        calls.append(cmd.argv)
+        if "up" in cmd.argv and "--project-name" in cmd.argv and cmd.argv[cmd.argv.index("--project-name") + 1] in failing:
+            failing.discard(cmd.argv[cmd.argv.index("--project-name") + 1])  # once: the rollback's up succeeds
+            return subprocess.CompletedProcess(cmd.argv, 1, "", "container aini-onlyoffice is unhealthy")
+        return subprocess.CompletedProcess(cmd.argv, 0, "", "")
+    return run, calls, failing
+
+
+def _bundles(tmp_path, image: str, service: str = "onlyoffice"):
+    """The default bundle, and the same with `service` at `image`."""
+    store = SecretStore(tmp_path / ".aini")
+
+    def bundle_of(**data):
+        config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}, **data}, "t")
+        store.ensure(catalog.secrets_for(catalog.enabled(config)))
+        return bundle.render(config, store)
+    return store, bundle_of(), bundle_of(images={"overrides": {service: image}})
+
+
+def test_a_changed_group_that_fails_goes_back_to_its_last_healthy_deploy(tmp_path):
+    store, healthy, broken = _bundles(tmp_path, "registry.example/onlyoffice:9.5.0")
+    run, calls, failing = _engine()
+    site = sites_local.LocalSite(tmp_path / "d", run)
+    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    apply.deploy(healthy, site, store.values(), **quiet)
+    good = healthy["onlyoffice/compose.yml"].content
+    failing.add("aini-onlyoffice")
+    out = io.StringIO()
+    with pytest.raises(diagnose.DeployError) as err:
+        apply.deploy(broken, site, store.values(), tools=TOOLS, console=Console(file=out, width=200))
+    message = str(err.value)
+    assert err.value.group == "onlyoffice" and err.value.exit_code == 1
+    assert "container aini-onlyoffice is unhealthy" in message  # what failed, read before the rollback
+    assert ("Rolled back: onlyoffice runs its last healthy deploy again "
+            "(onlyoffice docker.io/onlyoffice/documentserver:9.4.0.1), healthy.") in message
+    assert "↩ onlyoffice" in out.getvalue()
+    ups = [c for c in calls if "up" in c and "aini-onlyoffice" in c]
+    assert len(ups) == 3  # the first deploy, the failed update, the rollback
+    assert (tmp_path / "d/onlyoffice/compose.yml").read_text() == good
+    assert (tmp_path / "d/.rollback/onlyoffice/compose.yml").read_text() == good
+    assert deployed_at(tmp_path / "d")["groups"]["onlyoffice"]["hash"] == \
+        json.loads(healthy[bundle.MANIFEST].content)["groups"]["onlyoffice"]["hash"]
+    assert not any(v in message + out.getvalue() for v in store.values())
+
+
+def test_a_failed_update_whose_data_cannot_go_back_is_not_rolled_back(tmp_path):
+    """Nextcloud refuses to open data a newer version wrote: returning to the old image would
+    fail too, so it is left as it failed and the error says why."""
+    store, healthy, newer = _bundles(tmp_path, "nextcloud:34.0.5-apache", "nextcloud")
+    run, calls, failing = _engine()
+    site = sites_local.LocalSite(tmp_path / "d", run)
+    apply.deploy(healthy, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
+    failing.add("aini-nextcloud")
+    with pytest.raises(diagnose.DeployError) as err:
+        apply.deploy(newer, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
+    assert "Not rolled back to its last healthy deploy: nextcloud 34.0.5-apache → 34.0.4-apache is a downgrade" \
+        in str(err.value)
+    assert len([c for c in calls if "up" in c and "aini-nextcloud" in c]) == 2  # no third: no rollback tried
+    assert "nextcloud" not in deployed_at(tmp_path / "d")["groups"]  # the next run retries the update
+
+
+def test_rollback_returns_a_group_to_its_deploy_before_the_last_change_and_again_goes_forward(tmp_path):
+    store, first, second = _bundles(tmp_path, "registry.example/onlyoffice:9.5.0")
+    run, calls, _ = _engine()
+    site = sites_local.LocalSite(tmp_path / "d", run)
+    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    apply.deploy(first, site, store.values(), **quiet)
+    with pytest.raises(InputError, match="no earlier deploy of 'onlyoffice' is kept"):
+        apply.roll_back(site, "onlyoffice", **quiet)
+    apply.deploy(second, site, store.values(), **quiet)
+    hashes = [json.loads(b[bundle.MANIFEST].content)["groups"]["onlyoffice"]["hash"] for b in (first, second)]
+    result = apply.roll_back(site, "onlyoffice", store.values(), **quiet)
+    assert result.reason == "onlyoffice docker.io/onlyoffice/documentserver:9.4.0.1"
+    assert (tmp_path / "d/onlyoffice/compose.yml").read_text() == first["onlyoffice/compose.yml"].content
+    assert deployed_at(tmp_path / "d")["groups"]["onlyoffice"]["hash"] == hashes[0]
+    assert (tmp_path / "d/onlyoffice/onlyoffice.env").stat().st_mode & 0o777 == 0o600
+    assert apply.roll_back(site, "onlyoffice", store.values(), **quiet).reason == \
+        "onlyoffice registry.example/onlyoffice:9.5.0"  # what it replaced was kept: forward again
+    assert deployed_at(tmp_path / "d")["groups"]["onlyoffice"]["hash"] == hashes[1]
+    # A service names its group; an unknown name lists the groups.
+    assert apply.roll_back(site, "onlyoffice", store.values(), **quiet).group == "onlyoffice"
+    with pytest.raises(InputError, match="'nope' is neither a deployed group nor a service of one"):
+        apply.roll_back(site, "nope", **quiet)
+
+
+def test_a_damaged_or_unproven_copy_is_never_gone_back_to(tmp_path):
+    store, first, second = _bundles(tmp_path, "registry.example/onlyoffice:9.5.0")
+    run, _, _ = _engine()
+    site = sites_local.LocalSite(tmp_path / "d", run)
+    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    apply.deploy(first, site, store.values(), **quiet)
+    # A run killed after writing a group's new files: they are not what the record proved.
+    (tmp_path / "d/onlyoffice/compose.yml").write_text(second["onlyoffice/compose.yml"].content)
+    assert rollback.proven(deployed_at(tmp_path / "d"), "onlyoffice", site.read, lambda p: False) is None
+    (tmp_path / "d/onlyoffice/compose.yml").write_text(first["onlyoffice/compose.yml"].content)
+    apply.deploy(second, site, store.values(), **quiet)
+    assert rollback.load(site, "onlyoffice") is not None
+    (tmp_path / "d/.rollback/onlyoffice/compose.yml").write_text("services: {}\n")
+    assert rollback.load(site, "onlyoffice") is None
+    with pytest.raises(InputError, match="no earlier deploy"):
+        apply.roll_back(site, "onlyoffice", **quiet)
