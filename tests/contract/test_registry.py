@@ -215,6 +215,29 @@ def test_a_second_sync_of_the_same_deploy_changes_nothing(world, store):
     assert all_passing(world, PROBED)  # not re-registered, so no check was reset to critical
 
 
+def test_a_services_record_keeps_its_former_deploys_newest_first(world, store):
+    """An update, another, then a rollback to the first image: each change pushes the record
+    it replaced into `history` (image, bundle hash, time), at most registry.HISTORY of them;
+    a deploy that changes nothing adds none."""
+    def images(version: str):
+        config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                                "images": {"overrides": {"onlyoffice": f"registry.example/onlyoffice:{version}"}}}, "t")
+        return config, render(config, store)
+    times = ["2026-11-26T08:00:00Z", "2026-11-27T08:00:00Z", "2026-11-28T08:00:00Z", "2026-11-29T08:00:00Z"]
+    for version, when in zip(["9.4.0", "9.5.0", "9.4.0", "9.4.0"], times):
+        world.sync(*images(version), deployed_at=when)
+    record = json.loads(world.deploy.kv_get("aini/deploy/onlyoffice"))
+    assert record["image"] == "registry.example/onlyoffice:9.4.0" and record["deployed_at"] == times[2]
+    assert [(h["image"].rsplit(":", 1)[1], h["deployed_at"]) for h in record["history"]] == [
+        ("9.5.0", times[1]), ("9.4.0", times[0])]
+    hashes = {v: images(v)[1]["groups"]["onlyoffice"]["hash"] for v in ("9.4.0", "9.5.0")}
+    assert [h["bundle_hash"] for h in record["history"]] == [hashes["9.5.0"], hashes["9.4.0"]]
+    for n in range(registry.HISTORY + 2):
+        world.sync(*images(f"9.{n + 6}.0"), deployed_at=f"2026-12-{n + 1:02d}T08:00:00Z")
+    assert len(json.loads(world.deploy.kv_get("aini/deploy/onlyoffice"))["history"]) == registry.HISTORY
+    assert "history" not in json.loads(world.deploy.kv_get("aini/deploy/n8n"))  # never changed
+
+
 def test_disabling_a_service_deregisters_it_and_drops_its_record(world, store):
     before = config_for()
     world.sync(before, render(before, store))

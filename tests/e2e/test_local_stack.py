@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import random
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import yaml
 from rich.console import Console
 
 from aini import catalog
+from aini.backup import scope
 from aini.controlplane import breakglass, registry
 from aini.controlplane.bootstrap import State, secret_paths
 from aini.controlplane.vault import VaultClient
@@ -206,6 +208,8 @@ def test_aini_rollback_returns_a_group_to_its_version_before_a_successful_update
         assert "aini up deploys aini.yml's version of onlyoffice again" in out
         assert "Traceback" not in err
         assert _image_of(stack, "aini-onlyoffice") == running
+        record = json.loads(_consul(stack).kv_get("aini/deploy/onlyoffice"))
+        assert record["image"] == running and record["history"][0]["image"] == newer  # Consul was told
         stack.wait_https(stack.host("onlyoffice"), "/healthcheck")
         assert stack.up().touched == []  # the rollback's version is aini.yml's
         code, out, err = _cli(stack, "rollback", "no-such-group")
@@ -213,6 +217,104 @@ def test_aini_rollback_returns_a_group_to_its_version_before_a_successful_update
         assert "Traceback" not in err
     finally:
         stack.docker_cmd("rmi", newer, check=False)
+
+
+def test_an_update_of_a_group_holding_data_is_backed_up_first(stack: Stack, tmp_path_factory):
+    """n8n at a new version (its image under a newer tag): a run of exactly its group goes into
+    backup.repository after the images are there and before its container is replaced; without
+    a repository, the update says there is no backup."""
+    running = _image_of(stack, "aini-n8n")
+    newer = running.rsplit(":", 1)[0] + ":9.9.9-e2e"
+    stack.docker_cmd("tag", running, newer)
+    stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-update") / "repository")}
+    try:
+        update = json.loads(json.dumps(stack.data))
+        update["images"]["overrides"]["n8n"] = newer
+        out = io.StringIO()
+        assert stack.up(update, console=Console(file=out, width=250)).touched == ["n8n"]
+        said = out.getvalue()
+        assert "backup first: n8n (a run into backup.repository, before the group is touched)" in said, said
+        run = re.search(r"backed up n8n before the update: run (\S+)", said).group(1)
+        assert said.index("backed up n8n") < said.index("n8n: up, waiting")  # before the group was touched
+        code, listed, err = _cli(stack, "backup", "list", "--json")
+        assert code == 0, err
+        saved = {s["service"] for s in json.loads(listed) if s["run"] == run}
+        assert saved == {i.service for i in scope.items(stack.config, ["n8n"])} and saved  # exactly its group
+        assert _image_of(stack, "aini-n8n") == newer
+        del stack.data["backup"]
+        out = io.StringIO()
+        assert stack.up(console=Console(file=out, width=250)).touched == ["n8n"]  # back to aini.yml's version
+        assert "! no backup before updating n8n: backup.repository is not set" in out.getvalue()
+        assert _image_of(stack, "aini-n8n") == running
+    finally:
+        stack.data.pop("backup", None)
+        stack.docker_cmd("rmi", newer, check=False)
+
+
+def test_an_update_that_migrated_the_data_and_failed_is_rolled_back_with_its_data(stack: Stack, tmp_path_factory,
+                                                                                   figures):
+    """Nextcloud 34.0.5 upgrades the volume (its version.php, as upstream's entrypoint does)
+    and never becomes healthy; 34.0.4 refuses data a newer version wrote, so the files alone
+    cannot go back: the backup taken before the update is restored under them."""
+    running = _image_of(stack, "aini-nextcloud")
+    version_php = ("exec", "aini-nextcloud", "cat", "/var/www/html/version.php")
+    before = stack.docker_cmd(*version_php)
+    stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-rollback") / "repository")}
+    _mariadb(stack, "CREATE TABLE aini_update (v TEXT); INSERT INTO aini_update VALUES ('before')")
+    stack.docker_cmd("exec", "aini-nextcloud", "sh", "-c", "echo before > /var/www/html/aini-update-marker")
+    try:
+        update = json.loads(json.dumps(stack.data))
+        update["images"]["overrides"]["nextcloud"] = stack_images.double_image("nextcloud", mode="broken",
+                                                                               version="34.0.5")
+        out = io.StringIO()
+        start = time.monotonic()
+        with pytest.raises(DeployError) as info:
+            stack.up(update, wait_timeout=20, console=Console(file=out, width=250))
+        figures({"failed_update_rolled_back_with_data_seconds": round(time.monotonic() - start, 1)})
+        message = str(info.value)
+        assert info.value.exit_code == 1 and info.value.group == "nextcloud", message
+        assert "Initializing nextcloud 34.0.5.0" in message  # its logs: it did upgrade the data
+        assert re.search(r"Rolled back: nextcloud runs its last healthy deploy again \(.+\) with its data as the "
+                         r"backup before the update saved it \(run \S+\), healthy\.", message), message
+        assert f"nextcloud {running}" in message
+        assert "Traceback" not in message and "backed up nextcloud before the update" in out.getvalue()
+        assert _image_of(stack, "aini-nextcloud") == running
+        assert stack.docker_cmd(*version_php) == before
+        assert stack.docker_cmd("exec", "aini-nextcloud", "cat", "/var/www/html/aini-update-marker").strip() == "before"
+        assert _mariadb(stack, "SELECT v FROM aini_update") == "before"
+        stack.wait_https(stack.host("nextcloud"), "/status.php")
+        assert stack.up().touched == []  # its deploy record is the old version's again
+    finally:
+        stack.data.pop("backup", None)
+        _mariadb(stack, "DROP TABLE IF EXISTS aini_update")
+        stack.docker_cmd("exec", "aini-nextcloud", "rm", "-f", "/var/www/html/aini-update-marker", check=False)
+
+
+def test_aini_rollback_nextcloud_after_a_successful_update_takes_its_data_back_too(stack: Stack, tmp_path_factory):
+    """34.0.5 upgraded the data and runs; 34.0.4 cannot open it, so `aini rollback nextcloud`
+    restores the backup taken before the update under the old files, once confirmed."""
+    running = _image_of(stack, "aini-nextcloud")
+    version_php = ("exec", "aini-nextcloud", "cat", "/var/www/html/version.php")
+    before = stack.docker_cmd(*version_php)
+    stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-rollback-cli") / "repository")}
+    try:
+        update = json.loads(json.dumps(stack.data))
+        update["images"]["overrides"]["nextcloud"] = stack_images.double_image("nextcloud", version="34.0.5")
+        assert stack.up(update).touched == ["nextcloud"]
+        assert "34,0,5,0" in stack.docker_cmd(*version_php)
+        code, out, err = _cli(stack, "rollback", "nextcloud", "--confirm", "not-the-project")
+        assert code == 2 and "nothing was rolled back" in err, out + err
+        assert _image_of(stack, "aini-nextcloud") != running
+        code, out, err = _cli(stack, "rollback", "nextcloud", "--confirm", stack.config.project)
+        assert code == 0, out + err
+        assert re.search(r"Rolled back nextcloud in \d+ s: .*, its data from run \S+\.", out), out
+        assert "Traceback" not in err
+        assert _image_of(stack, "aini-nextcloud") == running
+        assert stack.docker_cmd(*version_php) == before
+        stack.wait_https(stack.host("nextcloud"), "/status.php")
+        assert stack.up().touched == []
+    finally:
+        stack.data.pop("backup", None)
 
 
 def test_missing_image_stops_before_touching_anything(stack: Stack):
@@ -667,6 +769,47 @@ def _in_maintenance(stack: Stack) -> bool:
 def _kill(proc: subprocess.Popen) -> None:
     proc.kill()  # SIGKILL: no handler runs, the children it started are orphaned, not stopped
     proc.wait(timeout=30)
+
+
+def test_aini_up_killed_at_a_seeded_moment_of_an_update_ends_healthy_at_the_new_version_with_its_data(
+        stack: Stack, figures, tmp_path_factory):
+    """`kill -9` of `aini up` while it updates n8n (backed up first) and OnlyOffice, at a
+    seeded random moment; the same `aini up` again ends with every container running and
+    healthy at the new versions, and n8n's workflow still there."""
+    rng = random.Random(int(os.environ.get("AINI_KILL_SEED", "20261128")))
+    old = {name: _image_of(stack, f"aini-{name}") for name in ("n8n", "onlyoffice")}
+    new = {name: image.rsplit(":", 1)[0] + ":9.9.8-kill" for name, image in old.items()}
+    for name in old:
+        stack.docker_cmd("tag", old[name], new[name])
+    workflow = {"name": "aini-e2e-kill", "nodes": [], "connections": {}, "settings": {}, "active": False}
+    r = stack.https(stack.host("n8n"), "/rest/workflows", method="POST", body=json.dumps(workflow).encode(),
+                    headers={**BROWSER, "Cookie": _n8n_login(stack)})
+    assert r.status == 200, r.text[:300]
+    overrides = dict(stack.data["images"]["overrides"])
+    stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-up-kill") / "repository")}
+    try:
+        stack.data["images"]["overrides"] |= new
+        moment = round(rng.uniform(2, 40), 1)
+        proc = _aini(stack, "up")
+        time.sleep(moment)
+        killed = proc.poll() is None
+        _kill(proc)
+        figures({"update_kill_moment_seconds": moment, "update_killed_mid_run": int(killed)})
+        code, out, err = _cli(stack, "up")
+        assert code == 0, out + err
+        assert "Traceback" not in err
+        for name, (_, state) in stack.containers().items():
+            health = stack.docker_cmd("inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", name)
+            assert state == "running" and health.strip() in ("", "healthy"), (name, state, health)
+        assert {name: _image_of(stack, f"aini-{name}") for name in new} == new
+        r = stack.https(stack.host("n8n"), "/rest/workflows", headers={**BROWSER, "Cookie": _n8n_login(stack)})
+        assert "aini-e2e-kill" in {w["name"] for w in json.loads(r.body)["data"]}, r.text[:300]
+    finally:
+        stack.data.pop("backup", None)
+        stack.data["images"]["overrides"] = overrides
+        stack.up()
+        for image in new.values():
+            stack.docker_cmd("rmi", image, check=False)
 
 
 def test_a_backup_killed_at_any_moment_is_tidied_by_the_next_one(stack: Stack, figures, tmp_path_factory):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -227,9 +228,11 @@ FLAVORS = {"openbao": ("vault", "openbao")}
 IMAGE_USER = {"socket-proxy": "65534:65534", "librechat": "node"}
 
 
-def double_image(service: str, mode: str = "normal") -> str:
+def double_image(service: str, mode: str = "normal", version: str | None = None) -> str:
+    """The double of `service`; `version`: of another release than the catalog's pin (its tag
+    starts with that version instead; the Nextcloud double's version.php says it)."""
     flavor = ""
-    args = {"SERVICE": service, "MODE": mode}
+    args = {"SERVICE": service, "MODE": mode} | ({"VERSION": version} if version else {})
     if service in FLAVORS:
         flavor, (service, user) = service, FLAVORS[service]
         args |= {"SERVICE": service, "FLAVOR": flavor, "RUN_AS": user}
@@ -238,8 +241,9 @@ def double_image(service: str, mode: str = "normal") -> str:
     if service in IMAGE_USER:
         args |= {"RUN_AS": IMAGE_USER[service]}
     key = (flavor or service) if mode == "normal" else f"{flavor or service}-{mode}"
+    pinned = catalog.by_name(flavor or service).version
     return _layer("double", doubles_base(), f"{key}-double", build_args=args,
-                  version=catalog.by_name(flavor or service).version)
+                  version=re.sub(r"^[\d.]+", version, pinned) if version else pinned)
 
 
 # ---------------------------------------------------------------------------- stack

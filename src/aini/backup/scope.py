@@ -3,9 +3,10 @@ save, in deploy order, as backup.plan's Items."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .. import catalog
+from ..catalog import backup as backup_catalog
 from ..config import AiniConfig
 from ..errors import InputError
 from ..render.compose import volume_name
@@ -34,3 +35,20 @@ def not_saved(config: AiniConfig) -> dict[str, str]:
     """Enabled services without a backup -> why (the catalog's note)."""
     return {s.name: s.backup.notes or "nothing to save" for s in catalog.enabled(config)
             if not (s.backup.volumes or s.backup.dump)}
+
+
+def before_update(config: AiniConfig, services: Iterable[str]) -> list[str]:
+    """The groups holding data that a version change of `services` touches, in deploy order:
+    each is backed up as a whole before it changes."""
+    changed = set(services)
+    touched = {s.group for s in catalog.enabled(config) if s.name in changed}
+    return list(dict.fromkeys(i.group for i in items(config) if i.group in touched))
+
+
+def before_update_line(config: AiniConfig, groups: Sequence[str]) -> str | None:
+    """What the plan says about the backup before an update."""
+    if not groups:
+        return None
+    if backup_catalog.enabled(config):
+        return f"backup first: {', '.join(groups)} (a run into backup.repository, before the group is touched)"
+    return f"! no backup before updating {', '.join(groups)}: backup.repository is not set"

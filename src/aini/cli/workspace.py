@@ -169,6 +169,8 @@ def rollback(
     wait_timeout: Annotated[
         Optional[int], typer.Option(min=10, max=3600, help="Seconds the group may take to become healthy.")
     ] = None,
+    confirm: Annotated[Optional[str], typer.Option(
+        help="The project name, to confirm without a prompt when the group's data goes back too.")] = None,
 ) -> None:
     """Return a group to its deploy before the last change (its previous files and images); the next up deploys aini.yml's again."""
     from rich.console import Console
@@ -176,7 +178,8 @@ def rollback(
     from ..ops.rollback import rollback as roll_back  # lazy: startup time
 
     def action() -> None:
-        result = roll_back(load(), group, wait_timeout=wait_timeout, console=Console(stderr=True))
+        result = roll_back(load(), group, confirm=confirm, ask=typer.prompt, wait_timeout=wait_timeout,
+                           console=Console(stderr=True))
         print(f"Rolled back {result.group} in {result.seconds:.0f} s: {result.reason}.")
         print(f"aini up deploys aini.yml's version of {result.group} again; pin the one you want in "
               "images.overrides to keep it.")

@@ -189,9 +189,12 @@ def agent_services_request() -> Request:
     return Request("GET", "/v1/agent/services")
 
 
+HISTORY = 5  # former deploys a service's record keeps: image, bundle hash, when
+
+
 def _unchanged(stored: bytes | None, wanted: bytes) -> bool:
-    """Byte-identical, or the same record but for `deployed_at`: the time of a change is
-    kept, so a deploy that changes nothing writes nothing."""
+    """Byte-identical, or the same record but for `deployed_at` and its history: the time of
+    a change is kept, so a deploy that changes nothing writes nothing."""
     if stored is None:
         return False
     if stored == wanted:
@@ -202,9 +205,29 @@ def _unchanged(stored: bytes | None, wanted: bytes) -> bool:
         return False
     if not isinstance(old, dict):
         return False
-    old.pop("deployed_at", None)
-    new.pop("deployed_at", None)
+    for record in (old, new):
+        record.pop("deployed_at", None)
+        record.pop("history", None)
     return old == new
+
+
+def with_history(stored: bytes | None, wanted: bytes) -> bytes:
+    """A service's new record carrying its former deploys, newest first: the stored one joins
+    them when its image or bundle hash differs from the new one's (a rollback adds one too)."""
+    try:
+        old = json.loads(stored) if stored is not None else None
+    except ValueError:
+        old = None
+    if not isinstance(old, dict):
+        return wanted
+    new = json.loads(wanted)
+    history = [h for h in old.get("history") or () if isinstance(h, dict)]
+    former = {k: old.get(k) for k in ("image", "bundle_hash", "deployed_at")}
+    if (former["image"], former["bundle_hash"]) != (new.get("image"), new.get("bundle_hash")):
+        history = [former, *history]
+    if history:
+        new["history"] = history[:HISTORY]
+    return json.dumps(new, sort_keys=True).encode()
 
 
 # ----------------------------------------------------------------------------- executor
@@ -235,7 +258,7 @@ def sync(client: ConsulClient, config: AiniConfig, manifest: Mapping[str, Any], 
     written = 0
     for key in sorted(entries, key=lambda k: k == MANIFEST_KEY):
         if not _unchanged(stored.get(key), entries[key]):
-            client.kv_put(key, entries[key])
+            client.kv_put(key, entries[key] if key == MANIFEST_KEY else with_history(stored.get(key), entries[key]))
             written += 1
     stale = sorted(set(stored) - set(entries))
     for key in stale:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NoReturn
 
@@ -163,6 +163,7 @@ def deploy(
     keep: Iterable[str] = (),
     console: Console,
     only: Iterable[str] | None = None,
+    data_back: Mapping[str, rollback.DataBack] = {},  # noqa: B006 (read only)
 ) -> DeployResult:
     """Bring the bundle up on `site` (this machine's engine, or a server over SSH).
 
@@ -170,7 +171,10 @@ def deploy(
     env files are rendered from Vault); nothing else is touched, nothing taken down.
 
     `keep`: paths under the site's root written by others (the local certificates) that
-    syncing the bundle must not delete."""
+    syncing the bundle must not delete.
+
+    `data_back`: per group, its data's way back to the backup taken before this update; a
+    changed group that fails then returns to its last healthy deploy with that data."""
     secrets = list(secrets)
     manifest = manifest_of(files)
     started = time.monotonic()
@@ -221,6 +225,8 @@ def deploy(
             if action.reason == "changed":  # what came up healthy before is kept to go back to
                 target = rollback.proven(deployed, action.group, site.read, _privacy(bundle_files))
                 if target is not None:
+                    back = data_back.get(action.group)
+                    target = replace(target, backup=back.run if back else None)
                     rollback.keep(site, target)
             failure = _bring_up(site, tools, action.group, group_files, keep, action.recreate,
                                 manifest.groups[action.group].post_deploy, wait_timeout, secrets, console, action.reason)
@@ -231,7 +237,7 @@ def deploy(
                 if target is None:
                     raise failure
                 _roll_back_failed(site, tools, manifest, deployed, target, group_files, keep, wait_timeout,
-                                  secrets, console, failure)
+                                  secrets, console, failure, data_back.get(action.group))
             deployed = record(site, deployed, manifest.document, action.group, manifest.groups[action.group].hash)
             seconds = time.monotonic() - t0
             console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
@@ -261,6 +267,12 @@ def _bring_up(site: Site, tools: Tools, group: str, files: Mapping[str, object],
         healthy = r.returncode == 0 and group_healthy(tools, site.run, site.root, group, deadline)
     if not healthy:
         return diagnose(tools, site.root, group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
+    return _steps(site, tools, group, steps, secrets, console)
+
+
+def _steps(site: Site, tools: Tools, group: str, steps: Sequence[Mapping[str, str]], secrets: Sequence[str],
+           console: Console) -> DeployError | None:
+    """The group's post-deploy steps, once it is healthy; the first that fails, or None."""
     for step in steps:
         with _progress(console, f"{group}: {step['description'] or 'post-deploy step'}"):
             r = site.run(exec_cmd(tools, step))
@@ -284,17 +296,35 @@ def _going_back(target: rollback.Target, running: Mapping[str, str]) -> tuple[Ve
 
 def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Mapping, target: rollback.Target,
                       failed: Mapping[str, object], keep: Iterable[str], wait_timeout: int, secrets: Sequence[str],
-                      console: Console, failure: DeployError) -> NoReturn:
+                      console: Console, failure: DeployError, back: rollback.DataBack | None) -> NoReturn:
     """A changed group that failed goes back to its last healthy deploy; the error says what
     failed (with its logs, read before the rollback replaced the containers) and how the
     rollback went."""
     group = target.group
     said = f"{failure}\n"
     refused = [c.refused for c in _going_back(target, manifest.groups[group].images) if c.refused]
-    if refused:
+    if refused and back is None:
         raise DeployError(said + f"Not rolled back to its last healthy deploy: {'; '.join(refused)}",
                           group, failure.containers)
     t0 = time.monotonic()
+    images = ", ".join(f"{s} {i}" for s, i in target.images.items())
+    if back is not None:  # the failed version may have migrated the data: it goes back too
+        site.sync(group, target.files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
+        try:
+            back.put_back()
+        except AiniError as exc:
+            raise DeployError(said + "Rolling back to its last healthy deploy with its data from the backup before "
+                              f"the update (run {back.run}) failed too:\n{_indent(str(exc))}", group,
+                              failure.containers) from None
+        again = _steps(site, tools, group, tuple(target.entry.get("post_deploy") or ()), secrets, console)
+        if again is not None:
+            raise DeployError(said + f"Rolled back with its data, but:\n{_indent(str(again))}", group,
+                              failure.containers)
+        record_entry(site, deployed, manifest.document, group, target.entry, target.digests)
+        console.print(f"[yellow]↩ {group:<12} rolled back with its data[/yellow] ({time.monotonic() - t0:.1f}s)")
+        raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}) with its data "
+                          f"as the backup before the update saved it (run {back.run}), healthy.",
+                          group, failure.containers)
     recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(failed).get(group),
                               target.digests, {p: f.digest for p, f in failed.items()})  # type: ignore[attr-defined]
     again = _bring_up(site, tools, group, target.files, keep, recreate, tuple(target.entry.get("post_deploy") or ()),
@@ -303,18 +333,22 @@ def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Ma
         raise DeployError(said + f"Rolling back to its last healthy deploy failed too:\n{_indent(str(again))}",
                           group, failure.containers)
     record_entry(site, deployed, manifest.document, group, target.entry, target.digests)
-    images = ", ".join(f"{s} {i}" for s, i in target.images.items())
     console.print(f"[yellow]↩ {group:<12} rolled back[/yellow] ({time.monotonic() - t0:.1f}s)")
     raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}), healthy.",
                       group, failure.containers)
 
 
 def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tools, wait_timeout: int = DEFAULT_WAIT,
-              keep: Iterable[str] = (), console: Console) -> GroupResult:
+              keep: Iterable[str] = (), console: Console,
+              data_back: Callable[[str, str], rollback.DataBack] | None = None) -> GroupResult:
     """`aini rollback GROUP`: the group (or the group of a service) back to its deploy before
     the last change, health-gated like a deploy. What it replaces becomes the target in turn,
-    so a second rollback goes forward again. A version change its data cannot take is refused
-    (exit 2) before anything changes."""
+    so a second rollback goes forward again.
+
+    A version change its data cannot take (a newer version migrated it) goes back only with the
+    data of the backup taken just before that update: `data_back(group, run)` gives its way
+    back (and may refuse, e.g. unconfirmed); without such a run, or without `data_back`, it is
+    refused (exit 2) before anything changes."""
     secrets = list(secrets)
     with site.lock():
         deployed = parse_deployed(site.read(DEPLOYED_MANIFEST)) or {}
@@ -330,15 +364,26 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
                              "aini up changes a group that came up healthy before")
         running = current_images(parse_images(_containers(tools, str(deployed.get("project", "")), site.run)),
                                  Manifest.from_dict(deployed))
-        _refuse(_going_back(target, {s: i for s, i in running.items() if s in target.images}))
+        changes = _going_back(target, {s: i for s, i in running.items() if s in target.images})
+        back = None
+        if refusal(changes) and target.backup and data_back is not None:
+            back = data_back(group, target.backup)
+        else:
+            _refuse(changes)
         now = rollback.proven(deployed, group, site.read, lambda p: target.files[p].private if p in target.files
                               else p.endswith(".env"))
         t0 = time.monotonic()
         current_files = now.files if now else {}
         recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(current_files).get(group),
                                   target.digests, now.digests if now else {})
-        failure = _bring_up(site, tools, group, target.files, keep, recreate,
-                            tuple(target.entry.get("post_deploy") or ()), wait_timeout, secrets, console, "rollback")
+        steps = tuple(target.entry.get("post_deploy") or ())
+        if back is not None:
+            site.sync(group, target.files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
+            back.put_back()  # the data as the backup before the update saved it; started, health-gated
+            failure = _steps(site, tools, group, steps, secrets, console)
+        else:
+            failure = _bring_up(site, tools, group, target.files, keep, recreate, steps, wait_timeout, secrets,
+                                console, "rollback")
         if failure is not None:
             record(site, deployed, deployed, group, None)
             raise DeployError(f"{failure}\naini up deploys aini.yml's version of '{group}' again.", group,
@@ -348,7 +393,8 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
             rollback.keep(site, now)
         seconds = time.monotonic() - t0
         console.print(f"[green]↩ {group:<12} rolled back, healthy[/green] ({seconds:.1f}s)")
-        return GroupResult(group, "rollback", ", ".join(f"{s} {i}" for s, i in target.images.items()), seconds)
+        images = ", ".join(f"{s} {i}" for s, i in target.images.items())
+        return GroupResult(group, "rollback", images + (f", its data from run {back.run}" if back else ""), seconds)
 
 
 @contextlib.contextmanager

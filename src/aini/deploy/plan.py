@@ -26,6 +26,7 @@ class DeployPlan:
     images: tuple[str, ...]  # every image the groups to bring up need, in order
     networks: tuple[NetworkSpec, ...]  # networks to create before the first group
     versions: tuple[VersionChange, ...] = ()  # services whose image changes, judged by their upgrade rules
+    notes: tuple[str, ...] = ()  # what the caller does around the deploy (the backup before an update)
 
     @property
     def changed(self) -> list[str]:
@@ -36,7 +37,7 @@ class DeployPlan:
         else touched, nothing taken down."""
         wanted = set(groups)
         actions = tuple(a for a in self.actions if a.group in wanted and a.action != "down")
-        return DeployPlan(actions, _images(actions, manifest), self.networks, self.versions)
+        return DeployPlan(actions, _images(actions, manifest), self.networks, self.versions, self.notes)
 
     def lines(self) -> list[str]:
         """The plan as text, one line per step in the order they run: networks to create,
@@ -48,6 +49,7 @@ class DeployPlan:
             line = f"{sign[a.action]} {a.group:<14} {a.action:<4} {a.reason}"
             out.append(line + (f" (recreate {', '.join(a.recreate)})" if a.recreate else ""))
         out += [v.line() for v in self.versions]
+        out += self.notes
         if self.images:
             out.append(f"images: {', '.join(self.images)}")
         return out

@@ -25,10 +25,20 @@ ROLLBACK = ".rollback"
 
 
 @dataclass(frozen=True)
+class DataBack:
+    """How a group's data returns to the backup taken just before its update."""
+
+    run: str  # the backup run
+    put_back: Callable[[], None]  # with the group's old files in place: its data restored from `run`, the
+    #                               group started at the old version and healthy (else AiniError)
+
+
+@dataclass(frozen=True)
 class Target:
     group: str
     entry: Mapping  # the group's entry in the deployed record: hash, services, images, post_deploy
     files: Mapping[str, BundleFile]  # bundle path -> content, as that deploy wrote it
+    backup: str | None = None  # the run that saved the group's data just before it changed from this
 
     @property
     def digests(self) -> dict[str, str]:
@@ -65,7 +75,7 @@ def keep(site: Site, target: Target) -> None:
     never taken for a whole one (`load` checks every digest)."""
     where = f"{ROLLBACK}/{target.group}"
     site.sync(where, {f"{ROLLBACK}/{p}": f for p, f in target.files.items()}, ())
-    site.write(f"{where}.json", json.dumps({"entry": target.entry, "files": {
+    site.write(f"{where}.json", json.dumps({"entry": target.entry, "backup": target.backup, "files": {
         p: {"digest": f.digest, "private": f.private} for p, f in target.files.items()}}, indent=2, sort_keys=True))
 
 
@@ -83,4 +93,4 @@ def load(site: Site, group: str) -> Target | None:
         if content is None or _digest(content) != info.get("digest"):
             return None
         files[path] = BundleFile(content, bool(info.get("private", True)))
-    return Target(group, entry, files)
+    return Target(group, entry, files, record.get("backup"))

@@ -32,6 +32,14 @@ def compose_up_cmd(tools: Tools, deploy_dir: PurePath, group: str, wait_timeout:
     return Cmd(tuple(argv), timeout=wait_timeout + 300)
 
 
+def compose_create_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
+    """The group's containers made as its compose file says, none started (a running one
+    that already is as it says stays running): a restore puts the data back before the
+    version it belongs to starts on it."""
+    return Cmd((*compose_base(tools, deploy_dir, group), "up", "--no-start", "--pull", "never", "--remove-orphans"),
+               timeout=300)
+
+
 def compose_down_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
     """Stop and remove a group's containers; its volumes (the data) stay."""
     return Cmd((*compose_base(tools, deploy_dir, group), "down", "--remove-orphans"), timeout=300)

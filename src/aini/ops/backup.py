@@ -8,6 +8,7 @@ neither sees the other's half-done work."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +25,8 @@ from ..controlplane.bootstrap import State, consul_back, key_for, load_material,
 from ..controlplane.breakglass import Key
 from ..docker import restic
 from ..docker.cmd import Tools
-from ..docker.compose import compose_up_cmd
+from ..deploy.rollback import DataBack
+from ..docker.compose import compose_create_cmd, compose_up_cmd
 from ..errors import AiniError, InputError
 from ..project import Project
 from ..render.compose import pinned_ref
@@ -107,16 +109,54 @@ def opened(project: Project, say: Say, site: Site | None = None) -> Iterator[tup
         yield site, tools, repo
 
 
-def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None) -> RunResult:
+def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None, site: Site | None = None
+           ) -> RunResult:
     """One run: every chosen service's volumes and dump, group by group; then the retention
-    of backup.retention, and the run in the site's record (what `aini status` judges): runner.run_backup."""
+    of backup.retention, and the run in the site's record (what `aini status` judges): runner.run_backup.
+    `site`: one already open (a deploy's)."""
     config = project.config
     chosen = scope.items(config, only)
-    with opened(project, say) as (site, tools, repo):
+    with opened(project, say, site) as (site, tools, repo):
         result = runner.run_backup(site, tools, repo, chosen, _tokens(project, chosen), keep_of(project), say,
                                    not_saved=scope.not_saved(config) if not only else {})
         _kit(project, site, tools, repo, say)
         return result
+
+
+def before_update(project: Project, site: Site, services: Sequence[str], say: Say) -> dict[str, DataBack]:
+    """A run of exactly the groups holding data whose version changes, before any of them is
+    touched; per group saved, how its data returns to that run when its update fails. Nothing
+    when there is nothing to save or no repository (the plan says so). A failed run stops the
+    update before anything changed."""
+    groups = scope.before_update(project.config, services)
+    line = scope.before_update_line(project.config, groups)
+    if line:
+        say(line)
+    if not groups or not backup_catalog.enabled(project.config):
+        return {}
+    result = backup(project, groups, say, site)
+    failed = {s.service: s.error for s in result.services if s.error is not None}
+    if failed:
+        raise AiniError(f"the backup before updating {', '.join(groups)} failed, so nothing was updated:\n"
+                        + "\n".join(f"  - {name}: {error}" for name, error in failed.items()))
+    say(f"backed up {', '.join(groups)} before the update: run {result.run}")
+    return {g: DataBack(result.run, functools.partial(put_back, project, site, result.run, g, say)) for g in groups}
+
+
+def put_back(project: Project, site: Site, run: str, group: str, say: Say) -> None:
+    """A failed update's group, its old files in place, made as they say (none started), its
+    data restored from `run`, started and health-gated. Inside a restore journal: a kill
+    leaves the next command saying how to finish it."""
+    tools = tools_for(project)
+    repo = _repository(project, site, tools, repository_env(project))
+    chosen = scope.items(project.config, [group])
+    _, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
+    say(f"{group}: its data back to run {run}, from before the update")
+    run_ok(site, compose_create_cmd(tools, site.root, group), "docker compose up --no-start")
+    runner.write_journal(site, "restore", run, chosen, run)
+    key = key_for(project.config)
+    _restore_group(project, site, tools, repo, group, chosen, picked, run, say, _tokens(project, chosen, key), key)
+    site.remove(JOURNAL)
 
 
 def _kit(project: Project, site: Site, tools: Tools, repo: restic.Repository, say: Say, probe: bool = False) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import catalog, sizing
+from ..backup import scope
 from ..catalog.backup import TOOLS
 from ..catalog.model import ServiceSpec, subdomain_of
 from ..config import AiniConfig
@@ -191,7 +192,10 @@ def deploy_preview(project: Project) -> DeployPlan:
     observed, nothing is changed), from the bundle rendered with the secrets stored here."""
     files = _rendered_from_store(project)
     with site_for(project) as site:
-        return observe(files, site, tools_for(project))
+        the_plan = observe(files, site, tools_for(project))
+    line = scope.before_update_line(project.config, scope.before_update(project.config,
+                                                                         [v.service for v in the_plan.versions]))
+    return replace(the_plan, notes=(line,)) if line else the_plan
 
 
 def _rendered_from_store(project: Project) -> bundle.Bundle:

@@ -29,7 +29,7 @@ from ..errors import AiniError
 from ..project import Project
 from ..render import bundle
 from ..sites.base import Site
-from .backup import opened
+from .backup import before_update, opened
 from .render import prepare_secrets
 
 if TYPE_CHECKING:
@@ -61,19 +61,21 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
     specs = catalog.enabled(config)
     files = bundle.render(config, store)
     store.save()
-    for change in refuse_version_changes(files, site, tools):  # a refusal stops us before anything is pulled
+    changes = refuse_version_changes(files, site, tools)  # a refusal stops us before anything is pulled
+    for change in changes:
         console.print(change.line())
+    manifest = bundle.manifest_of(files)
+    # Every image before anything starts: a missing application image must not be found
+    # only after Vault was initialised, nor after the backup before an update.
+    ensure_images(tools, manifest.images(), manifest, site.run, pull_timeout, console)
+    data_back = before_update(project, site, [c.service for c in changes], console.print)
     common = {"tools": tools, "wait_timeout": wait_timeout, "pull_timeout": pull_timeout, "keep": keep,
-              "console": console}
+              "console": console, "data_back": data_back}
     vault_spec = catalog.vault_of(specs)
     if vault_spec is None:  # no Vault: the local store stays the only home of the secrets
         result = deploy(files, site, store.values(), **common)
         return StackResult(groups=result.groups, seconds=result.seconds)
 
-    manifest = bundle.manifest_of(files)
-    # Every image before anything starts: a missing application image must not be found
-    # only after Vault was initialised.
-    ensure_images(tools, manifest.images(), manifest, site.run, pull_timeout, console)
     order = manifest.order
     core = order[: order.index(vault_spec.group) + 1]
     first = deploy(files, site, store.values(), only=core, **common)

@@ -21,7 +21,7 @@ from aini.deploy import plan as deploy_plan
 from aini.docker import cmd as docker_cmd
 from aini.docker import compose as compose_cmds
 from aini.docker import engine
-from aini.errors import InputError
+from aini.errors import AiniError, InputError
 from aini.infra import localca
 from aini.ops import plan as ops_plan
 from aini.render import bundle
@@ -300,3 +300,62 @@ def test_a_damaged_or_unproven_copy_is_never_gone_back_to(tmp_path):
     assert rollback.load(site, "onlyoffice") is None
     with pytest.raises(InputError, match="no earlier deploy"):
         apply.roll_back(site, "onlyoffice", **quiet)
+
+
+def test_a_failed_update_with_a_backup_before_it_goes_back_with_its_data(tmp_path):
+    """Nextcloud refuses its old version on data the new one migrated: with the run taken just
+    before the update, the old files go back first, then the data is restored under them."""
+    store, healthy, newer = _bundles(tmp_path, "nextcloud:34.0.5-apache", "nextcloud")
+    run, calls, failing = _engine()
+    site = sites_local.LocalSite(tmp_path / "d", run)
+    apply.deploy(healthy, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
+    seen = []
+
+    def put_back():  # what ops.backup does: restore the run, start the group, health-gate it
+        seen.append((tmp_path / "d/nextcloud/compose.yml").read_text())
+        calls.append(("put back",))
+
+    failing.add("aini-nextcloud")
+    with pytest.raises(diagnose.DeployError) as err:
+        apply.deploy(newer, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()),
+                     data_back={"nextcloud": rollback.DataBack("20261128T120000Z", put_back)})
+    assert seen == [healthy["nextcloud/compose.yml"].content]  # the old version's files, before its data
+    assert "with its data as the backup before the update saved it (run 20261128T120000Z), healthy." in str(err.value)
+    ups = [c for c in calls if ("up" in c and "aini-nextcloud" in c) or c == ("put back",)]
+    assert len(ups) == 3 and ups[-1] == ("put back",)  # the first deploy, the failed update, then the data
+    assert deployed_at(tmp_path / "d")["groups"]["nextcloud"]["hash"] == \
+        json.loads(healthy[bundle.MANIFEST].content)["groups"]["nextcloud"]["hash"]
+    assert rollback.load(site, "nextcloud").backup == "20261128T120000Z"
+
+    def refused():
+        raise AiniError("restore of mariadb failed (no space left); group nextcloud is left stopped")
+    failing.add("aini-nextcloud")
+    with pytest.raises(diagnose.DeployError, match="(?s)with its data from the backup before the update "
+                                                   r"\(run R\) failed too:.*no space left"):
+        apply.deploy(newer, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()),
+                     data_back={"nextcloud": rollback.DataBack("R", refused)})
+    assert "nextcloud" not in deployed_at(tmp_path / "d")["groups"]
+
+
+def test_rollback_of_a_group_whose_data_was_migrated_takes_the_backup_from_before_the_update(tmp_path):
+    store, first, second = _bundles(tmp_path, "nextcloud:34.0.5-apache", "nextcloud")
+    run, calls, _ = _engine()
+    site = sites_local.LocalSite(tmp_path / "d", run)
+    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    apply.deploy(first, site, store.values(), **quiet)
+    apply.deploy(second, site, store.values(), data_back={"nextcloud": rollback.DataBack("RUN", lambda: None)}, **quiet)
+    with pytest.raises(InputError, match="nextcloud 34.0.5-apache → 34.0.4-apache is a downgrade"):
+        apply.roll_back(site, "nextcloud", **quiet)  # no way to put its data back: refused
+
+    def declined(group, run):
+        raise InputError("confirmation did not match the project name; nothing was rolled back")
+    with pytest.raises(InputError, match="nothing was rolled back"):
+        apply.roll_back(site, "nextcloud", data_back=declined, **quiet)
+    assert (tmp_path / "d/nextcloud/compose.yml").read_text() == second["nextcloud/compose.yml"].content
+    seen = []
+    result = apply.roll_back(site, "nextcloud", data_back=lambda group, run: rollback.DataBack(
+        run, lambda: seen.append((group, run, (tmp_path / "d/nextcloud/compose.yml").read_text()))), **quiet)
+    assert seen == [("nextcloud", "RUN", first["nextcloud/compose.yml"].content)]  # old files, then its data
+    assert result.reason.endswith(", its data from run RUN")
+    assert deployed_at(tmp_path / "d")["groups"]["nextcloud"]["hash"] == \
+        json.loads(first[bundle.MANIFEST].content)["groups"]["nextcloud"]["hash"]

@@ -116,3 +116,22 @@ def test_only_the_control_plane_keeps_its_groups_and_their_images():
         "+ vault          up   new",
         "images: img/traefik:1, img/vault:1",
     ]
+
+
+def test_a_version_change_and_the_backup_before_it_are_shown_after_the_groups():
+    from dataclasses import replace
+
+    from aini.deploy.versions import VersionChange
+
+    m = manifest(n8n="b")
+    p = replace(deploy_plan.plan(typed(m), typed(manifest(n8n="a")), {"n8n": {"n8n"}}, {}),
+                versions=(VersionChange("n8n", "n8nio/n8n:2.1.0", "n8nio/n8n:2.2.0"),),
+                notes=("backup first: n8n (a run into backup.repository, before the group is touched)",))
+    expected = [
+        "+ n8n            up   changed",
+        "~ n8n            2.1.0 → 2.2.0",
+        "backup first: n8n (a run into backup.repository, before the group is touched)",
+        "images: img/n8n:1",
+    ]
+    assert p.lines() == expected
+    assert p.only(["n8n"], typed(m)).lines() == expected

@@ -41,6 +41,12 @@ def test_up_argv_is_a_list_without_secrets():
     assert again.argv[-3:] == ("--force-recreate", "--no-deps", "traefik")
 
 
+def test_create_makes_the_containers_without_starting_any():
+    cmd = compose_cmds.compose_create_cmd(TOOLS, Path("/d"), "nextcloud")
+    assert cmd.argv[-5:] == ("up", "--no-start", "--pull", "never", "--remove-orphans")
+    assert "--project-name" in cmd.argv and "aini-nextcloud" in cmd.argv and "--detach" not in cmd.argv
+
+
 def test_the_source_address_command_really_prints_where_the_kernel_sends_from():
     cmd = engine.source_address_cmd("127.0.0.1", 8200)
     assert cmd.argv[0] == "python3" and cmd.argv[-2:] == ("127.0.0.1", "8200")  # data, not a shell string

@@ -166,3 +166,25 @@ def test_a_backup_of_a_control_plane_without_its_token_fails_that_service_alone(
     repo = restic.Repository("restic/restic:0.18.0", str(tmp_path / "restic.env"))
     runner._save(LocalSite(tmp_path), Tools(("docker",), ()), repo, "r1", vault, saved, lambda _: None, False, None)
     assert saved.error == "no snapshot token for vault yet; run aini up once (it makes one)" and not saved.snapshots
+
+
+def test_the_backup_before_an_update_covers_the_changed_groups_and_a_failure_updates_nothing(tmp_path, monkeypatch):
+    said: list[str] = []
+    assert backup.before_update(project(tmp_path, None), None, ["n8n"], said.append) == {}
+    assert said == ["! no backup before updating n8n: backup.repository is not set"]
+    said.clear()
+    assert backup.before_update(project(tmp_path, "/srv/restic"), None, ["onlyoffice"], said.append) == {}
+    assert said == []  # OnlyOffice holds nothing
+    runs: list[tuple] = []
+
+    def run(project_, only, say, site):
+        runs.append(tuple(only))
+        return runner.RunResult("20261128T120000Z", [runner.Saved("mariadb", "nextcloud", error="mariadb-dump: exit 2")], {}, {})
+    monkeypatch.setattr(backup, "backup", run)
+    with pytest.raises(AiniError, match="(?s)the backup before updating librechat, nextcloud failed, so nothing was "
+                                        "updated:\n  - mariadb: mariadb-dump: exit 2"):
+        backup.before_update(project(tmp_path, "/srv/restic"), None, ["mongodb", "mariadb"], said.append)
+    assert runs == [("librechat", "nextcloud")]
+    monkeypatch.setattr(backup, "backup", lambda p, only, say, site: runner.RunResult("R", [runner.Saved("n8n", "n8n")], {}, {}))
+    backs = backup.before_update(project(tmp_path, "/srv/restic"), None, ["n8n"], said.append)
+    assert list(backs) == ["n8n"] and backs["n8n"].run == "R" and said[-1] == "backed up n8n before the update: run R"

@@ -51,7 +51,10 @@ from urllib.parse import urlsplit
 HTML = Path(os.environ.get("AINI_DOUBLE_NEXTCLOUD_HTML", "/var/www/html"))
 SRC = Path("/usr/src/nextcloud")
 WWW_DATA = 33
-IMAGE_VERSION = (34, 0, 4, 0)
+# The release this image stands for: the catalog's pin, or the build's AINI_DOUBLE_VERSION
+# (an update in the tests). Like upstream's entrypoint, start() reads it from the image's
+# /usr/src/nextcloud/version.php, which the build writes.
+IMAGE_VERSION = tuple(int(n) for n in ((os.environ.get("AINI_DOUBLE_VERSION") or "34.0.4") + ".0.0.0").split(".")[:4])
 IMAGE_CONFIGS = ("apache-pretty-urls.config.php", "apcu.config.php", "apps.config.php", "autoconfig.php",
                  "redis.config.php", "reverse-proxy.config.php", "s3.config.php", "smtp.config.php",
                  "swift.config.php", "upgrade-disable-web.config.php")
@@ -130,13 +133,14 @@ def run_as_www_data(*args: str) -> int:
 def start() -> None:
     """entrypoint.sh before `apache2-foreground`, in upstream's order."""
     installed = _version_of(HTML / "version.php")
-    if installed > IMAGE_VERSION:
+    image_version = _version_of(SRC / "version.php")
+    if installed > image_version:
         log("Can't start Nextcloud because the version of the data is higher than the docker image version")
         sys.exit(1)
-    if IMAGE_VERSION > installed:
-        image, data = ".".join(map(str, IMAGE_VERSION)), ".".join(map(str, installed))
+    if image_version > installed:
+        image, data = ".".join(map(str, image_version)), ".".join(map(str, installed))
         log(f"Initializing nextcloud {image} ...")
-        if installed != (0, 0, 0, 0) and IMAGE_VERSION[0] > installed[0] + 1:
+        if installed != (0, 0, 0, 0) and image_version[0] > installed[0] + 1:
             log(f"Can't start Nextcloud because upgrading from {data} to {image} is not supported.")
             log("It is only possible to upgrade one major version at a time. For example, if you want to upgrade "
                 "from version 14 to 16, you will have to upgrade from version 14 to 15, then from 15 to 16.")
@@ -322,7 +326,7 @@ def occ(args: list[str]) -> None:
         write_config({
             "passwordsalt": secrets.token_urlsafe(22), "secret": secrets.token_urlsafe(36),
             "trusted_domains": {"0": "localhost"}, "datadirectory": str(HTML / "data"),
-            "dbtype": "mysql", "version": ".".join(map(str, IMAGE_VERSION)),
+            "dbtype": "mysql", "version": ".".join(map(str, _version_of(SRC / "version.php"))),
             "dbname": env.get("MYSQL_DATABASE", ""), "dbhost": env.get("MYSQL_HOST", ""),
             "dbuser": env.get("MYSQL_USER", ""), "dbpassword": env.get("MYSQL_PASSWORD", ""),
             "installed": True, "instanceid": "oc" + secrets.token_hex(5),
