@@ -294,12 +294,30 @@ def _going_back(target: rollback.Target, running: Mapping[str, str]) -> tuple[Ve
     return version_changes(running, target.images, _rules())
 
 
+def _go_back(site: Site, tools: Tools, target: rollback.Target, back: rollback.DataBack | None,
+             replaced: Mapping[str, object], keep: Iterable[str], wait_timeout: int, secrets: Sequence[str],
+             console: Console, reason: str) -> DeployError | None:
+    """The group at `target` again, its post-deploy steps run: with `back`, its old files put in
+    place and its data restored under them (which starts and health-gates it; AiniError when
+    that fails), else brought up from its files; what went wrong, or None."""
+    group = target.group
+    steps = tuple(target.entry.get("post_deploy") or ())
+    if back is None:
+        recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(replaced).get(group),
+                                  target.digests, {p: f.digest for p, f in replaced.items()})  # type: ignore[attr-defined]
+        return _bring_up(site, tools, group, target.files, keep, recreate, steps, wait_timeout, secrets, console, reason)
+    site.sync(group, target.files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
+    back.put_back()
+    return _steps(site, tools, group, steps, secrets, console)
+
+
 def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Mapping, target: rollback.Target,
                       failed: Mapping[str, object], keep: Iterable[str], wait_timeout: int, secrets: Sequence[str],
                       console: Console, failure: DeployError, back: rollback.DataBack | None) -> NoReturn:
-    """A changed group that failed goes back to its last healthy deploy; the error says what
-    failed (with its logs, read before the rollback replaced the containers) and how the
-    rollback went."""
+    """A changed group that failed goes back to its last healthy deploy, with the data of the
+    backup taken before the update when there is one (the failed version may have migrated
+    it); the error says what failed (with its logs, read before the rollback replaced the
+    containers) and how the rollback went."""
     group = target.group
     said = f"{failure}\n"
     refused = [c.refused for c in _going_back(target, manifest.groups[group].images) if c.refused]
@@ -307,34 +325,20 @@ def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Ma
         raise DeployError(said + f"Not rolled back to its last healthy deploy: {'; '.join(refused)}",
                           group, failure.containers)
     t0 = time.monotonic()
-    images = ", ".join(f"{s} {i}" for s, i in target.images.items())
-    if back is not None:  # the failed version may have migrated the data: it goes back too
-        site.sync(group, target.files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
-        try:
-            back.put_back()
-        except AiniError as exc:
-            raise DeployError(said + "Rolling back to its last healthy deploy with its data from the backup before "
-                              f"the update (run {back.run}) failed too:\n{_indent(str(exc))}", group,
-                              failure.containers) from None
-        again = _steps(site, tools, group, tuple(target.entry.get("post_deploy") or ()), secrets, console)
-        if again is not None:
-            raise DeployError(said + f"Rolled back with its data, but:\n{_indent(str(again))}", group,
-                              failure.containers)
-        record_entry(site, deployed, manifest.document, group, target.entry, target.digests)
-        console.print(f"[yellow]↩ {group:<12} rolled back with its data[/yellow] ({time.monotonic() - t0:.1f}s)")
-        raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}) with its data "
-                          f"as the backup before the update saved it (run {back.run}), healthy.",
-                          group, failure.containers)
-    recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(failed).get(group),
-                              target.digests, {p: f.digest for p, f in failed.items()})  # type: ignore[attr-defined]
-    again = _bring_up(site, tools, group, target.files, keep, recreate, tuple(target.entry.get("post_deploy") or ()),
-                      wait_timeout, secrets, console, "rolling back to its last healthy deploy")
+    try:
+        again: Exception | None = _go_back(site, tools, target, back, failed, keep, wait_timeout, secrets, console,
+                                           "rolling back to its last healthy deploy")
+    except AiniError as exc:
+        again = exc
     if again is not None:
-        raise DeployError(said + f"Rolling back to its last healthy deploy failed too:\n{_indent(str(again))}",
+        data = f" with its data from the backup before the update (run {back.run})" if back else ""
+        raise DeployError(said + f"Rolling back to its last healthy deploy{data} failed too:\n{_indent(str(again))}",
                           group, failure.containers)
     record_entry(site, deployed, manifest.document, group, target.entry, target.digests)
     console.print(f"[yellow]↩ {group:<12} rolled back[/yellow] ({time.monotonic() - t0:.1f}s)")
-    raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}), healthy.",
+    images = ", ".join(f"{s} {i}" for s, i in target.images.items())
+    data = f" with its data as the backup before the update saved it (run {back.run})" if back else ""
+    raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}){data}, healthy.",
                       group, failure.containers)
 
 
@@ -373,17 +377,8 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
         now = rollback.proven(deployed, group, site.read, lambda p: target.files[p].private if p in target.files
                               else p.endswith(".env"))
         t0 = time.monotonic()
-        current_files = now.files if now else {}
-        recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(current_files).get(group),
-                                  target.digests, now.digests if now else {})
-        steps = tuple(target.entry.get("post_deploy") or ())
-        if back is not None:
-            site.sync(group, target.files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
-            back.put_back()  # the data as the backup before the update saved it; started, health-gated
-            failure = _steps(site, tools, group, steps, secrets, console)
-        else:
-            failure = _bring_up(site, tools, group, target.files, keep, recreate, steps, wait_timeout, secrets,
-                                console, "rollback")
+        failure = _go_back(site, tools, target, back, now.files if now else {}, keep, wait_timeout, secrets, console,
+                           "rollback")
         if failure is not None:
             record(site, deployed, deployed, group, None)
             raise DeployError(f"{failure}\naini up deploys aini.yml's version of '{group}' again.", group,
