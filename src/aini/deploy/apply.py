@@ -252,12 +252,17 @@ def _privacy(files: Mapping[str, object]):
     return lambda path: files[path].private if path in files else path.endswith(".env")  # type: ignore[attr-defined]
 
 
+def _kept(keep: Iterable[str], group: str) -> list[str]:
+    """The paths of `keep` in the group's directory: what syncing its files leaves alone."""
+    return [k for k in keep if k.startswith(group + "/")]
+
+
 def _bring_up(site: Site, tools: Tools, group: str, files: Mapping[str, object], keep: Iterable[str],
               recreate: Sequence[str], steps: Sequence[Mapping[str, str]], wait_timeout: int,
               secrets: Sequence[str], console: Console, reason: str) -> DeployError | None:
     """The group's files written, its containers up and health-gated, its post-deploy steps
     run; what went wrong, or None."""
-    site.sync(group, files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
+    site.sync(group, files, _kept(keep, group))  # type: ignore[arg-type]
     with _progress(console, f"[bold]{group}[/bold]: up, waiting for health checks "
                             f"(at most {wait_timeout}s; {reason})"):
         deadline = time.monotonic() + wait_timeout
@@ -306,7 +311,7 @@ def _go_back(site: Site, tools: Tools, target: rollback.Target, back: rollback.D
         recreate = _mount_changes(group, _composes(target.files).get(group, {}), _composes(replaced).get(group),
                                   target.digests, {p: f.digest for p, f in replaced.items()})  # type: ignore[attr-defined]
         return _bring_up(site, tools, group, target.files, keep, recreate, steps, wait_timeout, secrets, console, reason)
-    site.sync(group, target.files, [k for k in keep if k.startswith(group + "/")])  # type: ignore[arg-type]
+    site.sync(group, target.files, _kept(keep, group))  # type: ignore[arg-type]
     back.put_back()
     return _steps(site, tools, group, steps, secrets, console)
 
@@ -336,9 +341,9 @@ def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Ma
                           group, failure.containers)
     record_entry(site, deployed, manifest.document, group, target.entry, target.digests)
     console.print(f"[yellow]↩ {group:<12} rolled back[/yellow] ({time.monotonic() - t0:.1f}s)")
-    images = ", ".join(f"{s} {i}" for s, i in target.images.items())
     data = f" with its data as the backup before the update saved it (run {back.run})" if back else ""
-    raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({images}){data}, healthy.",
+    raise DeployError(said + f"Rolled back: {group} runs its last healthy deploy again ({target.shown()}){data}, "
+                      "healthy.",
                       group, failure.containers)
 
 
@@ -374,8 +379,7 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
             back = data_back(group, target.backup)
         else:
             _refuse(changes)
-        now = rollback.proven(deployed, group, site.read, lambda p: target.files[p].private if p in target.files
-                              else p.endswith(".env"))
+        now = rollback.proven(deployed, group, site.read, _privacy(target.files))
         t0 = time.monotonic()
         failure = _go_back(site, tools, target, back, now.files if now else {}, keep, wait_timeout, secrets, console,
                            "rollback")
@@ -388,8 +392,8 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
             rollback.keep(site, now)
         seconds = time.monotonic() - t0
         console.print(f"[green]↩ {group:<12} rolled back, healthy[/green] ({seconds:.1f}s)")
-        images = ", ".join(f"{s} {i}" for s, i in target.images.items())
-        return GroupResult(group, "rollback", images + (f", its data from run {back.run}" if back else ""), seconds)
+        return GroupResult(group, "rollback", target.shown() + (f", its data from run {back.run}" if back else ""),
+                           seconds)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ files behind, and those never replace a good target."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,9 +47,9 @@ class Target:
     def images(self) -> dict[str, str]:
         return dict(self.entry.get("images") or {})
 
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    def shown(self) -> str:
+        """Its images, as messages name them: `service image, ...`."""
+        return ", ".join(f"{s} {i}" for s, i in self.images.items())
 
 
 def proven(deployed: Mapping | None, group: str, read: Callable[[str], str | None],
@@ -64,7 +63,7 @@ def proven(deployed: Mapping | None, group: str, read: Callable[[str], str | Non
     files = {}
     for path, digest in digests.items():
         text = read(path)
-        if text is None or _digest(text) != digest:
+        if text is None or BundleFile(text).digest != digest:
             return None
         files[path] = BundleFile(text, private(path))
     return Target(group, dict(entry), files)
@@ -90,7 +89,8 @@ def load(site: Site, group: str) -> Target | None:
     files = {}
     for path, info in listed.items():
         content = site.read(f"{ROLLBACK}/{path}")
-        if content is None or _digest(content) != info.get("digest"):
+        file = BundleFile(content or "", bool(info.get("private", True)))
+        if content is None or file.digest != info.get("digest"):
             return None
-        files[path] = BundleFile(content, bool(info.get("private", True)))
+        files[path] = file
     return Target(group, entry, files, record.get("backup"))

@@ -192,11 +192,11 @@ def test_a_group_compose_calls_up_is_checked_again_and_fails_when_a_container_is
     assert sum(1 for c in calls if "ps" in c and "--project-name" in c) == 3  # starting, unhealthy, diagnose
 
 
-def _engine(failing: set[str] | None = None):
-    """A fake engine: every command succeeds, except `compose up` of a project in `failing`
-    (a set the test changes as it goes)."""
+def _engine(tmp_path):
+    """A local site on a fake engine: every command succeeds, except `compose up` of a project
+    in `failing` (a set the test changes as it goes), once. Returns (site, calls, failing)."""
     calls: list[tuple[str, ...]] = []
-    failing = failing if failing is not None else set()
+    failing: set[str] = set()
 
     def run(cmd):
         calls.append(cmd.argv)
@@ -204,7 +204,11 @@ def _engine(failing: set[str] | None = None):
             failing.discard(cmd.argv[cmd.argv.index("--project-name") + 1])  # once: the rollback's up succeeds
             return subprocess.CompletedProcess(cmd.argv, 1, "", "container aini-onlyoffice is unhealthy")
         return subprocess.CompletedProcess(cmd.argv, 0, "", "")
-    return run, calls, failing
+    return sites_local.LocalSite(tmp_path / "d", run), calls, failing
+
+
+def _quiet() -> dict:
+    return {"tools": TOOLS, "console": Console(file=io.StringIO())}
 
 
 def _bundles(tmp_path, image: str, service: str = "onlyoffice"):
@@ -220,9 +224,8 @@ def _bundles(tmp_path, image: str, service: str = "onlyoffice"):
 
 def test_a_changed_group_that_fails_goes_back_to_its_last_healthy_deploy(tmp_path):
     store, healthy, broken = _bundles(tmp_path, "registry.example/onlyoffice:9.5.0")
-    run, calls, failing = _engine()
-    site = sites_local.LocalSite(tmp_path / "d", run)
-    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    site, calls, failing = _engine(tmp_path)
+    quiet = _quiet()
     apply.deploy(healthy, site, store.values(), **quiet)
     good = healthy["onlyoffice/compose.yml"].content
     failing.add("aini-onlyoffice")
@@ -248,8 +251,7 @@ def test_a_failed_update_whose_data_cannot_go_back_is_not_rolled_back(tmp_path):
     """Nextcloud refuses to open data a newer version wrote: returning to the old image would
     fail too, so it is left as it failed and the error says why."""
     store, healthy, newer = _bundles(tmp_path, "nextcloud:34.0.5-apache", "nextcloud")
-    run, calls, failing = _engine()
-    site = sites_local.LocalSite(tmp_path / "d", run)
+    site, calls, failing = _engine(tmp_path)
     apply.deploy(healthy, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
     failing.add("aini-nextcloud")
     with pytest.raises(diagnose.DeployError) as err:
@@ -262,9 +264,8 @@ def test_a_failed_update_whose_data_cannot_go_back_is_not_rolled_back(tmp_path):
 
 def test_rollback_returns_a_group_to_its_deploy_before_the_last_change_and_again_goes_forward(tmp_path):
     store, first, second = _bundles(tmp_path, "registry.example/onlyoffice:9.5.0")
-    run, calls, _ = _engine()
-    site = sites_local.LocalSite(tmp_path / "d", run)
-    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    site, calls, _ = _engine(tmp_path)
+    quiet = _quiet()
     apply.deploy(first, site, store.values(), **quiet)
     with pytest.raises(InputError, match="no earlier deploy of 'onlyoffice' is kept"):
         apply.roll_back(site, "onlyoffice", **quiet)
@@ -286,9 +287,8 @@ def test_rollback_returns_a_group_to_its_deploy_before_the_last_change_and_again
 
 def test_a_damaged_or_unproven_copy_is_never_gone_back_to(tmp_path):
     store, first, second = _bundles(tmp_path, "registry.example/onlyoffice:9.5.0")
-    run, _, _ = _engine()
-    site = sites_local.LocalSite(tmp_path / "d", run)
-    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    site, _, _ = _engine(tmp_path)
+    quiet = _quiet()
     apply.deploy(first, site, store.values(), **quiet)
     # A run killed after writing a group's new files: they are not what the record proved.
     (tmp_path / "d/onlyoffice/compose.yml").write_text(second["onlyoffice/compose.yml"].content)
@@ -306,8 +306,7 @@ def test_a_failed_update_with_a_backup_before_it_goes_back_with_its_data(tmp_pat
     """Nextcloud refuses its old version on data the new one migrated: with the run taken just
     before the update, the old files go back first, then the data is restored under them."""
     store, healthy, newer = _bundles(tmp_path, "nextcloud:34.0.5-apache", "nextcloud")
-    run, calls, failing = _engine()
-    site = sites_local.LocalSite(tmp_path / "d", run)
+    site, calls, failing = _engine(tmp_path)
     apply.deploy(healthy, site, store.values(), tools=TOOLS, console=Console(file=io.StringIO()))
     seen = []
 
@@ -339,9 +338,8 @@ def test_a_failed_update_with_a_backup_before_it_goes_back_with_its_data(tmp_pat
 
 def test_rollback_of_a_group_whose_data_was_migrated_takes_the_backup_from_before_the_update(tmp_path):
     store, first, second = _bundles(tmp_path, "nextcloud:34.0.5-apache", "nextcloud")
-    run, calls, _ = _engine()
-    site = sites_local.LocalSite(tmp_path / "d", run)
-    quiet = {"tools": TOOLS, "console": Console(file=io.StringIO())}
+    site, calls, _ = _engine(tmp_path)
+    quiet = _quiet()
     apply.deploy(first, site, store.values(), **quiet)
     apply.deploy(second, site, store.values(), data_back={"nextcloud": rollback.DataBack("RUN", lambda: None)}, **quiet)
     with pytest.raises(InputError, match="nextcloud 34.0.5-apache → 34.0.4-apache is a downgrade"):
