@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from aini import catalog
 from aini.config import validate_data
 from aini.project import STORE_DIR
@@ -105,6 +107,8 @@ class Stack:
         from aini.controlplane.bootstrap import Passphrase
 
         config = validate_data(data, "e2e aini.yml") if data is not None else self.config
+        # as a user's: the recovery kit stored with a backup carries the file itself
+        (self.project_dir / "aini.yml").write_text(yaml.safe_dump(data or self.data, sort_keys=False))
         return ops_up.up_local(Project(config, self.project_dir), wait_timeout=wait_timeout, console=console,
                                passphrase=Passphrase(environ=PASSPHRASE_ENV), **kw)
 

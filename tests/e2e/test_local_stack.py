@@ -20,7 +20,6 @@ import yaml
 from rich.console import Console
 
 from aini import catalog
-from aini.backup import scope
 from aini.controlplane import breakglass, registry
 from aini.controlplane.bootstrap import State, secret_paths
 from aini.controlplane.vault import VaultClient
@@ -157,6 +156,45 @@ def test_second_deploy_recreates_nothing(stack: Stack, figures):
     figures({"deploy_noop_seconds": round(seconds, 2)})
 
 
+def _nextcloud_rows(stack: Stack) -> str:
+    """Every row of every table of Nextcloud's database, in order, as text."""
+    script = ('export MYSQL_PWD="$MARIADB_ROOT_PASSWORD"; for t in $(mariadb -uroot -N -B -e "SHOW TABLES" nextcloud); '
+              'do echo "== $t"; mariadb -uroot -N -B -e "SELECT * FROM \\`$t\\` ORDER BY 1" nextcloud; done')
+    return stack.docker_cmd("exec", "aini-mariadb", "sh", "-c", script)
+
+
+def test_mariadb_10_11_to_11_8_keeps_every_row_of_nextcloud(stack: Stack, figures, tmp_path_factory):
+    """The stack's MariaDB is bookworm's 10.11, as on a site deployed before the pin moved; the
+    pin's series, 11.8 (trixie's), goes in with a backup first and the image's own
+    mariadb-upgrade (MARIADB_AUTO_UPGRADE). Every row of Nextcloud's database is identical,
+    and the stack stays on 11.8 for the tests after this one."""
+    _mariadb(stack, "CREATE TABLE aini_major (id INT PRIMARY KEY, v VARCHAR(64)) DEFAULT CHARSET=utf8mb4; "
+                    "INSERT INTO aini_major VALUES (1, 'before 11.8'), (2, 'ünïcødé ✓')")
+    assert _mariadb(stack, "SELECT VERSION()").startswith("10.11.")
+    before = _nextcloud_rows(stack)
+    assert "== oc_appconfig" in before and "ünïcødé ✓" in before
+    stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-mariadb-major") / "repository")}
+    try:
+        stack.data["images"]["overrides"]["mariadb"] = stack_images.mariadb_image("11.8")
+        out = io.StringIO()
+        start = time.monotonic()
+        assert stack.up(console=Console(file=out, width=250)).touched == ["nextcloud"]
+        figures({"mariadb_10_11_to_11_8_update_seconds": round(time.monotonic() - start, 1)})
+        said = out.getvalue()
+        assert re.search(r"~ mariadb +10\.11\.\S+ → 11\.8\.\S+: 10\.11 → 11\.8: the image's mariadb-upgrade", said), said
+        assert "backed up nextcloud before the update" in said
+        assert _mariadb(stack, "SELECT VERSION()").startswith("11.8.")
+        logs = stack.docker_cmd("logs", "aini-mariadb")
+        assert "entrypoint: mariadb-upgrade finished" in logs, logs[-2000:]
+        saved = stack.docker_cmd("exec", "aini-mariadb", "sh", "-c", "ls /var/lib/mysql/system_mysql_backup_*.sql.zst")
+        assert "system_mysql_backup_10.11." in saved
+        assert _nextcloud_rows(stack) == before
+        stack.wait_https(stack.host("nextcloud"), "/status.php")
+    finally:
+        stack.data.pop("backup", None)
+        _mariadb(stack, "DROP TABLE IF EXISTS aini_major")
+
+
 def _image_of(stack: Stack, container: str) -> str:
     return stack.docker_cmd("inspect", "-f", "{{.Config.Image}}", container).strip()
 
@@ -216,38 +254,6 @@ def test_aini_rollback_returns_a_group_to_its_version_before_a_successful_update
         assert code == 2 and "'no-such-group' is neither a deployed group nor a service of one" in err, err
         assert "Traceback" not in err
     finally:
-        stack.docker_cmd("rmi", newer, check=False)
-
-
-def test_an_update_of_a_group_holding_data_is_backed_up_first(stack: Stack, tmp_path_factory):
-    """n8n at a new version (its image under a newer tag): a run of exactly its group goes into
-    backup.repository after the images are there and before its container is replaced; without
-    a repository, the update says there is no backup."""
-    running = _image_of(stack, "aini-n8n")
-    newer = running.rsplit(":", 1)[0] + ":9.9.9-e2e"
-    stack.docker_cmd("tag", running, newer)
-    stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-update") / "repository")}
-    try:
-        update = json.loads(json.dumps(stack.data))
-        update["images"]["overrides"]["n8n"] = newer
-        out = io.StringIO()
-        assert stack.up(update, console=Console(file=out, width=250)).touched == ["n8n"]
-        said = out.getvalue()
-        assert "backup first: n8n (a run into backup.repository, before the group is touched)" in said, said
-        run = re.search(r"backed up n8n before the update: run (\S+)", said).group(1)
-        assert said.index("backed up n8n") < said.index("n8n: up, waiting")  # before the group was touched
-        code, listed, err = _cli(stack, "backup", "list", "--json")
-        assert code == 0, err
-        saved = {s["service"] for s in json.loads(listed) if s["run"] == run}
-        assert saved == {i.service for i in scope.items(stack.config, ["n8n"])} and saved  # exactly its group
-        assert _image_of(stack, "aini-n8n") == newer
-        del stack.data["backup"]
-        out = io.StringIO()
-        assert stack.up(console=Console(file=out, width=250)).touched == ["n8n"]  # back to aini.yml's version
-        assert "! no backup before updating n8n: backup.repository is not set" in out.getvalue()
-        assert _image_of(stack, "aini-n8n") == running
-    finally:
-        stack.data.pop("backup", None)
         stack.docker_cmd("rmi", newer, check=False)
 
 
@@ -315,6 +321,80 @@ def test_aini_rollback_nextcloud_after_a_successful_update_takes_its_data_back_t
         assert stack.up().touched == []
     finally:
         stack.data.pop("backup", None)
+
+
+def _n8n_rows(stack: Stack, cookie: str) -> dict[str, set]:
+    """What n8n's API lists: its workflows and its credentials, by id and name."""
+    rows = {}
+    for kind in ("workflows", "credentials"):
+        r = stack.https(stack.host("n8n"), f"/rest/{kind}", headers={**BROWSER, "Cookie": cookie})
+        assert r.status == 200, r.text[:300]
+        rows[kind] = {(row["id"], row["name"]) for row in json.loads(r.body)["data"]}
+    return rows
+
+
+def test_postgresql_15_to_17_moves_n8ns_workflows_and_credentials_to_a_new_cluster(stack: Stack, figures,
+                                                                                    tmp_path_factory):
+    """n8n on PostgreSQL 15 (bookworm's), then on the pin's major, 17 (trixie's): aini up backs
+    the group up, sets the 15 cluster aside, makes a 17 cluster and restores the dump into it.
+    Every workflow and credential is there through n8n's API; the old cluster stays until the
+    next backup, which removes it."""
+    pg15, pg17 = stack_images.postgres_image(15), stack_images.postgres_image(17)
+    saved = json.loads(json.dumps(stack.data))
+    postgres = ("exec", "aini-n8n-postgres", "psql", "-U", "n8n", "-d", "n8n", "-tAc")
+    try:
+        stack.data["services"] = {**stack.data.get("services", {}), "n8n": {"database": "postgres"}}
+        stack.data["images"]["overrides"]["n8n-postgres"] = pg15
+        assert "n8n" in stack.up().touched
+        assert stack.docker_cmd(*postgres, "SHOW server_version").startswith("15.")
+        cookie = _n8n_login(stack)
+        host, headers = stack.host("n8n"), {**BROWSER, "Cookie": cookie}
+        for n in range(3):
+            workflow = {"name": f"aini-pg-{n}", "nodes": [], "connections": {}, "settings": {}, "active": False}
+            r = stack.https(host, "/rest/workflows", method="POST", body=json.dumps(workflow).encode(), headers=headers)
+            assert r.status == 200, r.text[:300]
+        credential = {"name": "aini-pg-credential", "type": "httpHeaderAuth",
+                      "data": {"name": "X-Aini-Key", "value": "kept-across-majors"}}
+        r = stack.https(host, "/rest/credentials", method="POST", body=json.dumps(credential).encode(), headers=headers)
+        assert r.status == 200, r.text[:300]
+        before = _n8n_rows(stack, cookie)
+        assert len(before["workflows"]) >= 3 and ("aini-pg-credential" in {n for _, n in before["credentials"]})
+
+        stack.data["images"]["overrides"]["n8n-postgres"] = pg17
+        stack.data.pop("backup", None)
+        code, out, err = _cli(stack, "up")  # the move needs the backup it goes through
+        assert code == 2 and "n8n-postgres: the new major takes the data through the backup" in err, out + err
+        assert stack.docker_cmd(*postgres, "SHOW server_version").startswith("15.")
+        stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-pg-major") / "repository")}
+        out = io.StringIO()
+        start = time.monotonic()
+        assert "n8n" in stack.up(console=Console(file=out, width=250)).touched
+        figures({"postgres_15_to_17_update_seconds": round(time.monotonic() - start, 1)})
+        said = out.getvalue()
+        assert re.search(r"n8n-postgres +15\.\S+ → 17\.\S+: 15 → 17: dump, new cluster, restore", said), said
+        # a run of exactly n8n's group, after the images are there and before the group is touched
+        assert "backup first: n8n (a run into backup.repository, before the group is touched)" in said, said
+        run = re.search(r"backed up n8n before the update: run (\S+)", said).group(1)
+        kept = re.search(r"n8n-postgres: its old data kept in the volume (\S+) until the next backup", said).group(1)
+        assert said.index("backed up n8n") < said.index("stopping it to move") < said.index("kept in the volume")
+        code, listed, err = _cli(stack, "backup", "list", "--json")
+        assert code == 0, err
+        assert {s["service"] for s in json.loads(listed) if s["run"] == run} == {"n8n", "n8n-postgres"}
+        assert stack.docker_cmd(*postgres, "SHOW server_version").startswith("17.")
+        assert _image_of(stack, "aini-n8n-postgres") == pg17
+        assert _n8n_rows(stack, _n8n_login(stack)) == before
+        old = stack.docker_cmd("run", "--rm", "-v", f"{kept}:/old", "--entrypoint", "cat", pg15, "/old/PG_VERSION")
+        assert old.strip() == "15"  # the 15 cluster as it was, set aside
+
+        code, out, err = _cli(stack, "backup", "--only", "n8n")
+        assert code == 0, out + err
+        assert f"removed {kept}: the old data an upgrade set aside" in err, out + err
+        assert kept not in stack.docker_cmd("volume", "ls", "-q")
+    finally:
+        stack.data.clear()
+        stack.data.update(saved)
+        stack.up()
+        stack.docker_cmd("volume", "rm", "aini-n8n-postgres", check=False)
 
 
 def test_missing_image_stops_before_touching_anything(stack: Stack):
@@ -804,6 +884,13 @@ def test_aini_up_killed_at_a_seeded_moment_of_an_update_ends_healthy_at_the_new_
         assert {name: _image_of(stack, f"aini-{name}") for name in new} == new
         r = stack.https(stack.host("n8n"), "/rest/workflows", headers={**BROWSER, "Cookie": _n8n_login(stack)})
         assert "aini-e2e-kill" in {w["name"] for w in json.loads(r.body)["data"]}, r.text[:300]
+        # back to the old versions without a repository: no backup first, and the update says so
+        stack.data.pop("backup")
+        stack.data["images"]["overrides"] = overrides
+        out = io.StringIO()
+        assert set(stack.up(console=Console(file=out, width=250)).touched) == {"n8n", "onlyoffice"}
+        assert "! no backup before updating n8n: backup.repository is not set" in out.getvalue()
+        assert {name: _image_of(stack, f"aini-{name}") for name in old} == old
     finally:
         stack.data.pop("backup", None)
         stack.data["images"]["overrides"] = overrides

@@ -109,24 +109,25 @@ def _context_digest(context: Path) -> list[bytes | str]:
     return parts
 
 
-def base_image() -> str:
-    """Debian 12 minbase from debootstrap, imported as an image; built once per recipe."""
-    tag = f"{REPO}/debian-base:{_digest(json.dumps(BASE_RECIPE, sort_keys=True))}"
+def base_image(suite: str = "bookworm") -> str:
+    """Debian minbase from debootstrap (12 by default; `suite` "trixie": 13), imported as an
+    image; built once per recipe."""
+    recipe = BASE_RECIPE | {"suite": suite}
+    tag = f"{REPO}/debian-base:{_digest(json.dumps(recipe, sort_keys=True))}"
     with _build_lock():
         if not image_exists(tag):
-            build_base_image(tag)
+            build_base_image(tag, recipe)
     return tag
 
 
-def build_base_image(tag: str) -> None:
+def build_base_image(tag: str, recipe: dict = BASE_RECIPE) -> None:
     if not shutil.which("debootstrap") and not Path("/usr/sbin/debootstrap").exists():
         raise SandboxError("debootstrap is not installed (apt-get install debootstrap)")
     workdir = Path(tempfile.mkdtemp(prefix="aini-debootstrap-", dir="/var/tmp"))
     rootfs = workdir / "rootfs"
     try:
         r = subprocess.run(
-            ["debootstrap", f"--variant={BASE_RECIPE['variant']}", BASE_RECIPE["suite"],
-             str(rootfs), BASE_RECIPE["mirror"]],
+            ["debootstrap", f"--variant={recipe['variant']}", recipe["suite"], str(rootfs), recipe["mirror"]],
             capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             log = rootfs / "debootstrap" / "debootstrap.log"

@@ -2,7 +2,8 @@
 
 No container registry is reachable here, so the tests deploy through aini.yml's
 `images.overrides`, exactly as a user with a private registry would. Every image is built
-FROM the debootstrap Debian 12 base (sandbox.base_image()) with apt, PyPI or npm only, and
+FROM the debootstrap Debian 12 base (sandbox.base_image(); PostgreSQL 17 from Debian 13's, as
+trixie carries it) with apt, PyPI or npm only, and
 cached by a hash of its recipe (sandbox.layered_image), then tagged
 `aini-e2e/<service>:<that hash>`; a double's tag starts with the pinned version it stands for
 (`aini-e2e/nextcloud-double:34.0.4-apache-<hash>`).
@@ -124,12 +125,41 @@ def traefik_image() -> str:
     return _layer("stack-traefik", sandbox.base_image(), "traefik", context=ctx)
 
 
-def mariadb_image() -> str:
-    return _layer("stack-mariadb", sandbox.base_image(), "mariadb")
+# MariaDB series from Debian: each from the suite that carries it.
+MARIADB_SUITES = {"11.8": "trixie", "10.11": "bookworm"}
 
 
-def postgres_image() -> str:
-    return _layer("stack-postgres", sandbox.base_image(), "postgres")
+def mariadb_image(series: str = "10.11") -> str:
+    """MariaDB `series`, tagged with the version its server reports (`10.11.14-bookworm-<hash>`).
+    The stack starts at 10.11, as a site deployed before the pin moved to 11.8 would."""
+    return _versioned("stack-mariadb", "mariadb", MARIADB_SUITES[series], {},
+                      ("mariadbd", "--version"), r"Ver (\d+\.\d+\.\d+)")
+
+
+def _versioned(name: str, service: str, suite: str, args: dict[str, str], version_cmd: tuple[str, ...],
+               pattern: str) -> str:
+    """images/<name> on Debian `suite`, tagged `<version>-<suite>-<hash>` with the version the
+    software itself reports (`version_cmd` matched by `pattern`)."""
+    start = time.monotonic()
+    built = sandbox.layered_image(name, sandbox.base_image(suite), build_args=args)
+    out = sandbox.docker("run", "--rm", "--entrypoint", version_cmd[0], built, *version_cmd[1:]).stdout.decode()
+    version = re.search(pattern, out)
+    if not version:
+        raise sandbox.SandboxError(f"{built}: {' '.join(version_cmd)} said {out!r}")
+    tag = _retag(built, service, f"{version.group(1)}-{suite}")
+    BUILDS[f"{service}-{version.group(1)}"] = Built(tag, time.monotonic() - start, False)
+    return tag
+
+
+# PostgreSQL majors from Debian: each from the suite that carries it.
+POSTGRES_SUITES = {17: "trixie", 15: "bookworm"}
+
+
+def postgres_image(major: int = 17) -> str:
+    """PostgreSQL `major`, tagged with the version its server reports (`17.12-trixie-<hash>`), as
+    the pinned tags start with theirs: AINI reads the major from the tag."""
+    return _versioned("stack-postgres", "postgres", POSTGRES_SUITES[major], {"PG_MAJOR": str(major)},
+                      ("postgres", "--version"), r"\(PostgreSQL\) (\d+\.\d+)")
 
 
 def redis_image() -> str:

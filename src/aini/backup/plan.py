@@ -57,6 +57,33 @@ def in_container(tools: Tools, item: Item, script: str, stdin: bool = False, tim
                 "sh", "-c", script), timeout=timeout)
 
 
+def ready_cmd(tools: Tools, item: Item) -> Cmd:
+    """The database answers as its restore will reach it (Backup.ready)."""
+    assert item.backup.ready
+    return in_container(tools, item, item.backup.ready, timeout=30)
+
+
+KEPT_LABEL = "aini.kept-before"  # on a volume set aside by a major upgrade: the image it was written by
+
+
+def set_aside_cmd(tools: Tools, image: str, volume: str, kept: str) -> Cmd:
+    """The volume's files copied into `kept`, then removed from the volume: a new major that
+    cannot read them starts on an empty one (a new cluster), and the old one stays as it was.
+    A copy already complete is never overwritten (run again after a kill, the volume may hold
+    part of the new cluster). `image`: any with sh, cp and find (the restic image, always on
+    the site)."""
+    script = ("set -e; if [ ! -e /kept/.aini-kept ]; then find /kept -mindepth 1 -delete; "
+              "cp -a /volume/. /kept/; touch /kept/.aini-kept; fi; find /volume -mindepth 1 -delete")
+    return Cmd((*tools.docker, "run", "--rm", "--entrypoint", "sh", "-v", f"{volume}:/volume", "-v", f"{kept}:/kept",
+                image, "-c", script), timeout=3600)
+
+
+def empty_volume_cmd(tools: Tools, image: str, volume: str) -> Cmd:
+    """Every file of the volume removed: the old major starts a new cluster there, for its dump."""
+    return Cmd((*tools.docker, "run", "--rm", "--entrypoint", "sh", "-v", f"{volume}:/volume", image, "-c",
+                "find /volume -mindepth 1 -delete"), timeout=3600)
+
+
 def stop_cmd(tools: Tools, containers: Sequence[str]) -> Cmd:
     return Cmd((*tools.docker, "stop", "--time", "60", *containers), timeout=300)
 

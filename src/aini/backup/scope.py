@@ -52,3 +52,13 @@ def before_update_line(config: AiniConfig, groups: Sequence[str]) -> str | None:
     if backup_catalog.enabled(config):
         return f"backup first: {', '.join(groups)} (a run into backup.repository, before the group is touched)"
     return f"! no backup before updating {', '.join(groups)}: backup.repository is not set"
+
+
+def moves_refused(config: AiniConfig, moving: Sequence[str]) -> str | None:
+    """Why a new major that moves its services' data (Upgrade.by_dump) cannot be made: it moves
+    through the backup taken just before, so it needs backup.repository."""
+    if not moving or backup_catalog.enabled(config):
+        return None
+    return (f"{', '.join(moving)}: the new major takes the data through the backup before the update (dump, new "
+            "cluster, restore), and backup.repository is not set; set it, or keep the version running now "
+            "(images.overrides)")

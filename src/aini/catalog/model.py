@@ -190,6 +190,8 @@ class Upgrade:
     downgrade: Literal["allowed", "within-major", "refused"] = "refused"  # onto data a newer one wrote
     major: str = ""  # what a new major does to the data, as the plan says it
     automatic: bool = True  # False: AINI does not do `major` yet, so the change is refused
+    by_dump: bool = False  # a new major cannot read the old data: it starts on an empty volume (the old
+    #                        files set aside) and takes the dump of the backup taken just before
     source: str = ""  # upstream's word for the rules above
 
     def __post_init__(self) -> None:

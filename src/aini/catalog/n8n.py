@@ -114,8 +114,8 @@ N8N_POSTGRES = ServiceSpec(
                   # TCP: the image's first start runs a temporary server on the socket only
                   # (docker-entrypoint.sh, listen_addresses=''), which pg_isready alone accepts.
                   ready="pg_isready -h 127.0.0.1 -U n8n -d n8n"),
-    upgrade=Upgrade(downgrade="within-major", automatic=False,
-                    major="its data moved to a new cluster (dump, new cluster, restore)",
+    upgrade=Upgrade(downgrade="within-major", by_dump=True,
+                    major="dump, new cluster, restore (the old cluster kept until the next backup)",
                     source="PostgreSQL refuses a data directory of another major: "
                            "\"database files are incompatible with server\""),
     update="monitor",

@@ -221,15 +221,15 @@ def deploy(
                 result.groups.append(GroupResult(action.group, "down", action.reason, time.monotonic() - t0))
                 continue
             group_files = {p: f for p, f in bundle_files.items() if p.startswith(action.group + "/")}
-            target = None
+            target, back = None, data_back.get(action.group)
             if action.reason == "changed":  # what came up healthy before is kept to go back to
                 target = rollback.proven(deployed, action.group, site.read, _privacy(bundle_files))
                 if target is not None:
-                    back = data_back.get(action.group)
                     target = replace(target, backup=back.run if back else None)
                     rollback.keep(site, target)
             failure = _bring_up(site, tools, action.group, group_files, keep, action.recreate,
-                                manifest.groups[action.group].post_deploy, wait_timeout, secrets, console, action.reason)
+                                manifest.groups[action.group].post_deploy, wait_timeout, secrets, console, action.reason,
+                                back)
             if failure is not None:
                 # Not recorded as deployed: the next run brings the group up and retries.
                 deployed = record(site, deployed, manifest.document, action.group, None)
@@ -237,7 +237,7 @@ def deploy(
                 if target is None:
                     raise failure
                 _roll_back_failed(site, tools, manifest, deployed, target, group_files, keep, wait_timeout,
-                                  secrets, console, failure, data_back.get(action.group))
+                                  secrets, console, failure, back)
             deployed = record(site, deployed, manifest.document, action.group, manifest.groups[action.group].hash)
             seconds = time.monotonic() - t0
             console.print(f"[green]✓ {action.group:<12} healthy[/green] ({seconds:.1f}s, {action.reason})")
@@ -259,10 +259,23 @@ def _kept(keep: Iterable[str], group: str) -> list[str]:
 
 def _bring_up(site: Site, tools: Tools, group: str, files: Mapping[str, object], keep: Iterable[str],
               recreate: Sequence[str], steps: Sequence[Mapping[str, str]], wait_timeout: int,
-              secrets: Sequence[str], console: Console, reason: str) -> DeployError | None:
-    """The group's files written, its containers up and health-gated, its post-deploy steps
-    run; what went wrong, or None."""
-    site.sync(group, files, _kept(keep, group))  # type: ignore[arg-type]
+              secrets: Sequence[str], console: Console, reason: str,
+              back: rollback.DataBack | None = None) -> DeployError | None:
+    """The group's files written (with `back` moving its data to a new major around that:
+    DataBack.set_aside, move), its containers up and health-gated, its post-deploy steps run;
+    what went wrong, or None."""
+    moving = back is not None and back.set_aside is not None and back.move is not None
+    try:
+        if moving:
+            back.set_aside()  # type: ignore[union-attr,misc]
+        site.sync(group, files, _kept(keep, group))  # type: ignore[arg-type]
+        if moving:
+            back.move()  # type: ignore[union-attr,misc]
+    except AiniError as exc:
+        if not moving:
+            raise
+        return DeployError(f"group '{group}': moving its data to the new major failed: {scrub(str(exc), secrets)}",
+                           group)
     with _progress(console, f"[bold]{group}[/bold]: up, waiting for health checks "
                             f"(at most {wait_timeout}s; {reason})"):
         deadline = time.monotonic() + wait_timeout
@@ -349,14 +362,15 @@ def _roll_back_failed(site: Site, tools: Tools, manifest: Manifest, deployed: Ma
 
 def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tools, wait_timeout: int = DEFAULT_WAIT,
               keep: Iterable[str] = (), console: Console,
-              data_back: Callable[[str, str], rollback.DataBack] | None = None) -> GroupResult:
+              data_back: Callable[[str, str, Sequence[str]], rollback.DataBack] | None = None) -> GroupResult:
     """`aini rollback GROUP`: the group (or the group of a service) back to its deploy before
     the last change, health-gated like a deploy. What it replaces becomes the target in turn,
     so a second rollback goes forward again.
 
     A version change its data cannot take (a newer version migrated it) goes back only with the
     data of the backup taken just before that update: `data_back(group, run)` gives its way
-    back (and may refuse, e.g. unconfirmed); without such a run, or without `data_back`, it is
+    back (and may refuse, e.g. unconfirmed), given the services whose older major makes a new
+    cluster for the dump (Upgrade.by_dump); without such a run, or without `data_back`, it is
     refused (exit 2) before anything changes."""
     secrets = list(secrets)
     with site.lock():
@@ -376,7 +390,9 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
         changes = _going_back(target, {s: i for s, i in running.items() if s in target.images})
         back = None
         if refusal(changes) and target.backup and data_back is not None:
-            back = data_back(group, target.backup)
+            rules = _rules()
+            back = data_back(group, target.backup, [c.service for c in changes if c.refused and
+                                                    (rule := rules.get(c.service)) is not None and rule.by_dump])
         else:
             _refuse(changes)
         now = rollback.proven(deployed, group, site.read, _privacy(target.files))

@@ -30,6 +30,11 @@ class DataBack:
     run: str  # the backup run
     put_back: Callable[[], None]  # with the group's old files in place: its data restored from `run`, the
     #                               group started at the old version and healthy (else AiniError)
+    # A new major that cannot read its data: `set_aside` (before the new files: the group stopped,
+    # the data copied aside, its volume emptied), then `move` (with them: the new major on the empty
+    # volume, the dump of `run` restored into it). Each raises AiniError when it fails.
+    set_aside: Callable[[], None] | None = None
+    move: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

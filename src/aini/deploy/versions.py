@@ -50,6 +50,7 @@ class VersionChange:
     new: str  # the bundle's
     path: str = ""  # what happens to the data, as the plan says it
     refused: str | None = None  # why `aini up` will not make this change, and the way through
+    moves: bool = False  # its data moves to a new major by dump and restore (Upgrade.by_dump)
 
     def line(self) -> str:
         same_repo = normal(self.current).rsplit(":", 1)[0] == normal(self.new).rsplit(":", 1)[0]
@@ -101,7 +102,7 @@ def judge(service: str, current: str, new: str, rule: Upgrade | None) -> Version
         return VersionChange(service, current, new, major, (
             f"{shown} needs {rule.major}{where}, which aini up does not do yet. To deploy the rest, "
             f"keep it at its version: images.overrides.{service}: {current}"))
-    return VersionChange(service, current, new, major)
+    return VersionChange(service, current, new, major, moves=rule.by_dump)
 
 
 def current_images(containers: Mapping[str, str], deployed: Manifest | None) -> dict[str, str]:

@@ -40,6 +40,14 @@ def compose_create_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
                timeout=300)
 
 
+def compose_start_cmd(tools: Tools, deploy_dir: PurePath, group: str, services: Sequence[str],
+                      wait_timeout: int) -> Cmd:
+    """Only `services` of the group up and healthy, what depends on them not started: a
+    database takes its dump before its application opens it."""
+    return Cmd((*compose_base(tools, deploy_dir, group), "up", "--detach", "--wait", "--wait-timeout",
+                str(wait_timeout), "--pull", "never", "--no-deps", *services), timeout=wait_timeout + 300)
+
+
 def compose_down_cmd(tools: Tools, deploy_dir: PurePath, group: str) -> Cmd:
     """Stop and remove a group's containers; its volumes (the data) stay."""
     return Cmd((*compose_base(tools, deploy_dir, group), "down", "--remove-orphans"), timeout=300)

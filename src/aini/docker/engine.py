@@ -90,6 +90,21 @@ def network_rm_cmd(tools: Tools, name: str) -> Cmd:
     return Cmd((*tools.docker, "network", "rm", name))
 
 
+def volume_create_cmd(tools: Tools, name: str, labels: Mapping[str, str]) -> Cmd:
+    """A named volume with `labels` (one that exists already is left as it is)."""
+    return Cmd((*tools.docker, "volume", "create", *(a for k, v in labels.items() for a in ("--label", f"{k}={v}")),
+                name))
+
+
+def volumes_cmd(tools: Tools, label: str) -> Cmd:
+    """The names of the volumes carrying `label`, one per line."""
+    return Cmd((*tools.docker, "volume", "ls", "--quiet", "--filter", f"label={label}"))
+
+
+def volume_rm_cmd(tools: Tools, names: Sequence[str]) -> Cmd:
+    return Cmd((*tools.docker, "volume", "rm", *names))
+
+
 # The address the kernel would send from to reach address:port (a UDP connect sends nothing).
 _SOURCE_ADDRESS = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
                    "s.connect((sys.argv[1], int(sys.argv[2]))); print(s.getsockname()[0])")

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,12 @@ from ..controlplane.breakglass import Key
 from ..docker import restic
 from ..docker.cmd import Tools
 from ..deploy.rollback import DataBack
-from ..docker.compose import compose_create_cmd, compose_up_cmd
+from ..deploy.versions import VersionChange, tag_of
+from ..docker.compose import compose_create_cmd, compose_start_cmd, compose_up_cmd
+from ..docker.engine import volume_create_cmd, volume_rm_cmd, volumes_cmd
 from ..errors import AiniError, InputError
 from ..project import Project
-from ..render.compose import pinned_ref
+from ..render.compose import pinned_ref, volume_name
 from ..sites.base import Site
 from ..sites.ssh import LOCK_FILE
 from . import confirm_project, recovery
@@ -120,15 +122,31 @@ def backup(project: Project, only: Sequence[str] = (), say: Say = lambda _: None
         result = runner.run_backup(site, tools, repo, chosen, _tokens(project, chosen), keep_of(project), say,
                                    not_saved=scope.not_saved(config) if not only else {})
         _kit(project, site, tools, repo, say)
+        _drop_set_aside(site, tools, [s.service for s in result.services if s.error is None], say)
         return result
 
 
-def before_update(project: Project, site: Site, services: Sequence[str], say: Say) -> dict[str, DataBack]:
+def _drop_set_aside(site: Site, tools: Tools, saved: Sequence[str], say: Say) -> None:
+    """The old data a major upgrade set aside (move), removed once a backup of its service
+    succeeded: that backup holds the data as the new major has it."""
+    volumes = {v for service in saved for v in _volumes(service)}
+    names = [n for n in site.run(volumes_cmd(tools, plan.KEPT_LABEL)).stdout.split()
+             if n.rpartition(".before-")[0] in volumes]
+    if not names:
+        return
+    r = site.run(volume_rm_cmd(tools, names))
+    if r.returncode == 0:
+        say(f"removed {', '.join(names)}: the old data an upgrade set aside, now that a backup holds the new")
+    else:
+        say(f"warning: {', '.join(names)} left in place: {r.stderr.strip()[:200]}")
+
+
+def before_update(project: Project, site: Site, changes: Sequence[VersionChange], say: Say) -> dict[str, DataBack]:
     """A run of exactly the groups holding data whose version changes, before any of them is
-    touched; per group saved, how its data returns to that run when its update fails. Nothing
-    when there is nothing to save or no repository (the plan says so). A failed run stops the
-    update before anything changed."""
-    groups = scope.before_update(project.config, services)
+    touched; per group saved, how its data returns to that run when its update fails (and,
+    for a major that moves its data, how it moves). Nothing when there is nothing to save or
+    no repository (the plan says so). A failed run stops the update before anything changed."""
+    groups = scope.before_update(project.config, [c.service for c in changes])
     line = scope.before_update_line(project.config, groups)
     if line:
         say(line)
@@ -140,13 +158,87 @@ def before_update(project: Project, site: Site, services: Sequence[str], say: Sa
         raise AiniError(f"the backup before updating {', '.join(groups)} failed, so nothing was updated:\n"
                         + "\n".join(f"  - {name}: {error}" for name, error in failed.items()))
     say(f"backed up {', '.join(groups)} before the update: run {result.run}")
-    return {g: DataBack(result.run, functools.partial(put_back, project, site, result.run, g, say)) for g in groups}
+    moving = {c.service: c.current for c in changes if c.moves}
+    backs = {}
+    for g in groups:
+        moved = {s.name: moving[s.name] for s in catalog.enabled(project.config) if s.group == g and s.name in moving}
+        steps = [functools.partial(f, project, site, result.run, g, moved, say) for f in (set_aside, move)] \
+            if moved else [None, None]
+        backs[g] = DataBack(result.run, functools.partial(put_back, project, site, result.run, g, say, tuple(moved)),
+                            *steps)
+    return backs
 
 
-def put_back(project: Project, site: Site, run: str, group: str, say: Say) -> None:
+def _volumes(service: str) -> list[str]:
+    return [volume_name(v.name) for v in catalog.by_name(service).volumes]
+
+
+def _kept_name(volume: str, image: str) -> str:
+    return f"{volume}.before-{tag_of(image) or 'upgrade'}"
+
+
+def set_aside(project: Project, site: Site, run: str, group: str, moved: Mapping[str, str], say: Say) -> None:
+    """Before a group's new files, when a new major cannot read its data (`moved`: service ->
+    the image that wrote it): the group stopped, each such service's volumes copied to a kept
+    volume (labelled with that image, kept until the next backup) and emptied. From here a
+    restore journal is open: a kill leaves the next command saying to finish with `aini restore
+    GROUP --snapshot RUN`, which makes the dump a new cluster of whichever major the files name."""
+    tools, config = tools_for(project), project.config
+    repo = _repository(project, site, tools, repository_env(project))
+    say(f"{group}: stopping it to move {', '.join(moved)} to a new cluster")
+    site.run(plan.stop_cmd(tools, [s.container for s in catalog.enabled(config) if s.group == group]))
+    runner.write_journal(site, "restore", run, [i for i in scope.items(config, [group]) if i.service in moved], run)
+    for service, image in moved.items():
+        for volume in _volumes(service):
+            kept = _kept_name(volume, image)
+            labels = {plan.KEPT_LABEL: image, "aini.project": config.project}
+            run_ok(site, volume_create_cmd(tools, kept, labels), f"docker volume create {kept}")
+            run_ok(site, plan.set_aside_cmd(tools, repo.image, volume, kept), f"setting {volume} aside")
+            say(f"{service}: its old data kept in the volume {kept} until the next backup")
+
+
+def move(project: Project, site: Site, run: str, group: str, moved: Mapping[str, str], say: Say) -> None:
+    """After set_aside, with the new files in place: the moved services started alone on their
+    empty volumes (a new cluster each), the dump of `run` restored into them; the journal closed."""
+    tools, config = tools_for(project), project.config
+    repo = _repository(project, site, tools, repository_env(project))
+    chosen = [i for i in scope.items(config, [group]) if i.service in moved]
+    _, picked = plan.pick_run(chosen, snapshot_list(site, tools, repo), run)
+    _databases_up(site, tools, group, chosen, say)
+    tokens = _tokens(project, chosen)
+    for item in chosen:
+        for cmd in plan.restore_cmds(tools, repo, item, [s for s in picked[item.service] if s.dump]):
+            say(f"{item.service}: restoring {what(cmd)} into the new cluster")
+            r = run_fed(site, cmd, tokens.get(item.service))
+            if r.returncode != 0:
+                raise AiniError(f"restoring {item.service}'s dump of run {run} into its new cluster failed "
+                                f"({r.stderr.strip()[-300:] or 'no message'})")
+    site.remove(JOURNAL)
+
+
+def _databases_up(site: Site, tools: Tools, group: str, members: Sequence[plan.Item], say: Say) -> None:
+    """The members restored from a dump running, healthy and ready, their applications not
+    started: a database recreated unstarted (a changed image) or on an empty volume (a new
+    cluster, whose first start runs a server on its socket alone) takes its dump only then."""
+    databases = [m for m in members if m.dump]
+    if not databases:
+        return
+    say(f"{group}: starting {', '.join(m.service for m in databases)} for the restore")
+    run_ok(site, compose_start_cmd(tools, site.root, group, [m.service for m in databases], HEALTH_WAIT),
+           "docker compose up")
+    for m in databases:
+        deadline = time.monotonic() + HEALTH_WAIT
+        while m.backup.ready and site.run(plan.ready_cmd(tools, m)).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AiniError(f"{m.service} did not answer within {HEALTH_WAIT}s ({m.backup.ready})")
+            time.sleep(1)
+
+
+def put_back(project: Project, site: Site, run: str, group: str, say: Say, fresh: Sequence[str] = ()) -> None:
     """A failed update's group, its old files in place, made as they say (none started), its
-    data restored from `run`, started and health-gated. Inside a restore journal: a kill
-    leaves the next command saying how to finish it."""
+    data restored from `run`, started and health-gated. `fresh`: services whose volumes a
+    new major rewrote: emptied first, so the old major makes a new cluster for the dump.
+    Inside a restore journal: a kill leaves the next command saying how to finish it."""
     tools = tools_for(project)
     repo = _repository(project, site, tools, repository_env(project))
     chosen = scope.items(project.config, [group])
@@ -154,9 +246,14 @@ def put_back(project: Project, site: Site, run: str, group: str, say: Say) -> No
     say(f"{group}: its data back to run {run}, from before the update")
     run_ok(site, compose_create_cmd(tools, site.root, group), "docker compose up --no-start")
     runner.write_journal(site, "restore", run, chosen, run)
+    for volume in (v for service in fresh for v in _volumes(service)):
+        run_ok(site, plan.empty_volume_cmd(tools, repo.image, volume), f"emptying {volume}")
     key = key_for(project.config)
     _restore_group(project, site, tools, repo, group, chosen, picked, run, say, _tokens(project, chosen, key), key)
     site.remove(JOURNAL)
+    # The old major runs that data again: a copy set aside on the way up is stale from here, and a
+    # later move must take a new one.
+    _drop_set_aside(site, tools, fresh, say)
 
 
 def _kit(project: Project, site: Site, tools: Tools, repo: restic.Repository, say: Say, probe: bool = False) -> None:
@@ -256,6 +353,7 @@ def _restore_group(project: Project, site: Site, tools: Tools, repo: restic.Repo
     if stop:
         say(f"{group}: stopping {', '.join(stop)}")
         run_ok(site, plan.stop_cmd(tools, stop), "docker stop")
+    _databases_up(site, tools, group, members, say)
     renewed = []
     for m in members:
         for snap in picked[m.service]:

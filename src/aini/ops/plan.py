@@ -195,7 +195,9 @@ def deploy_preview(project: Project) -> DeployPlan:
         the_plan = observe(files, site, tools_for(project))
     line = scope.before_update_line(project.config, scope.before_update(project.config,
                                                                          [v.service for v in the_plan.versions]))
-    return replace(the_plan, notes=(line,)) if line else the_plan
+    refused = scope.moves_refused(project.config, [v.service for v in the_plan.versions if v.moves])
+    notes = tuple(n for n in (line, refused and f"! aini up refuses: {refused}") if n)
+    return replace(the_plan, notes=notes) if notes else the_plan
 
 
 def _rendered_from_store(project: Project) -> bundle.Bundle:

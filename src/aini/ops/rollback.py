@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .. import catalog
@@ -34,12 +34,12 @@ def rollback(project: Project, name: str, *, confirm: str | None = None, ask: Ca
     secrets = [*SecretStore(project.aini_dir).values(), *State.load(project.root).values()]
     keep = LOCAL_TLS if is_local(project) and project.config.tls_challenge == "local" else ()
     with site_for(project) as site:
-        def with_data(group: str, run: str) -> DataBack:
+        def with_data(group: str, run: str, fresh: Sequence[str]) -> DataBack:
             confirm_project(project.config.project, confirm, ask,
                             f"{group}'s data was migrated by the version it runs: going back restores it to the "
                             f"backup taken before that update (run {run}), and what was written since is lost.",
                             "nothing was rolled back")
-            return DataBack(run, functools.partial(put_back, project, site, run, group, console.print))
+            return DataBack(run, functools.partial(put_back, project, site, run, group, console.print, fresh))
 
         result = roll_back(site, name, secrets, tools=tools_for(project), wait_timeout=wait_timeout or DEFAULT_WAIT,
                            keep=keep, console=console, data_back=with_data)

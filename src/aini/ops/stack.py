@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .. import catalog
-from ..backup import record
+from ..backup import record, scope
 from ..catalog import backup as backup_catalog
 from ..catalog.networks import FIXED_IPS
 from ..controlplane import registry
@@ -25,7 +25,7 @@ from ..controlplane.vault import VaultClient
 from ..deploy.apply import DEFAULT_WAIT, DeployResult, deploy, ensure_images, refuse_version_changes
 from ..docker.cmd import Tools
 from ..docker.engine import DEFAULT_PULL_TIMEOUT, source_address_cmd
-from ..errors import AiniError
+from ..errors import AiniError, InputError
 from ..project import Project
 from ..render import bundle
 from ..sites.base import Site
@@ -64,11 +64,14 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
     changes = refuse_version_changes(files, site, tools)  # a refusal stops us before anything is pulled
     for change in changes:
         console.print(change.line())
+    refused = scope.moves_refused(config, [c.service for c in changes if c.moves])
+    if refused:
+        raise InputError(f"refused before anything changed:\n  - {refused}")
     manifest = bundle.manifest_of(files)
     # Every image before anything starts: a missing application image must not be found
     # only after Vault was initialised, nor after the backup before an update.
     ensure_images(tools, manifest.images(), manifest, site.run, pull_timeout, console)
-    data_back = before_update(project, site, [c.service for c in changes], console.print)
+    data_back = before_update(project, site, changes, console.print)
     common = {"tools": tools, "wait_timeout": wait_timeout, "pull_timeout": pull_timeout, "keep": keep,
               "console": console, "data_back": data_back}
     vault_spec = catalog.vault_of(specs)

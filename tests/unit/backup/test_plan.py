@@ -172,3 +172,15 @@ def test_a_restores_safety_backup_is_never_the_default_but_can_be_named():
     assert plan.pick_run(items, snaps, "r2")[0] == "r2"
     cmd = plan.backup_cmds(TOOLS, REPO, items[0], "r3", safety=True)[0]
     assert "safety" in _argvs(cmd)[1]
+
+
+def test_setting_a_volume_aside_copies_it_once_then_empties_it():
+    cmd = plan.set_aside_cmd(Tools(("docker",), ()), "restic/restic:0.18.0", "aini-n8n-postgres",
+                             "aini-n8n-postgres.before-15.14-bookworm")
+    assert cmd.argv[:-1] == ("docker", "run", "--rm", "--entrypoint", "sh", "-v", "aini-n8n-postgres:/volume",
+                             "-v", "aini-n8n-postgres.before-15.14-bookworm:/kept", "restic/restic:0.18.0", "-c")
+    script = cmd.argv[-1]
+    # a complete copy is never overwritten (a rerun after a kill finds part of the new cluster
+    # in the volume); the volume is emptied either way
+    assert script.index("[ ! -e /kept/.aini-kept ]") < script.index("cp -a /volume/. /kept/") \
+        < script.index("touch /kept/.aini-kept") < script.index("find /volume -mindepth 1 -delete")

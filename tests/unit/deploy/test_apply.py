@@ -211,12 +211,13 @@ def _quiet() -> dict:
     return {"tools": TOOLS, "console": Console(file=io.StringIO())}
 
 
-def _bundles(tmp_path, image: str, service: str = "onlyoffice"):
-    """The default bundle, and the same with `service` at `image`."""
+def _bundles(tmp_path, image: str, service: str = "onlyoffice", **common):
+    """The default bundle (with `common` in aini.yml), and the same with `service` at `image`."""
     store = SecretStore(tmp_path / ".aini")
 
     def bundle_of(**data):
-        config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"}, **data}, "t")
+        config = validate_data({"domain": "localhost", "email": "a@example.com", "target": {"kind": "local"},
+                                **common, **data}, "t")
         store.ensure(catalog.secrets_for(catalog.enabled(config)))
         return bundle.render(config, store)
     return store, bundle_of(), bundle_of(images={"overrides": {service: image}})
@@ -345,15 +346,51 @@ def test_rollback_of_a_group_whose_data_was_migrated_takes_the_backup_from_befor
     with pytest.raises(InputError, match="nextcloud 34.0.5-apache → 34.0.4-apache is a downgrade"):
         apply.roll_back(site, "nextcloud", **quiet)  # no way to put its data back: refused
 
-    def declined(group, run):
+    def declined(group, run, fresh):
         raise InputError("confirmation did not match the project name; nothing was rolled back")
     with pytest.raises(InputError, match="nothing was rolled back"):
         apply.roll_back(site, "nextcloud", data_back=declined, **quiet)
     assert (tmp_path / "d/nextcloud/compose.yml").read_text() == second["nextcloud/compose.yml"].content
     seen = []
-    result = apply.roll_back(site, "nextcloud", data_back=lambda group, run: rollback.DataBack(
-        run, lambda: seen.append((group, run, (tmp_path / "d/nextcloud/compose.yml").read_text()))), **quiet)
-    assert seen == [("nextcloud", "RUN", first["nextcloud/compose.yml"].content)]  # old files, then its data
+    result = apply.roll_back(site, "nextcloud", data_back=lambda group, run, fresh: rollback.DataBack(
+        run, lambda: seen.append((group, run, fresh, (tmp_path / "d/nextcloud/compose.yml").read_text()))), **quiet)
+    # old files, then its data (into the cluster it has: Nextcloud's data is not moved by dump)
+    assert seen == [("nextcloud", "RUN", [], first["nextcloud/compose.yml"].content)]
     assert result.reason.endswith(", its data from run RUN")
     assert deployed_at(tmp_path / "d")["groups"]["nextcloud"]["hash"] == \
         json.loads(first[bundle.MANIFEST].content)["groups"]["nextcloud"]["hash"]
+
+
+def test_a_new_postgresql_major_moves_the_data_after_the_new_files_and_before_the_group_starts(tmp_path):
+    """n8n's PostgreSQL 15 -> 17: the old data set aside while the 15 files are in place, the
+    new cluster made and the dump restored with the 17 ones, before the group's `up`; when 17
+    then fails, its data goes back through the backup with the 15 files."""
+    store, new, old = _bundles(tmp_path, "docker.io/library/postgres:15.14-bookworm", "n8n-postgres",
+                               services={"n8n": {"database": "postgres"}})
+    site, calls, failing = _engine(tmp_path)
+    quiet = _quiet()
+    apply.deploy(old, site, store.values(), **quiet)
+    compose = tmp_path / "d/n8n/compose.yml"
+    seen = []
+
+    def set_aside():
+        seen.append(("set aside", "postgres:15.14" in compose.read_text(), len(calls)))
+
+    def move():
+        seen.append(("move", "postgres:17" in compose.read_text(), len(calls)))
+
+    def put_back():
+        seen.append(("put back", "postgres:15.14" in compose.read_text(), len(calls)))
+    back = rollback.DataBack("RUN", put_back, set_aside, move)
+    failing.add("aini-n8n")
+    with pytest.raises(diagnose.DeployError, match="with its data as the backup before the update saved it"):
+        apply.deploy(new, site, store.values(), data_back={"n8n": back}, **quiet)
+    # set aside with the 15 files, moved with the 17 ones; back with the 15 files
+    assert [s[:2] for s in seen] == [("set aside", True), ("move", True), ("put back", True)]
+    seen.clear()
+    apply.deploy(new, site, store.values(), data_back={"n8n": back}, **quiet)
+    assert [s[:2] for s in seen] == [("set aside", True), ("move", True)]
+    up = [i for i, argv in enumerate(calls) if "up" in argv and "aini-n8n" in argv]
+    assert up and up[-1] >= seen[1][2]  # the group came up after the move
+    with pytest.raises(InputError, match="n8n-postgres 17.11-bookworm → 15.14-bookworm is a downgrade"):
+        apply.deploy(old, site, store.values(), **quiet)

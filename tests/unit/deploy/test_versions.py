@@ -84,14 +84,13 @@ def test_within_a_major_or_without_a_rule_the_change_is_just_deployed(service, c
     assert change.refused is None and change.path == ""
 
 
-def test_postgres_across_majors_is_refused_until_aini_moves_the_data():
+def test_postgres_across_majors_moves_the_data_by_dump_and_a_new_cluster():
     change = judge("n8n-postgres", f"{PG}:15.14-bookworm", f"{PG}:17.11-bookworm")
-    assert change.path == "15 → 17: its data moved to a new cluster (dump, new cluster, restore)"
-    assert change.refused == (
-        "n8n-postgres 15.14-bookworm → 17.11-bookworm needs its data moved to a new cluster (dump, new cluster, "
-        "restore) (PostgreSQL refuses a data directory of another major: \"database files are incompatible with "
-        "server\"), which aini up does not do yet. To deploy the rest, keep it at its version: "
-        f"images.overrides.n8n-postgres: {PG}:15.14-bookworm")
+    assert change.refused is None and change.moves
+    assert change.line() == ("~ n8n-postgres   15.14-bookworm → 17.11-bookworm: 15 → 17: dump, new cluster, restore "
+                             "(the old cluster kept until the next backup)")
+    assert not judge("n8n-postgres", f"{PG}:17.9-bookworm", f"{PG}:17.11-bookworm").moves  # same major: in place
+    assert not judge("mariadb", "docker.io/library/mariadb:10.11.14", "docker.io/library/mariadb:11.8.9").moves
 
 
 def test_mariadb_across_majors_is_upgraded_by_its_image():
@@ -121,13 +120,13 @@ def test_the_current_image_is_the_containers_unless_it_is_an_image_id():
 
 def test_a_new_service_has_no_change_and_the_refusal_lists_each_refused_one():
     changes = versions.version_changes(
-        {"nextcloud": f"{NC}:32.0.5-apache", "n8n-postgres": f"{PG}:15.14-bookworm"},
-        {"nextcloud": f"{NC}:34.0.4-apache", "n8n-postgres": f"{PG}:17.11-bookworm", "mongodb": "mongo:8.0.30"},
+        {"nextcloud": f"{NC}:32.0.5-apache", "mongodb": "mongo:7.0.14"},
+        {"nextcloud": f"{NC}:34.0.4-apache", "mongodb": "mongo:8.0.30", "n8n-postgres": f"{PG}:17.11-bookworm"},
         RULES)
-    assert [c.service for c in changes] == ["nextcloud", "n8n-postgres"]
+    assert [c.service for c in changes] == ["nextcloud", "mongodb"]
     message = versions.refusal(changes)
     assert message.splitlines()[0] == "refused before anything changed:"
-    assert [line[:16] for line in message.splitlines()[1:]] == ["  - nextcloud 32", "  - n8n-postgres"]
+    assert [line[:16] for line in message.splitlines()[1:]] == ["  - nextcloud 32", "  - mongodb 7.0."]
     assert versions.refusal(()) is None
 
 

@@ -9,6 +9,8 @@ import subprocess
 
 import pytest
 
+from aini.deploy.versions import VersionChange
+
 from aini.docker import restic
 from aini.docker.cmd import Tools
 from aini.errors import AiniError, InputError
@@ -168,12 +170,16 @@ def test_a_backup_of_a_control_plane_without_its_token_fails_that_service_alone(
     assert saved.error == "no snapshot token for vault yet; run aini up once (it makes one)" and not saved.snapshots
 
 
+def _changes(*services: str, moves: bool = False) -> list[VersionChange]:
+    return [VersionChange(s, f"{s}:1.0", f"{s}:2.0", moves=moves) for s in services]
+
+
 def test_the_backup_before_an_update_covers_the_changed_groups_and_a_failure_updates_nothing(tmp_path, monkeypatch):
     said: list[str] = []
-    assert backup.before_update(project(tmp_path, None), None, ["n8n"], said.append) == {}
+    assert backup.before_update(project(tmp_path, None), None, _changes("n8n"), said.append) == {}
     assert said == ["! no backup before updating n8n: backup.repository is not set"]
     said.clear()
-    assert backup.before_update(project(tmp_path, "/srv/restic"), None, ["onlyoffice"], said.append) == {}
+    assert backup.before_update(project(tmp_path, "/srv/restic"), None, _changes("onlyoffice"), said.append) == {}
     assert said == []  # OnlyOffice holds nothing
     runs: list[tuple] = []
 
@@ -183,8 +189,30 @@ def test_the_backup_before_an_update_covers_the_changed_groups_and_a_failure_upd
     monkeypatch.setattr(backup, "backup", run)
     with pytest.raises(AiniError, match="(?s)the backup before updating librechat, nextcloud failed, so nothing was "
                                         "updated:\n  - mariadb: mariadb-dump: exit 2"):
-        backup.before_update(project(tmp_path, "/srv/restic"), None, ["mongodb", "mariadb"], said.append)
+        backup.before_update(project(tmp_path, "/srv/restic"), None, _changes("mongodb", "mariadb"), said.append)
     assert runs == [("librechat", "nextcloud")]
     monkeypatch.setattr(backup, "backup", lambda p, only, say, site: runner.RunResult("R", [runner.Saved("n8n", "n8n")], {}, {}))
-    backs = backup.before_update(project(tmp_path, "/srv/restic"), None, ["n8n"], said.append)
-    assert list(backs) == ["n8n"] and backs["n8n"].run == "R" and said[-1] == "backed up n8n before the update: run R"
+    backs = backup.before_update(project(tmp_path, "/srv/restic"), None, _changes("n8n"), said.append)
+    assert list(backs) == ["n8n"] and backs["n8n"].run == "R" and said[-1] == "backed up n8n before the update: run R" and backs["n8n"].move is None
+
+
+def test_a_major_that_moves_its_data_gets_its_move_and_a_fresh_cluster_on_the_way_back(tmp_path, monkeypatch):
+    proj = Project(config_of(backup={"repository": "/srv/restic"}, services={"n8n": {"database": "postgres"}}),
+                   tmp_path)
+    monkeypatch.setattr(backup, "backup", lambda p, only, say, site: runner.RunResult(
+        "R", [runner.Saved("n8n-postgres", "n8n"), runner.Saved("n8n", "n8n")], {}, {}))
+    [change] = _changes("n8n-postgres", moves=True)
+    backs = backup.before_update(proj, None, [change], lambda _: None)
+    assert backs["n8n"].set_aside.func is backup.set_aside and backs["n8n"].move.func is backup.move
+    assert backs["n8n"].move.args[-2] == {"n8n-postgres": "n8n-postgres:1.0"}  # service -> the image that wrote it
+    assert backs["n8n"].put_back.args[-1] == ("n8n-postgres",)  # emptied for the old major's new cluster
+
+
+def test_a_major_that_moves_its_data_is_refused_without_a_repository(tmp_path):
+    from aini.backup import scope
+
+    config = project(tmp_path, None).config
+    assert scope.moves_refused(config, []) is None
+    assert scope.moves_refused(config, ["n8n-postgres"]).startswith(
+        "n8n-postgres: the new major takes the data through the backup before the update")
+    assert scope.moves_refused(project(tmp_path, "/srv/restic").config, ["n8n-postgres"]) is None

@@ -1,8 +1,10 @@
 #!/bin/bash
 # The part of MariaDB's official docker-entrypoint.sh that AINI depends on: on an empty
 # data directory, create the root password, one database and one user from the
-# environment (values go to the server on stdin, never on a command line), then run the
-# server with the container's command-line arguments.
+# environment (values go to the server on stdin, never on a command line); on the data
+# directory of an older series, with MARIADB_AUTO_UPGRADE, save the system schema and run
+# mariadb-upgrade (as upstream's docker_mariadb_upgrade); then run the server with the
+# container's command-line arguments.
 set -euo pipefail
 if [ "${1:0:1}" = '-' ]; then set -- mariadbd "$@"; fi
 if [ "$1" != mariadbd ] && [ "$1" != mysqld ]; then exec "$@"; fi
@@ -11,6 +13,22 @@ datadir=/var/lib/mysql
 socket=/run/mysqld/mysqld.sock
 install -d -o mysql -g mysql /run/mysqld "$datadir"
 
+server_version() { mariadbd --version | sed -n 's/.*Ver \([0-9][0-9.]*\).*/\1/p'; }
+# Upstream's _check_if_upgrade_is_needed: no upgrade record (mariadb_upgrade_info; 10.x wrote
+# mysql_upgrade_info) counts as needed, else an older major.minor than the server's.
+old_version=
+upgrade_needed() {
+  local info
+  for info in "$datadir/mariadb_upgrade_info" "$datadir/mysql_upgrade_info"; do
+    [ -f "$info" ] && { IFS= read -r old_version < "$info" || true; break; }
+  done
+  [ -n "$old_version" ] || return 0
+  local old new
+  IFS='.-' read -ra old <<< "$old_version"
+  IFS='.-' read -ra new <<< "$(server_version)"
+  [ "${#old[@]}" -lt 2 ] || [ "${#new[@]}" -lt 2 ] || [ "${old[0]}" -lt "${new[0]}" ] \
+    || { [ "${old[0]}" -eq "${new[0]}" ] && [ "${old[1]}" -lt "${new[1]}" ]; }
+}
 sql_string() { local s=${1//\\/\\\\}; printf "'%s'" "${s//\'/\\\'}"; }
 sql_ident() { printf '`%s`' "${1//\`/\`\`}"; }
 
@@ -49,5 +67,24 @@ if [ ! -d "$datadir/mysql" ]; then
   # As mysql, as upstream's entrypoint (re-executed by gosu) does: root would need CAP_KILL.
   setpriv --reuid=mysql --regid=mysql --init-groups kill "$pid"; wait "$pid" || true
   echo "entrypoint: initialised (database ${MARIADB_DATABASE:-none}, user ${MARIADB_USER:-none})"
+elif upgrade_needed; then
+  if [ -z "${MARIADB_AUTO_UPGRADE:-}" ] || [ "$MARIADB_AUTO_UPGRADE" = 0 ]; then
+    echo "entrypoint: MariaDB upgrade (mariadb-upgrade) required, but skipped due to \$MARIADB_AUTO_UPGRADE setting"
+  else
+    echo "entrypoint: upgrading $datadir from ${old_version:-an unknown version} to $(server_version)"
+    mariadbd --user=mysql --datadir="$datadir" --skip-networking --socket="$socket" --skip-grant-tables \
+        --loose-innodb_buffer_pool_dump_at_shutdown=0 "$@" &
+    pid=$!
+    for _ in $(seq 60); do mariadb-admin --socket="$socket" -uroot ping >/dev/null 2>&1 && break; sleep 0.5; done
+    if [ "${MARIADB_DISABLE_UPGRADE_BACKUP:-}" != 1 ]; then
+      backup="$datadir/system_mysql_backup_${old_version:-unknown_version}.sql.zst"
+      mariadb-dump --socket="$socket" -uroot --skip-lock-tables --replace --databases mysql | zstd -q > "$backup"
+      chown mysql:mysql "$backup"
+      echo "entrypoint: system schema saved to $backup"
+    fi
+    mariadb-upgrade --socket="$socket" -uroot --upgrade-system-tables >/dev/null
+    setpriv --reuid=mysql --regid=mysql --init-groups kill "$pid"; wait "$pid" || true
+    echo "entrypoint: mariadb-upgrade finished"
+  fi
 fi
 exec mariadbd --user=mysql --datadir="$datadir" --socket="$socket" "$@"
