@@ -159,8 +159,22 @@ def test_second_deploy_recreates_nothing(stack: Stack, figures):
 def _nextcloud_rows(stack: Stack) -> str:
     """Every row of every table of Nextcloud's database, in order, as text."""
     script = ('export MYSQL_PWD="$MARIADB_ROOT_PASSWORD"; for t in $(mariadb -uroot -N -B -e "SHOW TABLES" nextcloud); '
-              'do echo "== $t"; mariadb -uroot -N -B -e "SELECT * FROM \\`$t\\` ORDER BY 1" nextcloud; done')
+              'do echo "== $t"; mariadb -uroot -N -B --binary-as-hex -e "SELECT * FROM \\`$t\\` ORDER BY 1" nextcloud; done')
     return stack.docker_cmd("exec", "aini-mariadb", "sh", "-c", script)
+
+
+# The Nextcloud double writes no tables of its own: these stand for Nextcloud's, with the column
+# types its file cache and app config use (utf8mb4 paths, bigints, binary checksums, NULLs).
+_NEXTCLOUD_LIKE = (
+    "CREATE TABLE aini_filecache (fileid BIGINT PRIMARY KEY, path VARCHAR(4000), mtime BIGINT, size BIGINT, "
+    "etag VARCHAR(40), checksum VARBINARY(255), stamped DATETIME(6), note TEXT NULL) DEFAULT CHARSET=utf8mb4; "
+    "INSERT INTO aini_filecache WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 1000) "
+    "SELECT n, CONCAT('files/ünïcødé ✓/', n, '.md'), 1764000000 + n, n * 4096, MD5(n), UNHEX(SHA2(n, 256)), "
+    "TIMESTAMP('2026-11-28 12:00:00.123456') + INTERVAL n SECOND, IF(n % 7 = 0, NULL, REPEAT('x', n % 300)) FROM s; "
+    "CREATE TABLE aini_appconfig (appid VARCHAR(32), configkey VARCHAR(64), configvalue LONGTEXT, "
+    "PRIMARY KEY (appid, configkey)) DEFAULT CHARSET=utf8mb4; "
+    "INSERT INTO aini_appconfig VALUES ('core', 'installedat', '1764331200.5'), "
+    "('onlyoffice', 'DocumentServerUrl', 'https://office.localhost/'), ('files', 'quote', 'it''s “quoted”')")
 
 
 def test_mariadb_10_11_to_11_8_keeps_every_row_of_nextcloud(stack: Stack, figures, tmp_path_factory):
@@ -168,11 +182,10 @@ def test_mariadb_10_11_to_11_8_keeps_every_row_of_nextcloud(stack: Stack, figure
     pin's series, 11.8 (trixie's), goes in with a backup first and the image's own
     mariadb-upgrade (MARIADB_AUTO_UPGRADE). Every row of Nextcloud's database is identical,
     and the stack stays on 11.8 for the tests after this one."""
-    _mariadb(stack, "CREATE TABLE aini_major (id INT PRIMARY KEY, v VARCHAR(64)) DEFAULT CHARSET=utf8mb4; "
-                    "INSERT INTO aini_major VALUES (1, 'before 11.8'), (2, 'ünïcødé ✓')")
+    _mariadb(stack, _NEXTCLOUD_LIKE)
     assert _mariadb(stack, "SELECT VERSION()").startswith("10.11.")
     before = _nextcloud_rows(stack)
-    assert "== oc_appconfig" in before and "ünïcødé ✓" in before
+    assert "== aini_filecache" in before and "files/ünïcødé ✓/1000.md" in before and "“quoted”" in before
     stack.data["backup"] = {"repository": str(tmp_path_factory.mktemp("restic-mariadb-major") / "repository")}
     try:
         stack.data["images"]["overrides"]["mariadb"] = stack_images.mariadb_image("11.8")
@@ -192,7 +205,7 @@ def test_mariadb_10_11_to_11_8_keeps_every_row_of_nextcloud(stack: Stack, figure
         stack.wait_https(stack.host("nextcloud"), "/status.php")
     finally:
         stack.data.pop("backup", None)
-        _mariadb(stack, "DROP TABLE IF EXISTS aini_major")
+        _mariadb(stack, "DROP TABLE IF EXISTS aini_filecache, aini_appconfig")
 
 
 def _image_of(stack: Stack, container: str) -> str:
@@ -1168,6 +1181,84 @@ def test_backup_and_restore_bring_back_every_services_data_as_it_was(stack: Stac
         _mariadb(stack, "DROP TABLE IF EXISTS aini_e2e")
         stack.docker_cmd("exec", "aini-n8n", "rm", "-f", "/home/node/.n8n/aini-e2e-marker", check=False)
         stack.docker_cmd("exec", "aini-nextcloud", "rm", "-f", "/var/www/html/aini-e2e-marker", check=False)
+
+
+# `aini status` against this stack: the real CLI process, the real Docker engine, real TLS
+# handshakes with Traefik and the certificates of the project's local CA. The second test
+# leaves every service healthy again.
+
+_STOPPED = "meilisearch"  # LibreChat's search: no other container's health check depends on it
+_HEALTHY_AGAIN = 120  # seconds, bounded
+
+
+def _status(stack: Stack, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    """`aini -c <project>/aini.yml status ...` as a user runs it; returns the process and its wall time."""
+    config_path = stack.project_dir / "aini.yml"
+    config_path.write_text(yaml.safe_dump(stack.data, sort_keys=False))
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "aini", "-c", str(config_path), "status", *args],
+                            check=False, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "AINI_DOCKER": stack.docker, "COLUMNS": "250"})
+    assert "Traceback" not in result.stderr, result.stderr
+    return result, time.monotonic() - start
+
+
+def _rows_of(result: subprocess.CompletedProcess) -> dict[str, dict]:
+    data = json.loads(result.stdout)
+    return {row["service"]: row for row in data["services"]}
+
+
+def test_status_of_the_healthy_stack(stack: Stack, figures):
+    config = stack.config
+    result, seconds = _status(stack, "--json")
+    figures({"status_seconds": round(seconds, 2)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True and data["project"] == config.project
+    rows = _rows_of(result)
+    enabled = catalog.enabled(config)
+    assert list(rows) == [s.name for s in enabled]  # every enabled service, in deploy order, nothing else
+    for spec in enabled:
+        row = rows[spec.name]
+        assert row["ok"] and row["state"] == "running", row
+        assert row["health"] == ("healthy" if spec.health.test else row["health"]), row
+        if spec.route:
+            assert row["url"] == f"https://{stack.host(spec.name)}:{stack.https_port}/"
+            assert row["cert_issuer"] == f"AINI local CA for {config.domain}", row
+            assert row["cert_days_left"] > 0, row
+        else:
+            assert row["url"] is None and row["cert_issuer"] is None
+
+    table, _ = _status(stack)
+    assert table.returncode == 0, table.stdout + table.stderr
+    assert f"All {len(enabled)} services healthy" in table.stdout
+
+
+def test_a_stopped_service_fails_status_naming_it_then_recovers(stack: Stack):
+    container = catalog.by_name(_STOPPED).container
+    assert _STOPPED in {s.name for s in catalog.enabled(stack.config)}
+    stack.docker_cmd("stop", "--time", "10", container, timeout=60)
+    try:
+        result, _ = _status(stack, "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        rows = _rows_of(result)
+        assert {name for name, row in rows.items() if not row["ok"]} == {_STOPPED}
+        assert rows[_STOPPED]["state"] == "exited" and rows[_STOPPED]["reason"].startswith("exited")
+        table, _ = _status(stack)
+        assert table.returncode == 1 and f"not healthy: {_STOPPED}" in table.stdout
+    finally:
+        stack.docker_cmd("start", container, timeout=60)
+        deadline = time.monotonic() + _HEALTHY_AGAIN
+        health = ""
+        while time.monotonic() < deadline:
+            health = stack.docker_cmd("inspect", "--format", "{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+                                      container, check=False).strip()
+            if health == "healthy":
+                break
+            time.sleep(1)
+        assert health == "healthy", f"{container} not healthy again within {_HEALTHY_AGAIN}s ({health})"
+    result, _ = _status(stack, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_disabled_service_has_no_route(stack: Stack):
