@@ -306,6 +306,14 @@ def _rules() -> dict:
     return {spec.name: spec.upgrade for spec in catalog.CATALOG}
 
 
+def new_clusters(changes: Iterable[VersionChange]) -> list[str]:
+    """The services of `changes` that cross a major and are saved as a dump: their way back to
+    the backup before the change empties their volumes, so the old major makes a new cluster
+    for the dump rather than meeting files the newer one rewrote (PostgreSQL and MariaDB
+    refuse those)."""
+    return [c.service for c in changes if c.major and catalog.by_name(c.service).backup.dump]
+
+
 def _going_back(target: rollback.Target, running: Mapping[str, str]) -> tuple[VersionChange, ...]:
     """The version changes a return to `target` makes, judged like any other: a service whose
     data a newer version may have rewritten refuses it."""
@@ -370,7 +378,7 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
     A version change its data cannot take (a newer version migrated it) goes back only with the
     data of the backup taken just before that update: `data_back(group, run)` gives its way
     back (and may refuse, e.g. unconfirmed), given the services whose older major makes a new
-    cluster for the dump (Upgrade.by_dump); without such a run, or without `data_back`, it is
+    cluster for the dump (new_clusters); without such a run, or without `data_back`, it is
     refused (exit 2) before anything changes."""
     secrets = list(secrets)
     with site.lock():
@@ -390,9 +398,7 @@ def roll_back(site: Site, name: str, secrets: Iterable[str] = (), *, tools: Tool
         changes = _going_back(target, {s: i for s, i in running.items() if s in target.images})
         back = None
         if refusal(changes) and target.backup and data_back is not None:
-            rules = _rules()
-            back = data_back(group, target.backup, [c.service for c in changes if c.refused and
-                                                    (rule := rules.get(c.service)) is not None and rule.by_dump])
+            back = data_back(group, target.backup, new_clusters(c for c in changes if c.refused))
         else:
             _refuse(changes)
         now = rollback.proven(deployed, group, site.read, _privacy(target.files))

@@ -51,6 +51,7 @@ class VersionChange:
     path: str = ""  # what happens to the data, as the plan says it
     refused: str | None = None  # why `aini up` will not make this change, and the way through
     moves: bool = False  # its data moves to a new major by dump and restore (Upgrade.by_dump)
+    major: bool = False  # across a major release, either way
 
     def line(self) -> str:
         same_repo = normal(self.current).rsplit(":", 1)[0] == normal(self.new).rsplit(":", 1)[0]
@@ -84,25 +85,25 @@ def judge(service: str, current: str, new: str, rule: Upgrade | None) -> Version
     where = f" ({rule.source})" if rule.source else ""
     if after < before:
         if rule.downgrade == "refused" or (rule.downgrade == "within-major" and new_major != old_major):
-            return VersionChange(service, current, new, "downgrade", (
+            return VersionChange(service, current, new, "downgrade", major=new_major != old_major, refused=(
                 f"{shown} is a downgrade, and {service} cannot open data a newer version wrote{where}. "
                 f"Pin {tag_of(current)} again (images.overrides.{service}), or restore a backup made by "
                 f"{tag_of(new)} first"))
-        return VersionChange(service, current, new)
+        return VersionChange(service, current, new, major=new_major != old_major)
     if new_major == old_major:
         return VersionChange(service, current, new)
     if rule.one_major_at_a_time and new_major[0] - old_major[0] > 1:
         steps = [(m,) + (0,) * (rule.series - 1) for m in range(old_major[0] + 1, new_major[0])]
         path = " → ".join(_dotted(v) for v in (old_major, *steps, new_major))
-        return VersionChange(service, current, new, path, (
+        return VersionChange(service, current, new, path, major=True, refused=(
             f"{shown} skips a major release; {service} moves one major at a time{where}: {path}. "
             f"Deploy each in turn with images.overrides.{service}"))
     major = f"{_dotted(old_major)} → {_dotted(new_major)}: {rule.major}"
     if not rule.automatic:
-        return VersionChange(service, current, new, major, (
+        return VersionChange(service, current, new, major, major=True, refused=(
             f"{shown} needs {rule.major}{where}, which aini up does not do yet. To deploy the rest, "
             f"keep it at its version: images.overrides.{service}: {current}"))
-    return VersionChange(service, current, new, major, moves=rule.by_dump)
+    return VersionChange(service, current, new, major, moves=rule.by_dump, major=True)
 
 
 def current_images(containers: Mapping[str, str], deployed: Manifest | None) -> dict[str, str]:

@@ -25,6 +25,7 @@ from ..controlplane.bootstrap import State, consul_back, key_for, load_material,
 from ..controlplane.breakglass import Key
 from ..docker import restic
 from ..docker.cmd import Tools
+from ..deploy.apply import new_clusters
 from ..deploy.rollback import DataBack
 from ..deploy.versions import VersionChange, tag_of
 from ..docker.compose import compose_create_cmd, compose_start_cmd, compose_up_cmd
@@ -158,14 +159,15 @@ def before_update(project: Project, site: Site, changes: Sequence[VersionChange]
         raise AiniError(f"the backup before updating {', '.join(groups)} failed, so nothing was updated:\n"
                         + "\n".join(f"  - {name}: {error}" for name, error in failed.items()))
     say(f"backed up {', '.join(groups)} before the update: run {result.run}")
-    moving = {c.service: c.current for c in changes if c.moves}
+    moving, fresh = {c.service: c.current for c in changes if c.moves}, new_clusters(changes)
     backs = {}
     for g in groups:
-        moved = {s.name: moving[s.name] for s in catalog.enabled(project.config) if s.group == g and s.name in moving}
+        members = {s.name for s in catalog.enabled(project.config) if s.group == g}
+        moved = {name: image for name, image in moving.items() if name in members}
         steps = [functools.partial(f, project, site, result.run, g, moved, say) for f in (set_aside, move)] \
             if moved else [None, None]
-        backs[g] = DataBack(result.run, functools.partial(put_back, project, site, result.run, g, say, tuple(moved)),
-                            *steps)
+        backs[g] = DataBack(result.run, functools.partial(put_back, project, site, result.run, g, say,
+                                                          tuple(s for s in fresh if s in members)), *steps)
     return backs
 
 
@@ -247,6 +249,7 @@ def put_back(project: Project, site: Site, run: str, group: str, say: Say, fresh
     run_ok(site, compose_create_cmd(tools, site.root, group), "docker compose up --no-start")
     runner.write_journal(site, "restore", run, chosen, run)
     for volume in (v for service in fresh for v in _volumes(service)):
+        say(f"{group}: emptying {volume} for the older major's new cluster")
         run_ok(site, plan.empty_volume_cmd(tools, repo.image, volume), f"emptying {volume}")
     key = key_for(project.config)
     _restore_group(project, site, tools, repo, group, chosen, picked, run, say, _tokens(project, chosen, key), key)

@@ -154,3 +154,23 @@ def test_a_content_hash_tag_is_no_version_and_a_doubles_tag_names_the_one_it_sta
     assert versions.version_of("aini-e2e/nextcloud-double:8f2a0c1d3e4b") is None
     assert versions.version_of("aini-e2e/nextcloud-double:34.0.4-apache-8f2a0c1d3e4b") == (34, 0, 4)
     assert versions.version_of("docker.io/library/mongo:8.0.30") == (8, 0, 30)
+
+
+def test_a_change_across_a_major_says_so_either_way():
+    MDB = "docker.io/library/mariadb"
+    assert judge("mariadb", f"{MDB}:10.11.14", f"{MDB}:11.8.9").major
+    assert not judge("mariadb", f"{MDB}:11.8.9", f"{MDB}:11.8.10").major
+    back = judge("mariadb", f"{MDB}:11.8.9", f"{MDB}:10.11.14")
+    assert back.refused and back.major
+    assert not judge("mariadb", f"{MDB}:11.8.10", f"{MDB}:11.8.9").major  # a downgrade within the series
+
+
+def test_the_way_back_across_a_major_makes_a_new_cluster_only_for_a_dump():
+    from aini.deploy.apply import new_clusters
+
+    changes = [judge("mariadb", "docker.io/library/mariadb:11.8.9", "docker.io/library/mariadb:10.11.14"),
+               judge("nextcloud", f"{NC}:34.0.4-apache", f"{NC}:33.0.2-apache"),
+               judge("n8n-postgres", f"{PG}:17.11-bookworm", f"{PG}:15.14-bookworm"),
+               judge("n8n-postgres", f"{PG}:17.11-bookworm", f"{PG}:17.9-bookworm")]
+    # Nextcloud's files are volumes restored whole; the databases' dumps need an empty cluster
+    assert new_clusters(changes) == ["mariadb", "n8n-postgres"]

@@ -170,8 +170,8 @@ def test_a_backup_of_a_control_plane_without_its_token_fails_that_service_alone(
     assert saved.error == "no snapshot token for vault yet; run aini up once (it makes one)" and not saved.snapshots
 
 
-def _changes(*services: str, moves: bool = False) -> list[VersionChange]:
-    return [VersionChange(s, f"{s}:1.0", f"{s}:2.0", moves=moves) for s in services]
+def _changes(*services: str, moves: bool = False, major: bool = False) -> list[VersionChange]:
+    return [VersionChange(s, f"{s}:1.0", f"{s}:2.0", moves=moves, major=major or moves) for s in services]
 
 
 def test_the_backup_before_an_update_covers_the_changed_groups_and_a_failure_updates_nothing(tmp_path, monkeypatch):
@@ -216,3 +216,12 @@ def test_a_major_that_moves_its_data_is_refused_without_a_repository(tmp_path):
     assert scope.moves_refused(config, ["n8n-postgres"]).startswith(
         "n8n-postgres: the new major takes the data through the backup before the update")
     assert scope.moves_refused(project(tmp_path, "/srv/restic").config, ["n8n-postgres"]) is None
+
+
+def test_a_failed_mariadb_major_goes_back_onto_an_emptied_volume(tmp_path, monkeypatch):
+    monkeypatch.setattr(backup, "backup", lambda p, only, say, site: runner.RunResult(
+        "R", [runner.Saved("mariadb", "nextcloud"), runner.Saved("nextcloud", "nextcloud")], {}, {}))
+    backs = backup.before_update(project(tmp_path, "/srv/restic"), None, _changes("mariadb", major=True), lambda _: None)
+    assert backs["nextcloud"].put_back.args[-1] == ("mariadb",) and backs["nextcloud"].move is None
+    backs = backup.before_update(project(tmp_path, "/srv/restic"), None, _changes("mariadb"), lambda _: None)
+    assert backs["nextcloud"].put_back.args[-1] == ()  # within a series: the old server reads the data
