@@ -164,6 +164,7 @@ def deploy(
     console: Console,
     only: Iterable[str] | None = None,
     data_back: Mapping[str, rollback.DataBack] = {},  # noqa: B006 (read only)
+    verify: Callable[[Sequence[str]], None] | None = None,
 ) -> DeployResult:
     """Bring the bundle up on `site` (this machine's engine, or a server over SSH).
 
@@ -174,7 +175,11 @@ def deploy(
     syncing the bundle must not delete.
 
     `data_back`: per group, its data's way back to the backup taken before this update; a
-    changed group that fails then returns to its last healthy deploy with that data."""
+    changed group that fails then returns to its last healthy deploy with that data.
+
+    `verify`: checks the data of services whose version changed, once their group is healthy
+    (the catalog's, as the restore drill runs them); AiniError fails the group like its health
+    gate, and it goes back the same way."""
     secrets = list(secrets)
     manifest = manifest_of(files)
     started = time.monotonic()
@@ -230,6 +235,9 @@ def deploy(
             failure = _bring_up(site, tools, action.group, group_files, keep, action.recreate,
                                 manifest.groups[action.group].post_deploy, wait_timeout, secrets, console, action.reason,
                                 back)
+            updated = [c.service for c in the_plan.versions if c.service in manifest.groups[action.group].images]
+            if failure is None and updated and verify is not None:
+                failure = _verified(verify, action.group, updated, secrets)
             if failure is not None:
                 # Not recorded as deployed: the next run brings the group up and retries.
                 deployed = record(site, deployed, manifest.document, action.group, None)
@@ -286,6 +294,16 @@ def _bring_up(site: Site, tools: Tools, group: str, files: Mapping[str, object],
     if not healthy:
         return diagnose(tools, site.root, group, r.stdout + r.stderr, wait_timeout, secrets, site.run)
     return _steps(site, tools, group, steps, secrets, console)
+
+
+def _verified(verify: Callable[[Sequence[str]], None], group: str, services: Sequence[str],
+              secrets: Sequence[str]) -> DeployError | None:
+    try:
+        verify(services)
+    except AiniError as exc:
+        return DeployError(f"group '{group}' is up, but the check of its data after the update failed: "
+                           f"{scrub(str(exc), secrets)}", group)
+    return None
 
 
 def _steps(site: Site, tools: Tools, group: str, steps: Sequence[Mapping[str, str]], secrets: Sequence[str],

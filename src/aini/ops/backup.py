@@ -175,6 +175,18 @@ def _volumes(service: str) -> list[str]:
     return [volume_name(v.name) for v in catalog.by_name(service).volumes]
 
 
+def verify(project: Project, site: Site, services: Sequence[str], say: Say) -> None:
+    """The catalog's check of each service's data (Backup.verify, as the restore drill runs it),
+    in its running container: after an update, AiniError naming the first that fails."""
+    tools = tools_for(project)
+    for item in (i for i in scope.items(project.config) if i.service in services and i.backup.verify):
+        r = site.run(plan.in_container(tools, item, item.backup.verify, timeout=300))
+        said = (r.stdout.strip() or r.stderr.strip()).splitlines()
+        if r.returncode != 0:
+            raise AiniError(f"{item.service}: {said[-1][:300] if said else f'exit {r.returncode}'}")
+        say(f"{item.service}: checked after the update: {said[-1][:200] if said else 'ok'}")
+
+
 def _kept_name(volume: str, image: str) -> str:
     return f"{volume}.before-{tag_of(image) or 'upgrade'}"
 

@@ -10,6 +10,7 @@ what Vault holds, then Consul told what runs.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..errors import AiniError, InputError
 from ..project import Project
 from ..render import bundle
 from ..sites.base import Site
-from .backup import before_update, opened
+from .backup import before_update, opened, verify
 from .render import prepare_secrets
 
 if TYPE_CHECKING:
@@ -73,7 +74,8 @@ def deploy_stack(project: Project, site: Site, *, tools: Tools, wait_timeout: in
     ensure_images(tools, manifest.images(), manifest, site.run, pull_timeout, console)
     data_back = before_update(project, site, changes, console.print)
     common = {"tools": tools, "wait_timeout": wait_timeout, "pull_timeout": pull_timeout, "keep": keep,
-              "console": console, "data_back": data_back}
+              "console": console, "data_back": data_back,
+              "verify": functools.partial(verify, project, site, say=console.print)}
     vault_spec = catalog.vault_of(specs)
     if vault_spec is None:  # no Vault: the local store stays the only home of the secrets
         result = deploy(files, site, store.values(), **common)

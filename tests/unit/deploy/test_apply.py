@@ -394,3 +394,29 @@ def test_a_new_postgresql_major_moves_the_data_after_the_new_files_and_before_th
     assert up and up[-1] >= seen[1][2]  # the group came up after the move
     with pytest.raises(InputError, match="n8n-postgres 17.11-bookworm → 15.14-bookworm is a downgrade"):
         apply.deploy(old, site, store.values(), **quiet)
+
+
+def test_an_updated_service_whose_data_check_fails_is_rolled_back_like_a_failed_health_gate(tmp_path):
+    """The check runs once the group is healthy, for the services whose version changed only."""
+    store, healthy, newer = _bundles(tmp_path, "docker.io/library/mariadb:11.8.10", "mariadb")
+    _, _, older = _bundles(tmp_path, "docker.io/library/mariadb:11.8.8", "mariadb")
+    site, calls, _ = _engine(tmp_path)
+    quiet = _quiet()
+    apply.deploy(older, site, store.values(), **quiet)
+    checked = []
+
+    def verify(services):
+        checked.append(list(services))
+        raise AiniError("mariadb: 0 tables in nextcloud")
+    with pytest.raises(diagnose.DeployError) as err:
+        apply.deploy(newer, site, store.values(), verify=verify, **quiet)
+    message = str(err.value)
+    assert checked == [["mariadb"]] and err.value.group == "nextcloud"
+    assert "group 'nextcloud' is up, but the check of its data after the update failed: mariadb: 0 tables" in message
+    assert "Rolled back: nextcloud runs its last healthy deploy again" in message
+    checked.clear()
+    apply.deploy(newer, site, store.values(), verify=lambda services: checked.append(list(services)), **quiet)
+    assert checked == [["mariadb"]]
+    checked.clear()
+    apply.deploy(healthy, site, store.values(), verify=lambda services: checked.append(list(services)), **quiet)
+    assert checked == [["mariadb"]]  # back to the pin: a version change too

@@ -225,3 +225,19 @@ def test_a_failed_mariadb_major_goes_back_onto_an_emptied_volume(tmp_path, monke
     assert backs["nextcloud"].put_back.args[-1] == ("mariadb",) and backs["nextcloud"].move is None
     backs = backup.before_update(project(tmp_path, "/srv/restic"), None, _changes("mariadb"), lambda _: None)
     assert backs["nextcloud"].put_back.args[-1] == ()  # within a series: the old server reads the data
+
+
+def test_the_check_after_an_update_runs_the_catalogs_verify_in_the_running_container(tmp_path):
+    seen: list[tuple[str, ...]] = []
+
+    def run(cmd):
+        seen.append(cmd.argv)
+        empty = "aini-mariadb" in cmd.argv
+        return subprocess.CompletedProcess(cmd.argv, 1 if empty else 0, "0 tables in nextcloud" if empty else "3 workflows", "")
+    proj = Project(config_of(services={"n8n": {"database": "postgres"}}), tmp_path)
+    said: list[str] = []
+    backup.verify(proj, LocalSite(tmp_path, run), ["n8n-postgres", "onlyoffice"], said.append)
+    assert [argv[:6] for argv in seen] == [("docker", "exec", "-u", "root", "aini-n8n-postgres", "sh")]
+    assert said == ["n8n-postgres: checked after the update: 3 workflows"]
+    with pytest.raises(AiniError, match=r"^mariadb: 0 tables in nextcloud$"):
+        backup.verify(proj, LocalSite(tmp_path, run), ["mariadb"], said.append)
