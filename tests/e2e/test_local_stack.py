@@ -196,6 +196,7 @@ def test_mariadb_10_11_to_11_8_keeps_every_row_of_nextcloud(stack: Stack, figure
         said = out.getvalue()
         assert re.search(r"~ mariadb +10\.11\.\S+ → 11\.8\.\S+: 10\.11 → 11\.8: the image's mariadb-upgrade", said), said
         assert "backed up nextcloud before the update" in said
+        assert re.search(r"mariadb: checked after the update: [1-9]\d* tables in nextcloud", said), said
         assert _mariadb(stack, "SELECT VERSION()").startswith("11.8.")
         logs = stack.docker_cmd("logs", "aini-mariadb")
         assert "entrypoint: mariadb-upgrade finished" in logs, logs[-2000:]
@@ -390,6 +391,8 @@ def test_postgresql_15_to_17_moves_n8ns_workflows_and_credentials_to_a_new_clust
         run = re.search(r"backed up n8n before the update: run (\S+)", said).group(1)
         kept = re.search(r"n8n-postgres: its old data kept in the volume (\S+) until the next backup", said).group(1)
         assert said.index("backed up n8n") < said.index("stopping it to move") < said.index("kept in the volume")
+        workflows = len(before["workflows"])
+        assert f"n8n-postgres: checked after the update: {workflows} workflows" in said, said  # the drill's check
         code, listed, err = _cli(stack, "backup", "list", "--json")
         assert code == 0, err
         assert {s["service"] for s in json.loads(listed) if s["run"] == run} == {"n8n", "n8n-postgres"}
