@@ -13,7 +13,7 @@ Standard library only, as the rest of what the server's scheduled backup carries
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,16 +72,20 @@ def set_aside_cmd(tools: Tools, image: str, volume: str, kept: str) -> Cmd:
     A copy already complete is never overwritten (run again after a kill, the volume may hold
     part of the new cluster). `image`: any with sh, cp and find (the restic image, always on
     the site)."""
-    script = ("set -e; if [ ! -e /kept/.aini-kept ]; then find /kept -mindepth 1 -delete; "
-              "cp -a /volume/. /kept/; touch /kept/.aini-kept; fi; find /volume -mindepth 1 -delete")
-    return Cmd((*tools.docker, "run", "--rm", "--entrypoint", "sh", "-v", f"{volume}:/volume", "-v", f"{kept}:/kept",
-                image, "-c", script), timeout=3600)
+    return _shell_on(tools, image, {volume: "/volume", kept: "/kept"},
+                     "set -e; if [ ! -e /kept/.aini-kept ]; then find /kept -mindepth 1 -delete; "
+                     "cp -a /volume/. /kept/; touch /kept/.aini-kept; fi; find /volume -mindepth 1 -delete")
 
 
 def empty_volume_cmd(tools: Tools, image: str, volume: str) -> Cmd:
     """Every file of the volume removed: the old major starts a new cluster there, for its dump."""
-    return Cmd((*tools.docker, "run", "--rm", "--entrypoint", "sh", "-v", f"{volume}:/volume", image, "-c",
-                "find /volume -mindepth 1 -delete"), timeout=3600)
+    return _shell_on(tools, image, {volume: "/volume"}, "find /volume -mindepth 1 -delete")
+
+
+def _shell_on(tools: Tools, image: str, mounts: Mapping[str, str], script: str) -> Cmd:
+    """`script` in a throwaway container of `image` with the volumes mounted (volume -> path)."""
+    volumes = [a for volume, path in mounts.items() for a in ("-v", f"{volume}:{path}")]
+    return Cmd((*tools.docker, "run", "--rm", "--entrypoint", "sh", *volumes, image, "-c", script), timeout=3600)
 
 
 def stop_cmd(tools: Tools, containers: Sequence[str]) -> Cmd:
